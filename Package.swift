@@ -1,0 +1,107 @@
+// swift-tools-version: 6.1
+// KeyMM: an executable model of the Linux memory manager with multi-key
+// hardware memory encryption (Intel MKTME, AMD SME/SEV, SGX mm tracking).
+//
+// Module layering (each depends only on those above it):
+//   CLibCrypto      system library: OpenSSL libcrypto (AES-XTS / AES-ECB)
+//   KeyMMBase       units shared by every layer: PhysAddr, PFN, KeyID, VirtAddr, Prot, Errno
+//   KeyMMHardware   DRAM, encryption engine, KeyID table (PCONFIG), cache, cost clock
+//   KeyMMKeys       the key service: keyrings, the "mktme" key type, KeyID references
+//   KeyMMKernel     Linux mm: VMAs, page tables, faults, page allocator, MKTME policies
+//   KeyMMTrace      the scenario/trace language (strace syntax): lexer and parser
+//   KeyMMWorkloads  running scenarios and real traces, bench workloads
+//   KeyMM           the embeddable library product (re-exports the above)
+//   keymm           the command-line tool
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "KeyMM",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "KeyMM", targets: ["KeyMM"]),
+        .executable(name: "keymm", targets: ["keymm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibCrypto",
+            path: "Sources/CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "KeyMMBase",
+            dependencies: [],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "KeyMMHardware",
+            dependencies: ["KeyMMBase", "CLibCrypto"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "KeyMMKeys",
+            dependencies: ["KeyMMBase", "KeyMMHardware"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "KeyMMKernel",
+            dependencies: [
+                "KeyMMBase", "KeyMMHardware", "KeyMMKeys",
+                .product(name: "Collections", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "KeyMMTrace",
+            dependencies: [],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "KeyMMWorkloads",
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMTrace"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "KeyMM",
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMTrace", "KeyMMWorkloads"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "keymm",
+            dependencies: [
+                "KeyMM",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HardwareTests",
+            dependencies: ["KeyMMBase", "KeyMMHardware"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KeysTests",
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KernelTests",
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WorkloadTests",
+            dependencies: ["KeyMM"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,2 @@
+// KeyMMHardware: the machine under the kernel. See docs/architecture.md.
+import KeyMMBase

@@ -1,0 +1,2 @@
+// KeyMMKernel: the Linux mm with MKTME. See docs/architecture.md.
+import KeyMMBase

@@ -1,0 +1,2 @@
+// KeyMMKeys: the key service (keyrings, the "mktme" key type, KeyID references).
+import KeyMMBase

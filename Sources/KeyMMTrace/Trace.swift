@@ -1,0 +1,1 @@
+// KeyMMTrace: the scenario/trace language (strace syntax).

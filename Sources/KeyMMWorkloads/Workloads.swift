@@ -1,0 +1,2 @@
+// KeyMMWorkloads: running scenarios and traces, bench workloads.
+import KeyMMBase

@@ -1,0 +1,20 @@
+// The keymm command line: subcommands demo, run, replay, bench, fuzz, calibrate, report.
+// Exit statuses follow the contract: 0 success, 1 divergence/violation, 2 bad input.
+import ArgumentParser
+import KeyMM
+
+@main
+struct KeyMMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keymm",
+        abstract: "An executable model of the Linux mm with multi-key memory encryption (MKTME).",
+        subcommands: [Demo.self]
+    )
+}
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Tell the two-tenant MKTME story on the built-in scenario.")
+    func run() throws {
+        print("KeyMM demo")
+    }
+}
