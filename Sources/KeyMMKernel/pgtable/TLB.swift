@@ -1,0 +1,91 @@
+// TLB: the translations one mm's CPUs cache, and the flushes that keep them honest.
+//
+// Model: one TLB per mm (the union of what every CPU in mm_cpumask may hold), a
+// direct-mapped array of `entries` 4 KiB translations (virtual page number → leaf entry
+// with the 4 KiB frame). Memory accesses (mem_read/mem_write/mem_touch) consult it first,
+// so a missing flush after a PTE is downgraded or removed shows up as a stale access.
+// Every flush of a range or of the whole mm counts one local flush, and one shootdown
+// (IPI round) when more than one CPU is in the mm's cpumask (`cpus`, default 1; set it for
+// multi-threaded processes).
+//
+// Invariants: a valid entry caches exactly what the page table held when it was filled;
+// after `flush(range)` no entry for a page in the range is valid.
+import KeyMMBase
+
+/// The TLB of one mm.
+public final class TLB {
+    /// Translations cached (a power of two).
+    public static let entries = 64
+    var tags: [UInt64]     // vpn + 1; 0 = invalid
+    var values: [UInt64]   // leaf entry for the 4 KiB page
+    /// CPUs that may hold this mm's translations (weight of mm_cpumask).
+    public var cpus: Int = 1
+    /// Local flushes (flush_tlb_range/flush_tlb_mm on the current CPU).
+    public private(set) var flushes: UInt64 = 0
+    /// Shootdowns (flushes that had to IPI other CPUs).
+    public private(set) var shootdowns: UInt64 = 0
+    /// Lookups that hit / missed.
+    public private(set) var hits: UInt64 = 0
+    public private(set) var misses: UInt64 = 0
+
+    public init() {
+        tags = Array(repeating: 0, count: TLB.entries)
+        values = Array(repeating: 0, count: TLB.entries)
+    }
+
+    /// The cached leaf entry for a virtual page, if any.
+    public func lookup(vpn: UInt64) -> UInt64? {
+        let i = Int(truncatingIfNeeded: vpn) & (TLB.entries - 1)
+        if tags[i] == vpn &+ 1 { hits &+= 1; return values[i] }
+        misses &+= 1
+        return nil
+    }
+
+    /// Caches a translation after a walk.
+    public func fill(vpn: UInt64, entry: UInt64) {
+        let i = Int(truncatingIfNeeded: vpn) & (TLB.entries - 1)
+        tags[i] = vpn &+ 1
+        values[i] = entry
+    }
+
+    /// Updates a cached entry in place if present (the CPU setting A/D on its own entry).
+    public func update(vpn: UInt64, entry: UInt64) {
+        let i = Int(truncatingIfNeeded: vpn) & (TLB.entries - 1)
+        if tags[i] == vpn &+ 1 { values[i] = entry }
+    }
+
+    /// flush_tlb_range: invalidates [start, end) and counts one flush (+ one shootdown
+    /// when other CPUs may cache the mm). Returns whether a shootdown was needed.
+    @discardableResult
+    public func flush(_ start: VirtAddr, _ end: VirtAddr) -> Bool {
+        let s = start.pageNumber, e = (end.rawValue &+ UInt64(pageSize - 1)) >> pageShift
+        if e &- s >= UInt64(TLB.entries) {
+            invalidateAll()
+        } else {
+            var v = s
+            while v < e {
+                let i = Int(truncatingIfNeeded: v) & (TLB.entries - 1)
+                if tags[i] == v &+ 1 { tags[i] = 0 }
+                v &+= 1
+            }
+        }
+        return count()
+    }
+
+    /// flush_tlb_mm: invalidates everything and counts one flush.
+    @discardableResult
+    public func flushAll() -> Bool {
+        invalidateAll()
+        return count()
+    }
+
+    private func count() -> Bool {
+        flushes &+= 1
+        if cpus > 1 { shootdowns &+= 1; return true }
+        return false
+    }
+
+    private func invalidateAll() {
+        for i in 0..<TLB.entries { tags[i] = 0 }
+    }
+}
