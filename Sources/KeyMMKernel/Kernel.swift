@@ -1,2 +1,115 @@
-// KeyMMKernel: the Linux mm with MKTME. See docs/architecture.md.
+// KeyMMKernel: the Linux mm with MKTME. See docs/architecture.md and docs/vm-core.md.
+//
+// This file owns `Kernel` (the machine-wide kernel state: tasks, the model's file system,
+// the configuration) and the small value types every syscall uses (ProcessID,
+// KernelConfig, THPMode).
+//
+// Invariants: every task in `tasks` has a live mm; pids are handed out in increasing order
+// (deterministic); inode numbers are handed out in creation order (deterministic).
 import KeyMMBase
+import KeyMMHardware
+import KeyMMKeys
+
+/// A process id (the model has one thread per process: pid == tid).
+public struct ProcessID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var rawValue: Int32
+    @inlinable public init(rawValue: Int32) { self.rawValue = rawValue }
+    @inlinable public init(_ raw: Int32) { self.rawValue = raw }
+    @inlinable public static func < (a: ProcessID, b: ProcessID) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { String(rawValue) }
+}
+
+/// /sys/kernel/mm/transparent_hugepage/enabled.
+public enum THPMode: String, Sendable, CaseIterable {
+    case always, madvise, never
+}
+
+/// The kernel's boot/sysctl configuration as the model uses it.
+public struct KernelConfig: Sendable {
+    /// The page allocator's MKTME flush policy.
+    public var policy: AllocatorPolicy = .integrated
+    /// Transparent huge pages for anonymous memory.
+    public var thp: THPMode = .madvise
+    /// vm.max_map_count (default USHRT_MAX - 5).
+    public var maxMapCount: Int = 65530
+    /// Whether the `user` key type is available to encrypt_mprotect.
+    public var userKeys: Bool = true
+    /// Deliberate bugs the fuzzer's self-test enables by name.
+    public var injectBugs: Set<String> = []
+    /// arch_max_pkey(): 16 on x86 with PKU (OSPKE), 1 without (only pkey 0 exists).
+    public var pkeyCount: Int = 16
+    /// vm.overcommit_memory == 2 (OVERCOMMIT_NEVER): MAP_NORESERVE is then ignored.
+    public var overcommitNever: Bool = false
+    /// THP's use_zero_page (read faults on huge-eligible ranges map the huge zero page).
+    public var thpUseZeroPage: Bool = true
+    public init() {}
+}
+
+/// The kernel: tasks and their address spaces on one modeled machine.
+public final class Kernel {
+    public let machine: Machine
+    // PENDING(palloc/keys): wired when PageAllocator and KeyService exist.
+    // public let allocator: PageAllocator
+    // public let keys: KeyService
+    public let config: KernelConfig
+    /// Where the physical address and the KeyID sit in page-table entries.
+    public let layout: PTELayout
+    /// Every live task, by pid.
+    public var tasks: [ProcessID: TaskStruct] = [:]
+    /// The page cache of every file of the model's file system.
+    public let pageCache: PageCache
+
+    /// The model's file system: path -> inode.
+    public internal(set) var filesystem: [String: MappedFile] = [:]
+    @usableFromInline var nextPid: Int32 = 1
+    @usableFromInline var nextInode: UInt64 = 1000
+    @usableFromInline var nextAnonVMAId: UInt64 = 1
+    /// Inode counter of the internal shmem mount (shared anonymous memory).
+    @usableFromInline var nextShmemInode: UInt64 = 1
+
+    /// Builds a kernel on `machine`.
+    public init(machine: Machine, config: KernelConfig) throws {
+        self.machine = machine
+        self.config = config
+        let mc = machine.config
+        let keyBits = mc.effectiveKeyIDBits
+        if mc.encryption == .sme {
+            self.layout = PTELayout(physBits: mc.physBits, keyidBits: 0, smeCBit: mc.physBits - 1)
+        } else {
+            self.layout = PTELayout(physBits: mc.physBits, keyidBits: keyBits)
+        }
+        self.pageCache = PageCache()
+    }
+
+    /// Creates a process with an empty address space. `pid` nil picks the next free pid.
+    @discardableResult
+    public func spawn(pid: ProcessID? = nil, cred: Credentials = .root) -> TaskStruct {
+        let id = pid ?? allocatePid()
+        if id.rawValue >= nextPid { nextPid = id.rawValue &+ 1 }
+        let task = TaskStruct(pid: id, mm: makeMM(), cred: cred)
+        tasks[id] = task
+        return task
+    }
+
+    /// The next unused pid.
+    func allocatePid() -> ProcessID {
+        while tasks[ProcessID(nextPid)] != nil { nextPid &+= 1 }
+        let p = ProcessID(nextPid)
+        nextPid &+= 1
+        return p
+    }
+
+    /// A fresh mm_struct (mm_init): empty tree, pkey 0 allocated, default layout.
+    func makeMM() -> MM {
+        MM(pageTable: PageTable(layout: layout))
+    }
+
+    /// The task with `pid`, or ESRCH.
+    public func task(_ pid: ProcessID) -> TaskStruct? { tasks[pid] }
+
+    func newAnonVMA(parent: AnonVMA?) -> AnonVMA {
+        let a = AnonVMA(id: nextAnonVMAId, parent: parent)
+        nextAnonVMAId &+= 1
+        return a
+    }
+}
