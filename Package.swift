@@ -85,7 +85,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HardwareTests",
-            dependencies: ["KeyMMBase", "KeyMMHardware"],
+            dependencies: ["KeyMMBase", "KeyMMHardware", "CLibCrypto"],
             swiftSettings: strict
         ),
         .testTarget(

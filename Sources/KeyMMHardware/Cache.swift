@@ -1,0 +1,312 @@
+// Cache: one shared, set-associative, write-back, write-allocate cache with LRU replacement whose
+// lines are tagged by (physical line, KeyID) — so it is NOT coherent across KeyIDs, as on MKTME
+// hardware. Lines hold plaintext; a dirty line is encrypted with its KeyID's key and its physical
+// address as tweak when it is written back (eviction, clflush, wbinvd); a fill decrypts DRAM with
+// the requesting KeyID's key. Hence: a read through KeyID B of a line last written through KeyID A
+// without a flush returns DRAM decrypted with B's key (garbage), and A's dirty line, written back
+// later, overwrites whatever B stored there.
+//
+// Storage is flat: one tag word and one LRU stamp per way, and a data array (a sparse host mmap).
+// Tag word: bits 63:18 line number (PA >> 6), bit 17 valid, bit 16 dirty, bits 15:0 KeyID.
+// Evicted dirty lines go to a small write-back buffer that is drained (with batched encryption)
+// before any DRAM read and at the end of every public operation, so DRAM is always exact between
+// operations and no fill ever sees stale DRAM.
+//
+// Invariants: at most one way per (line, KeyID); invalid ways have tag 0 and stamp 0; valid
+// stamps are unique and increase with use (LRU victim = smallest stamp, invalid ways first);
+// the write-back buffer is empty whenever control is outside this class.
+import KeyMMBase
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One cached line of a frame, for inspection.
+public struct CachedLine: Hashable, Sendable, CustomStringConvertible {
+    /// Line index inside the frame (0..<64).
+    public var lineIndex: Int
+    /// The KeyID the line is tagged with.
+    public var keyid: KeyID
+    /// Modified since fill (will be written back).
+    public var dirty: Bool
+    public init(lineIndex: Int, keyid: KeyID, dirty: Bool) { self.lineIndex = lineIndex; self.keyid = keyid; self.dirty = dirty }
+    public var description: String { "line \(lineIndex) \(keyid)\(dirty ? " dirty" : "")" }
+}
+
+/// What the cache did, for observers (the invariant checker). Addresses are line-aligned.
+public enum CacheEvent: Sendable, Hashable {
+    /// A line was read from DRAM through a KeyID.
+    case fill(PhysAddr, KeyID)
+    /// A dirty line was written to DRAM encrypted with its KeyID.
+    case writeBack(PhysAddr, KeyID)
+    /// A line left the cache (after its write-back, if it was dirty).
+    case invalidate(PhysAddr, KeyID)
+}
+
+/// The cache in front of DRAM.
+public final class Cache {
+    public let sets: Int
+    public let ways: Int
+    /// Total lines (sets * ways).
+    public let lineCount: Int
+
+    static let validBit: UInt64 = 1 << 17
+    static let dirtyBit: UInt64 = 1 << 16
+    static let lineShift: UInt64 = 18
+
+    let tags: UnsafeMutablePointer<UInt64>
+    let stamps: UnsafeMutablePointer<UInt64>
+    let data: UnsafeMutableRawPointer
+    let dataBytes: Int
+    var tick: UInt64 = 1
+    /// Valid lines right now.
+    public private(set) var validLines = 0
+
+    let dram: PhysicalMemory
+    let engine: EncryptionEngine
+    let clock: CostClock
+
+    /// Called on every fill, write-back and invalidation (nil: no overhead).
+    public var observer: ((CacheEvent) -> Void)?
+
+    // Write-back buffer.
+    static let wbCapacity = EncryptionEngine.batchLines
+    let wbAddr: UnsafeMutablePointer<UInt64>
+    let wbKey: UnsafeMutablePointer<UInt16>
+    let wbData: UnsafeMutableRawPointer
+    var wbCount = 0
+    let gatherAddr: UnsafeMutablePointer<UInt64>
+    let gatherIdx: UnsafeMutablePointer<Int>
+    let gatherData: UnsafeMutableRawPointer
+    // Prefetch (batched fills) of one chunk of lines.
+    let pfData: UnsafeMutableRawPointer
+    let pfAddr: UnsafeMutablePointer<UInt64>
+    /// Line numbers [watchLo, watchHi) whose prefetched copies go stale if one of them is written back.
+    var watchLo: UInt64 = 0
+    var watchHi: UInt64 = 0
+    var prefetchStale = false
+
+    /// A cache of `size` bytes with `ways` ways in front of `dram`.
+    public init(size: ByteCount, ways: Int, dram: PhysicalMemory, engine: EncryptionEngine, clock: CostClock) throws(HardwareError) {
+        let lines = Int(size.rawValue) / cacheLineSize
+        guard ways > 0, lines >= ways, lines % ways == 0 else { throw HardwareError("bad cache geometry \(size) / \(ways) ways") }
+        self.ways = ways
+        self.sets = lines / ways
+        self.lineCount = lines
+        self.dram = dram
+        self.engine = engine
+        self.clock = clock
+        tags = .allocate(capacity: lines)
+        tags.initialize(repeating: 0, count: lines)
+        stamps = .allocate(capacity: lines)
+        stamps.initialize(repeating: 0, count: lines)
+        dataBytes = lines * cacheLineSize
+        guard let p = mmap(nil, dataBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else {
+            tags.deallocate(); stamps.deallocate()
+            throw HardwareError("cannot reserve \(size) of host memory for the cache")
+        }
+        data = p
+        let cap = Cache.wbCapacity
+        wbAddr = .allocate(capacity: cap); wbKey = .allocate(capacity: cap)
+        wbData = .allocate(byteCount: cap * cacheLineSize, alignment: 64)
+        gatherAddr = .allocate(capacity: cap); gatherIdx = .allocate(capacity: cap)
+        gatherData = .allocate(byteCount: cap * cacheLineSize, alignment: 64)
+        pfData = .allocate(byteCount: cap * cacheLineSize, alignment: 64)
+        pfAddr = .allocate(capacity: cap)
+    }
+
+    deinit {
+        // Plaintext of every KeyID lives in the cache: wipe it.
+        memset(data, 0, dataBytes)
+        munmap(data, dataBytes)
+        memset(wbData, 0, Cache.wbCapacity * cacheLineSize); memset(gatherData, 0, Cache.wbCapacity * cacheLineSize)
+        memset(pfData, 0, Cache.wbCapacity * cacheLineSize)
+        tags.deallocate(); stamps.deallocate()
+        wbAddr.deallocate(); wbKey.deallocate(); wbData.deallocate()
+        gatherAddr.deallocate(); gatherIdx.deallocate(); gatherData.deallocate()
+        pfData.deallocate(); pfAddr.deallocate()
+    }
+
+    // MARK: Primitives
+
+    @inline(__always) func setIndex(_ lineNo: UInt64) -> Int { Int(truncatingIfNeeded: lineNo % UInt64(sets)) }
+    @inline(__always) func slotData(_ slot: Int) -> UnsafeMutableRawPointer { data + slot * cacheLineSize }
+    @inline(__always) static func tag(_ lineNo: UInt64, _ keyid: UInt16) -> UInt64 { lineNo << lineShift | validBit | UInt64(keyid) }
+
+    /// The way holding (line, KeyID), or -1.
+    @inline(__always) func find(_ lineNo: UInt64, _ keyid: UInt16) -> Int {
+        let base = setIndex(lineNo) * ways
+        let want = Cache.tag(lineNo, keyid)
+        for w in 0..<ways where tags[base + w] & ~Cache.dirtyBit == want { return base + w }
+        return -1
+    }
+
+    /// Finds (line, KeyID) or allocates a way for it (evicting the LRU line, writing it back if dirty).
+    /// Returns the way and whether it was a hit. A new way is valid, clean, and its data undefined.
+    /// `aliasDirty` reports whether the set holds the same line dirty under another KeyID.
+    @inline(__always) func lookupOrAllocate(_ lineNo: UInt64, _ keyid: UInt16, aliasDirty: inout Bool) -> (slot: Int, hit: Bool) {
+        let base = setIndex(lineNo) * ways
+        let want = Cache.tag(lineNo, keyid)
+        var victim = base
+        var victimStamp = UInt64.max
+        var alias = false
+        for w in 0..<ways {
+            let i = base + w
+            let t = tags[i]
+            if t & ~Cache.dirtyBit == want {
+                stamps[i] = tick; tick &+= 1
+                return (i, true)
+            }
+            if t >> Cache.lineShift == lineNo && t & (Cache.validBit | Cache.dirtyBit) == (Cache.validBit | Cache.dirtyBit) { alias = true }
+            if stamps[i] < victimStamp { victimStamp = stamps[i]; victim = i }
+        }
+        aliasDirty = alias
+        if tags[victim] & Cache.validBit != 0 {
+            evict(victim)
+            clock.count(.evictions, tags[victim] & Cache.dirtyBit != 0 ? 1 : 0)
+        } else {
+            validLines += 1
+        }
+        tags[victim] = want
+        stamps[victim] = tick; tick &+= 1
+        return (victim, false)
+    }
+
+    /// Writes a way back if dirty and leaves its tag for the caller to replace (does not clear it).
+    @inline(__always) func evict(_ slot: Int) {
+        let t = tags[slot]
+        if t & Cache.dirtyBit != 0 { writeBack(slot, t) }
+        if let observer { observer(.invalidate(PhysAddr((t >> Cache.lineShift) << 6), KeyID(UInt16(truncatingIfNeeded: t)))) }
+    }
+
+    /// Writes a way back (if dirty) and invalidates it.
+    @inline(__always) func invalidate(_ slot: Int) {
+        let t = tags[slot]
+        guard t & Cache.validBit != 0 else { return }
+        evict(slot)
+        tags[slot] = 0
+        stamps[slot] = 0
+        validLines -= 1
+    }
+
+    /// Queues a dirty line for write-back (encryption with its KeyID at drain time).
+    @inline(__always) func writeBack(_ slot: Int, _ t: UInt64) {
+        if wbCount == Cache.wbCapacity { drainWriteBacks() }
+        let lineNo = t >> Cache.lineShift
+        let keyid = UInt16(truncatingIfNeeded: t)
+        wbAddr[wbCount] = lineNo << 6
+        wbKey[wbCount] = keyid
+        (wbData + wbCount * cacheLineSize).copyMemory(from: slotData(slot), byteCount: cacheLineSize)
+        wbCount += 1
+        if lineNo >= watchLo && lineNo < watchHi { prefetchStale = true }
+        clock.charge(.writeBack)
+        if !engine.isPlaintext(KeyID(keyid)) { clock.charge(.encryptLine) }
+        if let observer { observer(.writeBack(PhysAddr(lineNo << 6), KeyID(keyid))) }
+    }
+
+    /// Encrypts every queued write-back (one engine batch per KeyID) and stores it to DRAM in queue order.
+    func drainWriteBacks() {
+        let n = wbCount
+        guard n > 0 else { return }
+        let k0 = wbKey[0]
+        var uniform = true
+        for i in 1..<n where wbKey[i] != k0 { uniform = false; break }
+        if uniform {
+            engine.encrypt(KeyID(k0), addresses: wbAddr, lines: n, from: wbData, to: wbData)
+        } else {
+            // Group by KeyID; encryption is per line so groups may be processed in any order,
+            // but DRAM is written below in queue order (a later write-back of a line wins).
+            var done = [Bool](repeating: false, count: n)
+            for i in 0..<n where !done[i] {
+                let k = wbKey[i]
+                var m = 0
+                for j in i..<n where !done[j] && wbKey[j] == k {
+                    gatherIdx[m] = j
+                    gatherAddr[m] = wbAddr[j]
+                    (gatherData + m * cacheLineSize).copyMemory(from: wbData + j * cacheLineSize, byteCount: cacheLineSize)
+                    done[j] = true
+                    m += 1
+                }
+                engine.encrypt(KeyID(k), addresses: gatherAddr, lines: m, from: gatherData, to: gatherData)
+                for g in 0..<m {
+                    (wbData + gatherIdx[g] * cacheLineSize).copyMemory(from: gatherData + g * cacheLineSize, byteCount: cacheLineSize)
+                }
+            }
+        }
+        for i in 0..<n {
+            dram.pointer(PhysAddr(wbAddr[i])).copyMemory(from: wbData + i * cacheLineSize, byteCount: cacheLineSize)
+        }
+        wbCount = 0
+    }
+
+    /// Reads one line from DRAM into a way, decrypting with `keyid`.
+    @inline(__always) func fill(_ slot: Int, _ lineNo: UInt64, _ keyid: UInt16, aliasDirty: Bool) {
+        drainWriteBacks()
+        let pa = PhysAddr(lineNo << 6)
+        engine.decrypt(KeyID(keyid), at: pa, lines: 1, from: dram.pointer(pa), to: slotData(slot))
+        chargeFill(lineNo, keyid, aliasDirty: aliasDirty)
+    }
+
+    @inline(__always) func chargeFill(_ lineNo: UInt64, _ keyid: UInt16, aliasDirty: Bool) {
+        clock.charge(.dramFill)
+        if !engine.isPlaintext(KeyID(keyid)) { clock.charge(.decryptLine) }
+        if aliasDirty { clock.count(.incoherentFills) }
+        if let observer { observer(.fill(PhysAddr(lineNo << 6), KeyID(keyid))) }
+    }
+
+    // MARK: Inspection (for the invariant checker)
+
+    /// Every cached line of a frame, in line order then way order.
+    public func cachedLines(of pfn: PFN) -> [CachedLine] {
+        var out: [CachedLine] = []
+        let first = pfn.rawValue << 6
+        for l in 0..<UInt64(linesPerPage) {
+            let lineNo = first + l
+            let base = setIndex(lineNo) * ways
+            for w in 0..<ways {
+                let t = tags[base + w]
+                if t & Cache.validBit != 0 && t >> Cache.lineShift == lineNo {
+                    out.append(CachedLine(lineIndex: Int(l), keyid: KeyID(UInt16(truncatingIfNeeded: t)), dirty: t & Cache.dirtyBit != 0))
+                }
+            }
+        }
+        return out
+    }
+
+    /// The KeyIDs under which one line is cached, with their dirty bits.
+    public func entries(ofLine pa: PhysAddr) -> [(keyid: KeyID, dirty: Bool)] {
+        let lineNo = pa.rawValue >> 6
+        let base = setIndex(lineNo) * ways
+        var out: [(keyid: KeyID, dirty: Bool)] = []
+        for w in 0..<ways {
+            let t = tags[base + w]
+            if t & Cache.validBit != 0 && t >> Cache.lineShift == lineNo {
+                out.append((KeyID(UInt16(truncatingIfNeeded: t)), t & Cache.dirtyBit != 0))
+            }
+        }
+        return out
+    }
+
+    /// The cached plaintext of (line, KeyID), or nil when not cached. Does not touch LRU state.
+    public func peek(line pa: PhysAddr, keyid: KeyID) -> [UInt8]? {
+        let s = find(pa.rawValue >> 6, keyid.rawValue)
+        guard s >= 0 else { return nil }
+        return [UInt8](UnsafeRawBufferPointer(start: slotData(s), count: cacheLineSize))
+    }
+
+    /// Calls `body` for every valid line (set order, way order).
+    public func forEachLine(_ body: (PhysAddr, KeyID, Bool) -> Void) {
+        for i in 0..<lineCount {
+            let t = tags[i]
+            if t & Cache.validBit != 0 {
+                body(PhysAddr((t >> Cache.lineShift) << 6), KeyID(UInt16(truncatingIfNeeded: t)), t & Cache.dirtyBit != 0)
+            }
+        }
+    }
+
+    /// Dirty lines right now (walks the tag array).
+    public var dirtyLines: Int {
+        var n = 0
+        for i in 0..<lineCount where tags[i] & (Cache.validBit | Cache.dirtyBit) == (Cache.validBit | Cache.dirtyBit) { n += 1 }
+        return n
+    }
+}

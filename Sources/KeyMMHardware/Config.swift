@@ -1,0 +1,157 @@
+// MachineConfig: the shape of the modeled machine (memory size, NUMA nodes, physical-address
+// width, KeyID bits, TDX partition, cache geometry, cipher width, seed) and its validation.
+//
+// Invariants (checked by `validate()`): memory is a whole number of 4 MiB blocks per node and
+// fits in the physical bits left after the KeyID bits; the cache is a whole number of sets;
+// the TDX partition leaves KeyID 0 alone. Every derived quantity (frame count, KeyID ranges,
+// KeyID bit position) is computed here so every layer agrees on it.
+import KeyMMBase
+
+/// Which memory-encryption architecture the machine has.
+public enum EncryptionMode: String, Sendable, CaseIterable {
+    /// Intel TME/MKTME: KeyID 0 is the boot-time TME key, KeyIDs 1...N are programmed by PCONFIG.
+    case mktme
+    /// AMD SME: one boot-time key selected by the C-bit (modeled as KeyID 1); KeyID 0 is plaintext.
+    case sme
+    /// No memory encryption: every KeyID stores plaintext.
+    case off
+}
+
+/// A configuration the machine cannot be built with. The message names the key and the accepted values.
+public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The configuration key (`memory`, `keyid-bits`, ...).
+    public var key: String
+    /// What is wrong and what is accepted.
+    public var message: String
+    public init(key: String, message: String) { self.key = key; self.message = message }
+    public var description: String { "\(key): \(message)" }
+}
+
+/// The modeled machine's configuration. Defaults are the MKTME series' x86 defaults.
+public struct MachineConfig: Sendable, Hashable {
+    /// Installed DRAM (default 4 GiB, at most 64 GiB).
+    public var memory: ByteCount = .gib(4)
+    /// NUMA nodes; memory is split evenly, node 0 holds the lowest addresses.
+    public var nodes: Int = 1
+    /// Physical-address width of the CPU (MAXPHYADDR) including the KeyID bits.
+    public var physBits: Int = 52
+    /// KeyID bits taken from the top of the physical address (KeyIDs 1...(2^bits - 1)).
+    public var keyidBits: Int = 6
+    /// The last N KeyIDs are TDX-private; the first of them is the TDX module's global KeyID.
+    public var tdxKeyIDs: Int = 0
+    /// Cache size (one shared last-level cache).
+    public var cacheSize: ByteCount = .mib(32)
+    /// Cache associativity.
+    public var cacheWays: Int = 16
+    /// AES-XTS key width: 128 or 256.
+    public var xtsKeyBits: Int = 128
+    /// The encryption architecture.
+    public var encryption: EncryptionMode = .mktme
+    /// Seeds every "random" key (TME boot key, SET_KEY_RANDOM) deterministically.
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    /// Largest supported DRAM.
+    public static let maxMemory = ByteCount.gib(64)
+    /// Granularity of a node's memory: one MAX_PAGE_ORDER block (4 MiB).
+    public static let memoryGranule = UInt64(pageSize) << UInt64(maxPageOrder)
+
+    /// Checks every field; the error names the key and the accepted values.
+    public func validate() throws(ConfigError) {
+        guard (1...64).contains(nodes) else {
+            throw ConfigError(key: "nodes", message: "\(nodes) is out of range; accepted: 1...64")
+        }
+        let granule = MachineConfig.memoryGranule * UInt64(nodes)
+        guard memory.rawValue >= granule, memory <= MachineConfig.maxMemory, memory.rawValue % granule == 0 else {
+            throw ConfigError(key: "memory", message: "\(memory) is not accepted; need a multiple of \(ByteCount(granule)) (4M per node) between \(ByteCount(granule)) and 64G")
+        }
+        guard (32...52).contains(physBits) else {
+            throw ConfigError(key: "phys-bits", message: "\(physBits) is out of range; accepted: 32...52")
+        }
+        guard (0...16).contains(keyidBits) else {
+            throw ConfigError(key: "keyid-bits", message: "\(keyidBits) is out of range; accepted: 0...16")
+        }
+        let usable = physBits - effectiveKeyIDBits
+        guard usable < 64, memory.rawValue <= (UInt64(1) << UInt64(usable)) else {
+            throw ConfigError(key: "keyid-bits", message: "\(memory) of memory does not fit in \(usable) usable physical-address bits (phys-bits \(physBits) minus \(effectiveKeyIDBits) KeyID bits)")
+        }
+        let maxKeyID = (1 << effectiveKeyIDBits) - 1
+        guard tdxKeyIDs >= 0, tdxKeyIDs <= maxKeyID else {
+            throw ConfigError(key: "tdx-keyids", message: "\(tdxKeyIDs) is out of range; accepted: 0...\(maxKeyID) (KeyIDs 1...\(maxKeyID) exist with keyid-bits \(effectiveKeyIDBits))")
+        }
+        guard tdxKeyIDs == 0 || encryption == .mktme else {
+            throw ConfigError(key: "tdx-keyids", message: "TDX KeyIDs need encryption=mktme")
+        }
+        guard (1...64).contains(cacheWays) else {
+            throw ConfigError(key: "cache-ways", message: "\(cacheWays) is out of range; accepted: 1...64")
+        }
+        let setBytes = UInt64(cacheLineSize * cacheWays)
+        guard cacheSize.rawValue >= setBytes, cacheSize.rawValue % setBytes == 0, cacheSize <= .gib(1) else {
+            throw ConfigError(key: "cache", message: "\(cacheSize) is not accepted; need a multiple of \(setBytes) bytes (64-byte lines x \(cacheWays) ways), at most 1G")
+        }
+        guard xtsKeyBits == 128 || xtsKeyBits == 256 else {
+            throw ConfigError(key: "xts-key-bits", message: "\(xtsKeyBits) is not accepted; accepted: 128, 256")
+        }
+    }
+
+    /// Number of 4 KiB frames of DRAM.
+    public var frameCount: Int { Int(memory.rawValue >> pageShift) }
+
+    /// Frames per NUMA node.
+    public var framesPerNode: Int { frameCount / max(nodes, 1) }
+
+    /// KeyID bits actually decoded: `keyidBits` for MKTME, 1 (the C-bit) for SME, 0 when encryption is off.
+    public var effectiveKeyIDBits: Int {
+        switch encryption {
+        case .mktme: return keyidBits
+        case .sme: return 1
+        case .off: return 0
+        }
+    }
+
+    /// Bit position of the lowest KeyID bit in a physical address / PTE (46 with the defaults).
+    public var keyidShift: Int { physBits - effectiveKeyIDBits }
+
+    /// The largest KeyID (2^bits - 1), 0 when there are no KeyID bits.
+    public var maxKeyID: UInt16 { UInt16(truncatingIfNeeded: (1 << effectiveKeyIDBits) - 1) }
+
+    /// KeyIDs the OS may program with MKTME keys (PCONFIG); nil when there are none.
+    public var mktmeKeyIDs: ClosedRange<UInt16>? {
+        guard encryption == .mktme else { return nil }
+        let last = Int(maxKeyID) - tdxKeyIDs
+        return last >= 1 ? 1...UInt16(last) : nil
+    }
+
+    /// TDX-private KeyIDs (the last `tdxKeyIDs`); nil when there are none.
+    public var tdxKeyIDRange: ClosedRange<UInt16>? {
+        guard encryption == .mktme, tdxKeyIDs > 0 else { return nil }
+        let first = Int(maxKeyID) - tdxKeyIDs + 1
+        return UInt16(first)...maxKeyID
+    }
+
+    /// Mask of the KeyID bits in a physical address / PTE address field.
+    public var keyidMask: UInt64 { UInt64(maxKeyID) << UInt64(keyidShift) }
+
+    /// A physical address with KeyID bits, as it appears in a PTE or on the cache's tag.
+    public func encode(_ pa: PhysAddr, keyid: KeyID) -> UInt64 {
+        (pa.rawValue & ~keyidMask) | ((UInt64(keyid.rawValue) & UInt64(maxKeyID)) << UInt64(keyidShift))
+    }
+
+    /// Splits an address with KeyID bits into the physical address and the KeyID.
+    public func decode(_ raw: UInt64) -> (PhysAddr, KeyID) {
+        (PhysAddr(raw & ~keyidMask), KeyID(UInt16(truncatingIfNeeded: (raw & keyidMask) >> UInt64(keyidShift))))
+    }
+
+    /// The NUMA node holding a frame.
+    public func node(of pfn: PFN) -> NodeID {
+        let per = max(framesPerNode, 1)
+        return NodeID(UInt8(truncatingIfNeeded: min(pfn.index / per, nodes - 1)))
+    }
+
+    /// The frames of one NUMA node.
+    public func frames(of node: NodeID) -> Range<PFN> {
+        let first = Int(node.rawValue) * framesPerNode
+        return PFN(UInt64(first))..<PFN(UInt64(first + framesPerNode))
+    }
+}

@@ -1,0 +1,173 @@
+// CostEvents: the vocabulary of the cost clock. A `CostEvent` is an action that costs modeled
+// cycles (its price comes from the `CostProfile`) and is also counted; a `Counter` is only counted.
+//
+// Invariants: raw values are dense (0..<allCases.count) because the clock stores prices and counts
+// in flat arrays indexed by them; every case has a unique snake_case `name` (its key in a cost
+// profile JSON file) and a unique `counterName` (its key in counter snapshots and bench JSON).
+//
+// APPEND-ONLY: other layers add cases at the END of the marked sections. When you add a case, also
+// add it to `name`, `counterName` and `CostProfile.defaultCycles(for:)` (the compiler will insist),
+// and document its default price and source in docs/cost-model.md.
+
+/// An action that costs modeled cycles. `clock.charge(.event, n)` adds `n * price` cycles and counts `n`.
+public enum CostEvent: Int, CaseIterable, Sendable {
+    // ---- Hardware (owned by KeyMMHardware) ----
+    /// A CPU load or store of one cache line that hits in the cache.
+    case cacheAccess
+    /// A cache miss: one line read from DRAM (fill).
+    case dramFill
+    /// One dirty line written back to DRAM (eviction, clflush, wbinvd).
+    case writeBack
+    /// The memory-encryption engine encrypted one 64-byte line (on write-back).
+    case encryptLine
+    /// The memory-encryption engine decrypted one 64-byte line (on fill).
+    case decryptLine
+    /// CLFLUSH/CLFLUSHOPT of one line (hit or not; the write-back is charged separately).
+    case clflushLine
+    /// WBINVD (fixed part; write-backs are charged separately).
+    case wbinvd
+    /// Zeroing one 4 KiB frame with full-line stores (clear_page).
+    case zeroPage
+    /// Copying one 4 KiB frame (copy_page: 64 loads and 64 full-line stores).
+    case copyPage
+    /// One PCONFIG (MKTME_KEY_PROGRAM) executed on one package.
+    case pconfig
+
+    // ---- Kernel (pre-declared by KeyMMHardware for KeyMMKernel/KeyMMKeys) ----
+    /// System-call entry and exit.
+    case syscall
+    /// Page-fault exception entry/exit and handler dispatch (not the work done in it).
+    case pageFault
+    /// One page-table walk (software lookup of a PTE).
+    case ptWalk
+    /// Writing one page-table entry.
+    case pteUpdate
+    /// A local TLB flush (INVLPG or CR3 reload).
+    case tlbFlush
+    /// A TLB shootdown (IPI round to other CPUs).
+    case tlbShootdown
+    /// One buddy-allocator allocation.
+    case buddyAlloc
+    /// One buddy-allocator free.
+    case buddyFree
+    /// One VMA operation (lookup/insert/split/merge in the VMA tree).
+    case vmaOp
+    /// One keyring lookup (lookup_user_key).
+    case keyLookup
+    /// Taking or dropping one KeyID reference (percpu_ref get/put).
+    case keyidRef
+    /// KSM: comparing or checksumming one page.
+    case ksmCompare
+    /// Reclaim: scanning one page on an LRU list.
+    case lruScan
+
+    // ---- APPEND NEW CASES BELOW THIS LINE (other layers) ----
+}
+
+/// A quantity that is counted but costs nothing by itself.
+public enum Counter: Int, CaseIterable, Sendable {
+    // ---- Hardware ----
+    /// A fill through KeyID B of a line that is in the cache dirty under another KeyID A (the
+    /// non-coherence hazard the threads describe: B reads stale DRAM, A's write-back may clobber B).
+    case incoherentFills
+    /// Lines written back because they were evicted to make room (subset of write_backs).
+    case evictions
+    /// Dirty lines discarded without write-back (never happens on x86; kept at 0 as a check).
+    case lostLines
+
+    // ---- Kernel (pre-declared) ----
+    /// A frame changed KeyID (prep_encrypted_page with a different KeyID than the frame's last).
+    case keyidSwitches
+    /// Pages allocated (4 KiB units).
+    case pagesAllocated
+    /// Pages freed (4 KiB units).
+    case pagesFreed
+    /// Copy-on-write breaks.
+    case cowBreaks
+    /// Pages migrated.
+    case migratedPages
+
+    // ---- APPEND NEW CASES BELOW THIS LINE (other layers) ----
+}
+
+extension CostEvent {
+    /// The event's key in a cost-profile JSON file (its price is "cycles per `name`").
+    public var name: String {
+        switch self {
+        case .cacheAccess: "cache_access"
+        case .dramFill: "dram_fill"
+        case .writeBack: "write_back"
+        case .encryptLine: "encrypt_line"
+        case .decryptLine: "decrypt_line"
+        case .clflushLine: "clflush_line"
+        case .wbinvd: "wbinvd"
+        case .zeroPage: "zero_page"
+        case .copyPage: "copy_page"
+        case .pconfig: "pconfig"
+        case .syscall: "syscall"
+        case .pageFault: "page_fault"
+        case .ptWalk: "pt_walk"
+        case .pteUpdate: "pte_update"
+        case .tlbFlush: "tlb_flush"
+        case .tlbShootdown: "tlb_shootdown"
+        case .buddyAlloc: "buddy_alloc"
+        case .buddyFree: "buddy_free"
+        case .vmaOp: "vma_op"
+        case .keyLookup: "key_lookup"
+        case .keyidRef: "keyid_ref"
+        case .ksmCompare: "ksm_compare"
+        case .lruScan: "lru_scan"
+        }
+    }
+
+    /// The event's key in counter snapshots (how many times it happened).
+    public var counterName: String {
+        switch self {
+        case .cacheAccess: "cache_accesses"
+        case .dramFill: "dram_fills"
+        case .writeBack: "write_backs"
+        case .encryptLine: "encryptions"
+        case .decryptLine: "decryptions"
+        case .clflushLine: "flushed_lines"
+        case .wbinvd: "wbinvds"
+        case .zeroPage: "zeroed_pages"
+        case .copyPage: "copied_pages"
+        case .pconfig: "pconfigs"
+        case .syscall: "syscalls"
+        case .pageFault: "page_faults"
+        case .ptWalk: "pt_walks"
+        case .pteUpdate: "pte_updates"
+        case .tlbFlush: "tlb_flushes"
+        case .tlbShootdown: "tlb_shootdowns"
+        case .buddyAlloc: "buddy_allocs"
+        case .buddyFree: "buddy_frees"
+        case .vmaOp: "vma_ops"
+        case .keyLookup: "key_lookups"
+        case .keyidRef: "keyid_refs"
+        case .ksmCompare: "ksm_compares"
+        case .lruScan: "lru_scans"
+        }
+    }
+
+    /// Looks an event up by its profile name.
+    public init?(name: String) {
+        guard let e = CostEvent.allCases.first(where: { $0.name == name }) else { return nil }
+        self = e
+    }
+}
+
+extension Counter {
+    /// The counter's key in counter snapshots.
+    public var name: String {
+        switch self {
+        case .incoherentFills: "incoherent_fills"
+        case .evictions: "evictions"
+        case .lostLines: "lost_lines"
+        case .keyidSwitches: "keyid_switches"
+        case .pagesAllocated: "pages_allocated"
+        case .pagesFreed: "pages_freed"
+        case .cowBreaks: "cow_breaks"
+        case .migratedPages: "migrated_pages"
+        }
+    }
+}

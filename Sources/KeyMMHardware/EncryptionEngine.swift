@@ -1,0 +1,269 @@
+// EncryptionEngine: the memory controller's AES-XTS engine, one key slot per KeyID.
+//
+// Convention (the contract): data unit = one 64-byte cache line; tweak = the line's physical
+// address (KeyID bits clear) as a 16-byte little-endian integer; XTS key = data key || tweak key.
+// KeyID 0 holds the boot-time TME key (MKTME) or plaintext (SME, off); an unprogrammed or cleared
+// KeyID uses the TME key; a NO_ENCRYPT KeyID stores plaintext.
+//
+// Speed: a batch of up to 64 lines costs two EVP calls, not 64 XTS calls. The 64 tweaks are
+// ECB-encrypted with the tweak key in one call; the 4 block tweaks of each line are that value
+// times alpha^0..3 in GF(2^128); the batch is XORed with them, ECB-encrypted (or decrypted) with the
+// data key in one call and XORed again. This is exactly IEEE 1619 XTS for 64-byte data units.
+//
+// Invariants: EVP contexts live as long as the key (initialized once per PCONFIG, freed with the
+// key; OpenSSL cleanses the key schedule on free); scratch buffers are cleansed at deinit; raw keys
+// are never stored, printed or serialized.
+import CLibCrypto
+import KeyMMBase
+
+/// What a KeyID's slot does to data.
+public enum EngineSlotMode: UInt8, Sendable {
+    /// The KeyID uses the TME key (KeyID 0's slot): unprogrammed or cleared KeyIDs.
+    case tme = 0
+    /// AES-XTS with the KeyID's own key.
+    case keyed = 1
+    /// Plaintext (NO_ENCRYPT, SME's C-bit clear, encryption off).
+    case plaintext = 2
+}
+
+/// The AES-XTS memory-encryption engine.
+public final class EncryptionEngine {
+    /// Lines per engine batch (one 4 KiB page).
+    public static let batchLines = 64
+
+    /// Number of key slots (2^keyid-bits).
+    public let slotCount: Int
+    @usableFromInline var modes: [EngineSlotMode]
+    @usableFromInline var dataEnc: [OpaquePointer?]
+    @usableFromInline var dataDec: [OpaquePointer?]
+    @usableFromInline var tweakEnc: [OpaquePointer?]
+    @usableFromInline var keyBitsOf: [UInt16]
+
+    // Scratch (64-byte aligned): encrypted tweaks (64 x 16 B), block masks (256 x 16 B), addresses.
+    @usableFromInline let tweaks: UnsafeMutableRawPointer
+    @usableFromInline let masks: UnsafeMutableRawPointer
+    @usableFromInline let addrs: UnsafeMutablePointer<UInt64>
+
+    /// Lines encrypted / decrypted so far (host-side statistics; the cost clock counts separately).
+    public private(set) var linesEncrypted: UInt64 = 0
+    public private(set) var linesDecrypted: UInt64 = 0
+
+    /// An engine with `slots` KeyIDs, all initially using the TME slot, and slot 0 in `tmeMode`.
+    public init(slots: Int) {
+        slotCount = max(slots, 1)
+        modes = Array(repeating: .tme, count: slotCount)
+        modes[0] = .plaintext
+        dataEnc = Array(repeating: nil, count: slotCount)
+        dataDec = Array(repeating: nil, count: slotCount)
+        tweakEnc = Array(repeating: nil, count: slotCount)
+        keyBitsOf = Array(repeating: 0, count: slotCount)
+        tweaks = UnsafeMutableRawPointer.allocate(byteCount: 16 * EncryptionEngine.batchLines, alignment: 64)
+        masks = UnsafeMutableRawPointer.allocate(byteCount: cacheLineSize * EncryptionEngine.batchLines, alignment: 64)
+        addrs = UnsafeMutablePointer<UInt64>.allocate(capacity: EncryptionEngine.batchLines)
+    }
+
+    deinit {
+        for k in 0..<slotCount { freeContexts(k) }
+        OPENSSL_cleanse(tweaks, 16 * EncryptionEngine.batchLines)
+        OPENSSL_cleanse(masks, cacheLineSize * EncryptionEngine.batchLines)
+        tweaks.deallocate()
+        masks.deallocate()
+        addrs.deallocate()
+    }
+
+    // MARK: Key slots
+
+    /// The mode of a KeyID's slot.
+    public func mode(of keyid: KeyID) -> EngineSlotMode {
+        keyid.index < slotCount ? modes[keyid.index] : .tme
+    }
+
+    /// AES key width (128/256) of a keyed slot, 0 otherwise.
+    public func keyBits(of keyid: KeyID) -> Int {
+        keyid.index < slotCount && modes[keyid.index] == .keyed ? Int(keyBitsOf[keyid.index]) : 0
+    }
+
+    /// Installs an AES-XTS key: `dataKey` and `tweakKey` are each 16 (XTS-128) or 32 (XTS-256) bytes.
+    /// Returns false (slot unchanged) for a bad length or a libcrypto failure.
+    @discardableResult
+    public func setKey(_ keyid: KeyID, dataKey: UnsafeRawBufferPointer, tweakKey: UnsafeRawBufferPointer) -> Bool {
+        let k = keyid.index
+        guard k < slotCount, dataKey.count == tweakKey.count, dataKey.count == 16 || dataKey.count == 32,
+              let dk = dataKey.baseAddress, let tk = tweakKey.baseAddress else { return false }
+        let cipher = dataKey.count == 16 ? ECBCiphers.shared.aes128 : ECBCiphers.shared.aes256
+        guard let cipher else { return false }
+        guard let e = EVP_CIPHER_CTX_new(), let d = EVP_CIPHER_CTX_new(), let t = EVP_CIPHER_CTX_new() else { return false }
+        let ok = EVP_EncryptInit_ex2(e, cipher, dk.assumingMemoryBound(to: UInt8.self), nil, nil) == 1
+            && EVP_DecryptInit_ex2(d, cipher, dk.assumingMemoryBound(to: UInt8.self), nil, nil) == 1
+            && EVP_EncryptInit_ex2(t, cipher, tk.assumingMemoryBound(to: UInt8.self), nil, nil) == 1
+            && EVP_CIPHER_CTX_set_padding(e, 0) == 1
+            && EVP_CIPHER_CTX_set_padding(d, 0) == 1
+            && EVP_CIPHER_CTX_set_padding(t, 0) == 1
+        guard ok else {
+            EVP_CIPHER_CTX_free(e); EVP_CIPHER_CTX_free(d); EVP_CIPHER_CTX_free(t)
+            return false
+        }
+        freeContexts(k)
+        dataEnc[k] = e; dataDec[k] = d; tweakEnc[k] = t
+        keyBitsOf[k] = UInt16(dataKey.count * 8)
+        modes[k] = .keyed
+        return true
+    }
+
+    /// Makes a KeyID store plaintext (NO_ENCRYPT); its old key is destroyed.
+    public func setPlaintext(_ keyid: KeyID) {
+        guard keyid.index < slotCount else { return }
+        freeContexts(keyid.index)
+        modes[keyid.index] = .plaintext
+    }
+
+    /// Makes a KeyID use the TME key (CLEAR_KEY); its old key is destroyed. KeyID 0 cannot be cleared.
+    public func setTME(_ keyid: KeyID) {
+        guard keyid.index < slotCount, keyid.index != 0 else { return }
+        freeContexts(keyid.index)
+        modes[keyid.index] = .tme
+    }
+
+    private func freeContexts(_ k: Int) {
+        // EVP_CIPHER_CTX_free cleanses the key schedule (OPENSSL_clear_free in the provider).
+        if let c = dataEnc[k] { EVP_CIPHER_CTX_free(c) }
+        if let c = dataDec[k] { EVP_CIPHER_CTX_free(c) }
+        if let c = tweakEnc[k] { EVP_CIPHER_CTX_free(c) }
+        dataEnc[k] = nil; dataDec[k] = nil; tweakEnc[k] = nil
+        keyBitsOf[k] = 0
+    }
+
+    /// The slot that actually serves a KeyID (TME-mode KeyIDs use slot 0); KeyIDs beyond the table use slot 0.
+    @inlinable func slot(for keyid: KeyID) -> Int {
+        let k = keyid.index
+        guard k < slotCount else { return 0 }
+        return modes[k] == .tme ? 0 : k
+    }
+
+    /// True when data through this KeyID is stored as plaintext.
+    @inlinable public func isPlaintext(_ keyid: KeyID) -> Bool { modes[slot(for: keyid)] != .keyed }
+
+    // MARK: Data path
+
+    /// Encrypts `lines` consecutive cache lines starting at line-aligned `pa` (the tweak of line i is pa + 64 i).
+    /// `src` and `dst` hold lines*64 bytes; they may be the same buffer. Returns the lines actually encrypted (0 for plaintext KeyIDs).
+    @discardableResult
+    public func encrypt(_ keyid: KeyID, at pa: PhysAddr, lines: Int, from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer) -> Int {
+        crypt(keyid, encrypt: true, pa: pa, addresses: nil, lines: lines, src: src, dst: dst)
+    }
+
+    /// Decrypts `lines` consecutive cache lines starting at `pa`. Same conventions as `encrypt`.
+    @discardableResult
+    public func decrypt(_ keyid: KeyID, at pa: PhysAddr, lines: Int, from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer) -> Int {
+        crypt(keyid, encrypt: false, pa: pa, addresses: nil, lines: lines, src: src, dst: dst)
+    }
+
+    /// Encrypts `count` lines whose physical addresses are `addresses[i]` (gathered write-backs); data contiguous.
+    @discardableResult
+    public func encrypt(_ keyid: KeyID, addresses: UnsafePointer<UInt64>, lines: Int, from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer) -> Int {
+        crypt(keyid, encrypt: true, pa: PhysAddr(0), addresses: addresses, lines: lines, src: src, dst: dst)
+    }
+
+    /// Decrypts `count` lines whose physical addresses are `addresses[i]`; data contiguous.
+    @discardableResult
+    public func decrypt(_ keyid: KeyID, addresses: UnsafePointer<UInt64>, lines: Int, from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer) -> Int {
+        crypt(keyid, encrypt: false, pa: PhysAddr(0), addresses: addresses, lines: lines, src: src, dst: dst)
+    }
+
+    @usableFromInline
+    func crypt(_ keyid: KeyID, encrypt: Bool, pa: PhysAddr, addresses: UnsafePointer<UInt64>?, lines: Int,
+               src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) -> Int {
+        guard lines > 0 else { return 0 }
+        let s = slot(for: keyid)
+        guard modes[s] == .keyed, let dctx = encrypt ? dataEnc[s] : dataDec[s], let tctx = tweakEnc[s] else {
+            if src != UnsafeRawPointer(dst) { dst.copyMemory(from: src, byteCount: lines * cacheLineSize) }
+            return 0
+        }
+        var done = 0
+        while done < lines {
+            let n = min(lines - done, EncryptionEngine.batchLines)
+            let off = done * cacheLineSize
+            // 1. Tweaks: the lines' physical addresses as 16-byte little-endian integers.
+            if let addresses {
+                for i in 0..<n {
+                    tweaks.storeBytes(of: addresses[done + i] & ~UInt64(cacheLineSize - 1), toByteOffset: i * 16, as: UInt64.self)
+                    tweaks.storeBytes(of: 0, toByteOffset: i * 16 + 8, as: UInt64.self)
+                }
+            } else {
+                var a = pa.rawValue &+ UInt64(off)
+                for i in 0..<n {
+                    tweaks.storeBytes(of: a, toByteOffset: i * 16, as: UInt64.self)
+                    tweaks.storeBytes(of: 0, toByteOffset: i * 16 + 8, as: UInt64.self)
+                    a &+= UInt64(cacheLineSize)
+                }
+            }
+            // 2. Encrypt all tweaks with the tweak key in one call.
+            var outl: Int32 = 0
+            let tp = tweaks.assumingMemoryBound(to: UInt8.self)
+            _ = EVP_EncryptUpdate(tctx, tp, &outl, tp, Int32(n * 16))
+            // 3. Masks (T * alpha^j) and pre-whitening.
+            let srcp = src + off
+            let dstp = dst + off
+            XTSMath.whiten(tweaks: UnsafeRawPointer(tweaks), masks: masks, lines: n, src: srcp, dst: dstp)
+            // 4. ECB over the batch with the data key.
+            let bp = dstp.assumingMemoryBound(to: UInt8.self)
+            if encrypt {
+                _ = EVP_EncryptUpdate(dctx, bp, &outl, bp, Int32(n * cacheLineSize))
+            } else {
+                _ = EVP_DecryptUpdate(dctx, bp, &outl, bp, Int32(n * cacheLineSize))
+            }
+            // 5. Post-whitening.
+            XTSMath.xorInPlace(dstp, UnsafeRawPointer(masks), bytes: n * cacheLineSize)
+            done += n
+        }
+        if encrypt { linesEncrypted &+= UInt64(lines) } else { linesDecrypted &+= UInt64(lines) }
+        return lines
+    }
+}
+
+/// The GF(2^128) and XOR kernels of XTS.
+@usableFromInline enum XTSMath {
+    /// For each line i: T = tweaks[i]; for its 4 blocks j: masks[4i+j] = T * alpha^j; dst = src ^ mask.
+    @inlinable @inline(__always)
+    static func whiten(tweaks: UnsafeRawPointer, masks: UnsafeMutableRawPointer, lines: Int, src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) {
+        var o = 0
+        for i in 0..<lines {
+            var lo = tweaks.load(fromByteOffset: i * 16, as: UInt64.self)
+            var hi = tweaks.load(fromByteOffset: i * 16 + 8, as: UInt64.self)
+            for _ in 0..<4 {
+                let t = SIMD2<UInt64>(lo, hi)
+                masks.storeBytes(of: t, toByteOffset: o, as: SIMD2<UInt64>.self)
+                let v = src.loadUnaligned(fromByteOffset: o, as: SIMD2<UInt64>.self)
+                dst.storeBytes(of: v ^ t, toByteOffset: o, as: SIMD2<UInt64>.self)
+                // Multiply by alpha: 128-bit little-endian shift left, reduce with x^128 = x^7 + x^2 + x + 1.
+                let carry = hi >> 63
+                hi = (hi << 1) | (lo >> 63)
+                lo = (lo << 1) ^ ((0 &- carry) & 0x87)
+                o += 16
+            }
+        }
+    }
+
+    /// dst ^= src over `bytes` (a multiple of 16).
+    @inlinable @inline(__always)
+    static func xorInPlace(_ dst: UnsafeMutableRawPointer, _ src: UnsafeRawPointer, bytes: Int) {
+        var o = 0
+        while o < bytes {
+            let a = dst.loadUnaligned(fromByteOffset: o, as: SIMD2<UInt64>.self)
+            let b = src.load(fromByteOffset: o, as: SIMD2<UInt64>.self)
+            dst.storeBytes(of: a ^ b, toByteOffset: o, as: SIMD2<UInt64>.self)
+            o += 16
+        }
+    }
+}
+
+/// The ECB ciphers, fetched once per process (EVP_CIPHER_fetch is expensive).
+final class ECBCiphers: @unchecked Sendable {
+    static let shared = ECBCiphers()
+    let aes128: OpaquePointer?
+    let aes256: OpaquePointer?
+    private init() {
+        aes128 = EVP_CIPHER_fetch(nil, "AES-128-ECB", nil)
+        aes256 = EVP_CIPHER_fetch(nil, "AES-256-ECB", nil)
+    }
+}

@@ -1,2 +1,0 @@
-// KeyMMHardware: the machine under the kernel. See docs/architecture.md.
-import KeyMMBase

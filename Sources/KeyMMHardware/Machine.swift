@@ -1,0 +1,114 @@
+// Machine: the hardware the kernel runs on — DRAM, the encryption engine, the KeyID table, the
+// cache and the cost clock, wired together. The kernel never touches DRAM bytes itself; every CPU
+// access goes through the cache with the KeyID of the mapping used (see docs/hardware.md).
+//
+// Invariants: between calls the cache's write-back buffer is empty, so DRAM (`physRead`) is exact;
+// addresses outside DRAM never crash: loads read 0xFF, stores are dropped; KeyIDs are reduced to
+// the KeyID bits the hardware decodes.
+import KeyMMBase
+
+/// The modeled machine.
+public final class Machine {
+    public let config: MachineConfig
+    public let dram: PhysicalMemory
+    public let engine: EncryptionEngine
+    public let keyTable: KeyIDTable
+    public let cache: Cache
+    public let clock: CostClock
+
+    /// Builds a machine. Throws `ConfigError` for a bad configuration, `HardwareError` when the host
+    /// cannot reserve the memory.
+    public init(config: MachineConfig, costs: CostProfile = .default) throws {
+        try config.validate()
+        self.config = config
+        clock = CostClock(profile: costs)
+        dram = try PhysicalMemory(size: config.memory)
+        engine = EncryptionEngine(slots: Int(config.maxKeyID) + 1)
+        keyTable = KeyIDTable(config: config, engine: engine, clock: clock)
+        cache = try Cache(size: config.cacheSize, ways: config.cacheWays, dram: dram, engine: engine, clock: clock)
+    }
+
+    /// Frames of DRAM.
+    public var frameCount: Int { config.frameCount }
+
+    @inline(__always) func hwKeyID(_ k: KeyID) -> KeyID { KeyID(k.rawValue & config.maxKeyID) }
+
+    @inline(__always) func frameInRange(_ pfn: PFN) -> Bool { pfn.rawValue < UInt64(config.frameCount) }
+
+    /// The in-DRAM prefix length of `[pa, pa + count)`.
+    @inline(__always) func inRange(_ pa: PhysAddr, _ count: Int) -> Int {
+        guard count > 0, pa.rawValue < UInt64(dram.size) else { return 0 }
+        return Int(min(UInt64(count), UInt64(dram.size) - pa.rawValue))
+    }
+
+    /// Zeroes a frame through `keyid`: 64 full-line stores into the cache (no fills); the
+    /// ciphertext reaches DRAM when the lines are written back. Charges `zeroPage`.
+    public func clearPage(_ pfn: PFN, keyid: KeyID) {
+        guard frameInRange(pfn) else { return }
+        clock.charge(.zeroPage)
+        cache.zeroPage(pfn, keyid: hwKeyID(keyid))
+    }
+
+    /// Copies a frame through the two KeyIDs' mappings (COW, migration, khugepaged). Charges `copyPage`.
+    public func copyPage(from src: PFN, srcKeyID: KeyID, to dst: PFN, dstKeyID: KeyID) {
+        guard frameInRange(src), frameInRange(dst) else { return }
+        clock.charge(.copyPage)
+        cache.copyPage(from: src, srcKeyID: hwKeyID(srcKeyID), to: dst, dstKeyID: hwKeyID(dstKeyID))
+    }
+
+    /// CLFLUSH of all 64 lines of a frame as tagged with `keyid` (dirty lines are written back
+    /// encrypted with that KeyID's key). Charges 64 `clflushLine`.
+    public func flushPage(_ pfn: PFN, keyid: KeyID) {
+        guard frameInRange(pfn) else { return }
+        cache.flush(pfn.physAddr, keyid: hwKeyID(keyid), length: pageSize)
+    }
+
+    /// CPU loads through a mapping with `keyid` (via the cache). Bytes beyond DRAM read as 0xFF.
+    public func read(_ pa: PhysAddr, keyid: KeyID, into out: UnsafeMutableRawBufferPointer) {
+        let n = inRange(pa, out.count)
+        if n > 0 { cache.load(pa, keyid: hwKeyID(keyid), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<n])) }
+        if n < out.count { for i in n..<out.count { out[i] = 0xFF } }
+    }
+
+    /// CPU loads through a mapping with `keyid`, as an array.
+    public func read(_ pa: PhysAddr, keyid: KeyID, count: Int) -> [UInt8] {
+        guard count > 0 else { return [] }
+        return [UInt8](unsafeUninitializedCapacity: count) { buf, done in
+            read(pa, keyid: keyid, into: UnsafeMutableRawBufferPointer(buf))
+            done = count
+        }
+    }
+
+    /// CPU stores through a mapping with `keyid` (write-allocate; partial lines are filled first).
+    /// Bytes beyond DRAM are dropped.
+    public func write(_ pa: PhysAddr, keyid: KeyID, from src: UnsafeRawBufferPointer) {
+        let n = inRange(pa, src.count)
+        if n > 0 { cache.store(pa, keyid: hwKeyID(keyid), from: UnsafeRawBufferPointer(rebasing: src[0..<n])) }
+    }
+
+    /// CPU stores of an array.
+    public func write(_ pa: PhysAddr, keyid: KeyID, bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write(pa, keyid: keyid, from: $0) }
+    }
+
+    /// Raw DRAM: the bus snooper's / cold-boot attacker's view. The cache is NOT consulted (dirty
+    /// lines not yet written back are invisible). Bytes beyond DRAM read as 0xFF.
+    public func physRead(_ pa: PhysAddr, count: Int) -> [UInt8] {
+        dram.read(pa, count: count)
+    }
+
+    /// CLFLUSH of every line overlapping `[pa, pa + length)` as tagged with `keyid`.
+    public func clflush(_ pa: PhysAddr, keyid: KeyID, length: Int) {
+        let n = inRange(pa, length)
+        if n > 0 { cache.flush(pa, keyid: hwKeyID(keyid), length: n) }
+    }
+
+    /// WBINVD: write back every dirty line (each with its own KeyID) and invalidate the cache.
+    public func wbinvd() {
+        clock.charge(.wbinvd)
+        cache.flushAll()
+    }
+
+    /// The NUMA node of a frame.
+    public func node(of pfn: PFN) -> NodeID { config.node(of: pfn) }
+}
