@@ -99,6 +99,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "TraceTests",
+            dependencies: [
+                "KeyMMTrace",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            exclude: ["libfuzzer"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "WorkloadTests",
             dependencies: ["KeyMM"],
             swiftSettings: strict

@@ -1,0 +1,164 @@
+// Turns parsed lines into events in the order the model should apply them.
+//
+// Owns: joining strace's `NAME(ARGS <unfinished ...>` with its `<... NAME resumed>REST) = R`
+// (per PID, interleaved with other PIDs' lines), and the hold-back of a new process's events
+// until the clone/fork/vfork that creates it has its result.
+//
+// Ordering (documented in docs/scenario-format.md):
+// - A call is emitted when it completes (at its resumed line), located at its unfinished line.
+// - Events of a PID never seen before are held while some process has a clone/clone3/fork/vfork
+//   in flight; when that call completes with result N, it is emitted and then N's held events.
+//   So a child's first calls always come after the call that created it.
+// - `+++ exited/killed +++` of a PID first emits its still-unfinished calls (result `.unfinished`,
+//   or `?` for exit/exit_group). At end of input every unfinished call is emitted the same way.
+// Invariants: no event is lost or duplicated; held events are bounded by clone latency.
+
+struct EventJoiner {
+    private var pending: [Int32: CallPart] = [:]
+    private var pendingCreations = 0
+    private var known: Set<Int32> = []
+    private var lastKnown: Int32 = Int32.min
+    private var held: [TraceEvent] = []
+    private var ready: [TraceEvent] = []
+    private var readyHead = 0
+
+    @inline(__always) private static func key(_ pid: Int32?) -> Int32 { pid ?? Int32.min }
+
+    /// The next event ready to hand out.
+    mutating func pop() -> TraceEvent? {
+        guard readyHead < ready.count else { return nil }
+        let e = ready[readyHead]
+        readyHead += 1
+        if readyHead == ready.count {
+            ready.removeAll(keepingCapacity: true)
+            readyHead = 0
+        }
+        return e
+    }
+
+    /// Feeds one parsed line.
+    mutating func consume(_ line: ParsedLine) throws(TraceError) {
+        switch line {
+        case .nothing:
+            return
+        case .call(let part):
+            if part.unfinished {
+                let k = Self.key(part.pid)
+                if let stale = pending.removeValue(forKey: k) { complete(stale, result: .unfinished) }
+                pending[k] = part
+                if isProcessCreation(part.name) { pendingCreations += 1 }
+            } else {
+                emit(.call(Self.line(part)))
+            }
+        case .resumed(let r):
+            let k = Self.key(r.pid)
+            guard var part = pending[k] else {
+                throw TraceError(location: r.location, message:
+                    "'<... \(r.name) resumed>' without an earlier '\(r.name)(... <unfinished ...>' in "
+                    + (r.pid.map { "process \($0)" } ?? "this process")
+                    + "; strace writes the unfinished half first")
+            }
+            guard part.name == r.name else {
+                throw TraceError(location: r.location, message:
+                    "'<... \(r.name) resumed>' does not match the unfinished call \(part.name) of line \(part.location.line) "
+                    + "in " + (r.pid.map { "process \($0)" } ?? "this process"))
+            }
+            pending.removeValue(forKey: k)
+            if isProcessCreation(part.name) { pendingCreations -= 1 }
+            if let arrow = r.arrow {
+                let last = part.args.popLast() ?? .elided
+                part.args.append(.changed(last, arrow))
+            }
+            part.args.append(contentsOf: r.args)
+            if r.unfinished {
+                pending[k] = part
+                if isProcessCreation(part.name) { pendingCreations += 1 }
+                return
+            }
+            part.result = r.result
+            part.detail = r.detail
+            part.duration = r.duration
+            part.unfinished = false
+            emit(.call(Self.line(part)))
+        case .event(let e):
+            switch e {
+            case .exited(let pid, _, _), .killed(let pid, _, _, _):
+                if let stale = pending.removeValue(forKey: Self.key(pid)) {
+                    if isProcessCreation(stale.name) { pendingCreations -= 1 }
+                    complete(stale, result: stale.name == "exit" || stale.name == "exit_group" ? .unknown : .unfinished)
+                }
+            default:
+                break
+            }
+            emit(e)
+        }
+    }
+
+    /// End of input: emits every unfinished call (in line order) and everything held.
+    mutating func finish() {
+        let stale = pending.values.sorted { $0.location < $1.location }
+        pending.removeAll()
+        pendingCreations = 0
+        for part in stale {
+            complete(part, result: part.name == "exit" || part.name == "exit_group" ? .unknown : .unfinished)
+        }
+        releaseHeld(pid: nil)
+    }
+
+    private mutating func complete(_ part: CallPart, result: TraceResult) {
+        var p = part
+        p.result = result
+        p.unfinished = false
+        emit(.call(Self.line(p)))
+    }
+
+    private static func line(_ p: CallPart) -> SyscallLine {
+        SyscallLine(pid: p.pid, name: p.name, spelledName: p.spelledName, args: p.args, result: p.result,
+                    resultDetail: p.detail, location: p.location, timestamp: p.timestamp, duration: p.duration,
+                    argumentColumns: p.columns)
+    }
+
+    /// Applies the birth hold-back, then queues the event.
+    private mutating func emit(_ event: TraceEvent) {
+        if let pid = event.pid, pid != lastKnown {
+            if !known.contains(pid) {
+                if pendingCreations > 0 {
+                    held.append(event)
+                    return
+                }
+                known.insert(pid)
+            }
+            lastKnown = pid
+        }
+        ready.append(event)
+        if case .call(let c) = event, isProcessCreation(c.name), let child = c.result.int64Value, child > 0,
+           child <= Int64(Int32.max) {
+            known.insert(Int32(child))
+            releaseHeld(pid: Int32(child))
+        }
+        if pendingCreations == 0 && !held.isEmpty { releaseHeld(pid: nil) }
+    }
+
+    /// Queues the held events of `pid` (or all of them, in arrival order, when nil), then those of
+    /// any process a released event created.
+    private mutating func releaseHeld(pid: Int32?) {
+        var work: [Int32?] = [pid]
+        while let target = work.popLast(), !held.isEmpty {
+            var keep: [TraceEvent] = []
+            for e in held {
+                if target == nil || e.pid == target {
+                    if let p = e.pid { known.insert(p) }
+                    ready.append(e)
+                    if case .call(let c) = e, isProcessCreation(c.name), let child = c.result.int64Value,
+                       child > 0, child <= Int64(Int32.max) {
+                        known.insert(Int32(child))
+                        work.append(Int32(child))
+                    }
+                } else {
+                    keep.append(e)
+                }
+            }
+            held = keep
+        }
+    }
+}

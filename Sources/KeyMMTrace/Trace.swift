@@ -1,1 +1,0 @@
-// KeyMMTrace: the scenario/trace language (strace syntax).
