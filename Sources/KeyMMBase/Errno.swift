@@ -4,7 +4,7 @@
 // Invariant: rawValue equals the Linux errno number, so results compare with real logs.
 
 /// A Linux errno.
-public enum Errno: Int32, Error, Sendable, CaseIterable, CustomStringConvertible {
+public enum Errno: Int32, Error, Sendable, CaseIterable {
     case EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, ENXIO = 6, E2BIG = 7,
          ENOEXEC = 8, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EACCES = 13,
          EFAULT = 14, EBUSY = 16, EEXIST = 17, EXDEV = 18, ENODEV = 19, ENOTDIR = 20,
@@ -15,7 +15,8 @@ public enum Errno: Int32, Error, Sendable, CaseIterable, CustomStringConvertible
          EOVERFLOW = 75, EOPNOTSUPP = 95, ENOKEY = 126, EKEYEXPIRED = 127,
          EKEYREVOKED = 128, EKEYREJECTED = 129, ERESTARTSYS = 512
 
-    /// The name strace prints, e.g. "ENOMEM".
+    /// The name strace prints, e.g. "ENOMEM". (Errno must not conform to CustomStringConvertible:
+    /// this relies on the default case-name printing; with the conformance it recursed forever.)
     public var name: String { String(describing: self) }
     public var description: String { name }
 
