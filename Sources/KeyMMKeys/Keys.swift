@@ -1,2 +1,0 @@
-// KeyMMKeys: the key service (keyrings, the "mktme" key type, KeyID references).
-import KeyMMBase
