@@ -57,33 +57,41 @@ public final class Cache {
     let stamps: UnsafeMutablePointer<UInt64>
     let data: UnsafeMutableRawPointer
     let dataBytes: Int
-    var tick: UInt64 = 1
+    /// Mutable scalars live behind a pointer: no dynamic exclusivity checks on the hot path.
+    struct State {
+        var tick: UInt64 = 1
+        var validLines = 0
+        var wbCount = 0
+        /// Line numbers [watchLo, watchHi) whose prefetched copies go stale if one of them is written back.
+        var watchLo: UInt64 = 0
+        var watchHi: UInt64 = 0
+        var prefetchStale = false
+        var hasObserver = false
+    }
+    let st: UnsafeMutablePointer<State>
     /// Valid lines right now.
-    public private(set) var validLines = 0
+    public var validLines: Int { st.pointee.validLines }
 
     let dram: PhysicalMemory
     let engine: EncryptionEngine
     let clock: CostClock
 
     /// Called on every fill, write-back and invalidation (nil: no overhead).
-    public var observer: ((CacheEvent) -> Void)?
+    public var observer: ((CacheEvent) -> Void)? {
+        didSet { st.pointee.hasObserver = observer != nil }
+    }
 
     // Write-back buffer.
     static let wbCapacity = EncryptionEngine.batchLines
     let wbAddr: UnsafeMutablePointer<UInt64>
     let wbKey: UnsafeMutablePointer<UInt16>
     let wbData: UnsafeMutableRawPointer
-    var wbCount = 0
     let gatherAddr: UnsafeMutablePointer<UInt64>
     let gatherIdx: UnsafeMutablePointer<Int>
     let gatherData: UnsafeMutableRawPointer
     // Prefetch (batched fills) of one chunk of lines.
     let pfData: UnsafeMutableRawPointer
     let pfAddr: UnsafeMutablePointer<UInt64>
-    /// Line numbers [watchLo, watchHi) whose prefetched copies go stale if one of them is written back.
-    var watchLo: UInt64 = 0
-    var watchHi: UInt64 = 0
-    var prefetchStale = false
 
     /// A cache of `size` bytes with `ways` ways in front of `dram`.
     public init(size: ByteCount, ways: Int, dram: PhysicalMemory, engine: EncryptionEngine, clock: CostClock) throws(HardwareError) {
@@ -95,13 +103,15 @@ public final class Cache {
         self.dram = dram
         self.engine = engine
         self.clock = clock
+        st = .allocate(capacity: 1)
+        st.initialize(to: State())
         tags = .allocate(capacity: lines)
         tags.initialize(repeating: 0, count: lines)
         stamps = .allocate(capacity: lines)
         stamps.initialize(repeating: 0, count: lines)
         dataBytes = lines * cacheLineSize
         guard let p = mmap(nil, dataBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else {
-            tags.deallocate(); stamps.deallocate()
+            tags.deallocate(); stamps.deallocate(); st.deallocate()
             throw HardwareError("cannot reserve \(size) of host memory for the cache")
         }
         data = p
@@ -120,7 +130,7 @@ public final class Cache {
         munmap(data, dataBytes)
         memset(wbData, 0, Cache.wbCapacity * cacheLineSize); memset(gatherData, 0, Cache.wbCapacity * cacheLineSize)
         memset(pfData, 0, Cache.wbCapacity * cacheLineSize)
-        tags.deallocate(); stamps.deallocate()
+        tags.deallocate(); stamps.deallocate(); st.deallocate()
         wbAddr.deallocate(); wbKey.deallocate(); wbData.deallocate()
         gatherAddr.deallocate(); gatherIdx.deallocate(); gatherData.deallocate()
         pfData.deallocate(); pfAddr.deallocate()
@@ -153,7 +163,7 @@ public final class Cache {
             let i = base + w
             let t = tags[i]
             if t & ~Cache.dirtyBit == want {
-                stamps[i] = tick; tick &+= 1
+                stamps[i] = st.pointee.tick; st.pointee.tick &+= 1
                 return (i, true)
             }
             if t >> Cache.lineShift == lineNo && t & (Cache.validBit | Cache.dirtyBit) == (Cache.validBit | Cache.dirtyBit) { alias = true }
@@ -164,10 +174,10 @@ public final class Cache {
             evict(victim)
             clock.count(.evictions, tags[victim] & Cache.dirtyBit != 0 ? 1 : 0)
         } else {
-            validLines += 1
+            st.pointee.validLines += 1
         }
         tags[victim] = want
-        stamps[victim] = tick; tick &+= 1
+        stamps[victim] = st.pointee.tick; st.pointee.tick &+= 1
         return (victim, false)
     }
 
@@ -175,7 +185,7 @@ public final class Cache {
     @inline(__always) func evict(_ slot: Int) {
         let t = tags[slot]
         if t & Cache.dirtyBit != 0 { writeBack(slot, t) }
-        if let observer { observer(.invalidate(PhysAddr((t >> Cache.lineShift) << 6), KeyID(UInt16(truncatingIfNeeded: t)))) }
+        if st.pointee.hasObserver, let observer { observer(.invalidate(PhysAddr((t >> Cache.lineShift) << 6), KeyID(UInt16(truncatingIfNeeded: t)))) }
     }
 
     /// Writes a way back (if dirty) and invalidates it.
@@ -185,27 +195,27 @@ public final class Cache {
         evict(slot)
         tags[slot] = 0
         stamps[slot] = 0
-        validLines -= 1
+        st.pointee.validLines -= 1
     }
 
     /// Queues a dirty line for write-back (encryption with its KeyID at drain time).
     @inline(__always) func writeBack(_ slot: Int, _ t: UInt64) {
-        if wbCount == Cache.wbCapacity { drainWriteBacks() }
+        if st.pointee.wbCount == Cache.wbCapacity { drainWriteBacks() }
         let lineNo = t >> Cache.lineShift
         let keyid = UInt16(truncatingIfNeeded: t)
-        wbAddr[wbCount] = lineNo << 6
-        wbKey[wbCount] = keyid
-        (wbData + wbCount * cacheLineSize).copyMemory(from: slotData(slot), byteCount: cacheLineSize)
-        wbCount += 1
-        if lineNo >= watchLo && lineNo < watchHi { prefetchStale = true }
+        wbAddr[st.pointee.wbCount] = lineNo << 6
+        wbKey[st.pointee.wbCount] = keyid
+        (wbData + st.pointee.wbCount * cacheLineSize).copyMemory(from: slotData(slot), byteCount: cacheLineSize)
+        st.pointee.wbCount += 1
+        if lineNo >= st.pointee.watchLo && lineNo < st.pointee.watchHi { st.pointee.prefetchStale = true }
         clock.charge(.writeBack)
         if !engine.isPlaintext(KeyID(keyid)) { clock.charge(.encryptLine) }
-        if let observer { observer(.writeBack(PhysAddr(lineNo << 6), KeyID(keyid))) }
+        if st.pointee.hasObserver, let observer { observer(.writeBack(PhysAddr(lineNo << 6), KeyID(keyid))) }
     }
 
     /// Encrypts every queued write-back (one engine batch per KeyID) and stores it to DRAM in queue order.
     func drainWriteBacks() {
-        let n = wbCount
+        let n = st.pointee.wbCount
         guard n > 0 else { return }
         let k0 = wbKey[0]
         var uniform = true
@@ -235,7 +245,7 @@ public final class Cache {
         for i in 0..<n {
             dram.pointer(PhysAddr(wbAddr[i])).copyMemory(from: wbData + i * cacheLineSize, byteCount: cacheLineSize)
         }
-        wbCount = 0
+        st.pointee.wbCount = 0
     }
 
     /// Reads one line from DRAM into a way, decrypting with `keyid`.
@@ -250,7 +260,7 @@ public final class Cache {
         clock.charge(.dramFill)
         if !engine.isPlaintext(KeyID(keyid)) { clock.charge(.decryptLine) }
         if aliasDirty { clock.count(.incoherentFills) }
-        if let observer { observer(.fill(PhysAddr(lineNo << 6), KeyID(keyid))) }
+        if st.pointee.hasObserver, let observer { observer(.fill(PhysAddr(lineNo << 6), KeyID(keyid))) }
     }
 
     // MARK: Inspection (for the invariant checker)

@@ -93,7 +93,7 @@ extension Cache {
                 let (slot, hit) = lookupOrAllocate(lineNo, keyid, aliasDirty: &alias)
                 if !hit {
                     let bit = UInt64(1) << UInt64(l)
-                    if missMask & bit != 0 && !prefetchStale {
+                    if missMask & bit != 0 && !st.pointee.prefetchStale {
                         let idx = (missMask & (bit &- 1)).nonzeroBitCount
                         slotData(slot).copyMemory(from: pfData + idx * cacheLineSize, byteCount: cacheLineSize)
                         chargeFill(lineNo, keyid, aliasDirty: alias)
@@ -109,7 +109,7 @@ extension Cache {
                 out += len
             }
             if chargeAccess { clock.charge(.cacheAccess, n) }
-            watchLo = 0; watchHi = 0; prefetchStale = false
+            st.pointee.watchLo = 0; st.pointee.watchHi = 0; st.pointee.prefetchStale = false
             chunk += UInt64(n)
         }
     }
@@ -135,9 +135,9 @@ extension Cache {
             i += 1
         }
         engine.decrypt(KeyID(keyid), addresses: pfAddr, lines: m, from: pfData, to: pfData)
-        watchLo = firstLine
-        watchHi = firstLine + UInt64(n)
-        prefetchStale = false
+        st.pointee.watchLo = firstLine
+        st.pointee.watchHi = firstLine + UInt64(n)
+        st.pointee.prefetchStale = false
         return mask
     }
 

@@ -33,33 +33,31 @@ public final class EncryptionEngine {
 
     /// Number of key slots (2^keyid-bits).
     public let slotCount: Int
-    @usableFromInline var modes: [EngineSlotMode]
-    @usableFromInline var dataEnc: [OpaquePointer?]
-    @usableFromInline var dataDec: [OpaquePointer?]
-    @usableFromInline var tweakEnc: [OpaquePointer?]
-    @usableFromInline var keyBitsOf: [UInt16]
+    /// Per-KeyID state in one flat buffer (no Swift arrays on the hot path).
+    @usableFromInline struct Slot {
+        @usableFromInline var mode: EngineSlotMode = .tme
+        @usableFromInline var keyBits: UInt16 = 0
+        @usableFromInline var dataEnc: OpaquePointer? = nil
+        @usableFromInline var dataDec: OpaquePointer? = nil
+        @usableFromInline var tweakEnc: OpaquePointer? = nil
+        @usableFromInline init(mode: EngineSlotMode = .tme, keyBits: UInt16 = 0, dataEnc: OpaquePointer? = nil, dataDec: OpaquePointer? = nil, tweakEnc: OpaquePointer? = nil) {
+            self.mode = mode; self.keyBits = keyBits; self.dataEnc = dataEnc; self.dataDec = dataDec; self.tweakEnc = tweakEnc
+        }
+    }
+    @usableFromInline let slots: UnsafeMutablePointer<Slot>
 
-    // Scratch (64-byte aligned): encrypted tweaks (64 x 16 B), block masks (256 x 16 B), addresses.
+    // Scratch (64-byte aligned): encrypted tweaks (64 x 16 B), block masks (256 x 16 B).
     @usableFromInline let tweaks: UnsafeMutableRawPointer
     @usableFromInline let masks: UnsafeMutableRawPointer
-    @usableFromInline let addrs: UnsafeMutablePointer<UInt64>
 
-    /// Lines encrypted / decrypted so far (host-side statistics; the cost clock counts separately).
-    public private(set) var linesEncrypted: UInt64 = 0
-    public private(set) var linesDecrypted: UInt64 = 0
-
-    /// An engine with `slots` KeyIDs, all initially using the TME slot, and slot 0 in `tmeMode`.
-    public init(slots: Int) {
-        slotCount = max(slots, 1)
-        modes = Array(repeating: .tme, count: slotCount)
-        modes[0] = .plaintext
-        dataEnc = Array(repeating: nil, count: slotCount)
-        dataDec = Array(repeating: nil, count: slotCount)
-        tweakEnc = Array(repeating: nil, count: slotCount)
-        keyBitsOf = Array(repeating: 0, count: slotCount)
+    /// An engine with `slots` KeyIDs: KeyID 0 stores plaintext until keyed, the others use KeyID 0's slot.
+    public init(slots count: Int) {
+        slotCount = max(count, 1)
+        slots = .allocate(capacity: slotCount)
+        slots.initialize(repeating: Slot(), count: slotCount)
+        slots[0].mode = .plaintext
         tweaks = UnsafeMutableRawPointer.allocate(byteCount: 16 * EncryptionEngine.batchLines, alignment: 64)
         masks = UnsafeMutableRawPointer.allocate(byteCount: cacheLineSize * EncryptionEngine.batchLines, alignment: 64)
-        addrs = UnsafeMutablePointer<UInt64>.allocate(capacity: EncryptionEngine.batchLines)
     }
 
     deinit {
@@ -68,19 +66,19 @@ public final class EncryptionEngine {
         OPENSSL_cleanse(masks, cacheLineSize * EncryptionEngine.batchLines)
         tweaks.deallocate()
         masks.deallocate()
-        addrs.deallocate()
+        slots.deallocate()
     }
 
     // MARK: Key slots
 
     /// The mode of a KeyID's slot.
     public func mode(of keyid: KeyID) -> EngineSlotMode {
-        keyid.index < slotCount ? modes[keyid.index] : .tme
+        keyid.index < slotCount ? slots[keyid.index].mode : .tme
     }
 
     /// AES key width (128/256) of a keyed slot, 0 otherwise.
     public func keyBits(of keyid: KeyID) -> Int {
-        keyid.index < slotCount && modes[keyid.index] == .keyed ? Int(keyBitsOf[keyid.index]) : 0
+        keyid.index < slotCount && slots[keyid.index].mode == .keyed ? Int(slots[keyid.index].keyBits) : 0
     }
 
     /// Installs an AES-XTS key: `dataKey` and `tweakKey` are each 16 (XTS-128) or 32 (XTS-256) bytes.
@@ -104,9 +102,7 @@ public final class EncryptionEngine {
             return false
         }
         freeContexts(k)
-        dataEnc[k] = e; dataDec[k] = d; tweakEnc[k] = t
-        keyBitsOf[k] = UInt16(dataKey.count * 8)
-        modes[k] = .keyed
+        slots[k] = Slot(mode: .keyed, keyBits: UInt16(dataKey.count * 8), dataEnc: e, dataDec: d, tweakEnc: t)
         return true
     }
 
@@ -114,34 +110,34 @@ public final class EncryptionEngine {
     public func setPlaintext(_ keyid: KeyID) {
         guard keyid.index < slotCount else { return }
         freeContexts(keyid.index)
-        modes[keyid.index] = .plaintext
+        slots[keyid.index].mode = .plaintext
     }
 
     /// Makes a KeyID use the TME key (CLEAR_KEY); its old key is destroyed. KeyID 0 cannot be cleared.
     public func setTME(_ keyid: KeyID) {
         guard keyid.index < slotCount, keyid.index != 0 else { return }
         freeContexts(keyid.index)
-        modes[keyid.index] = .tme
+        slots[keyid.index].mode = .tme
     }
 
     private func freeContexts(_ k: Int) {
         // EVP_CIPHER_CTX_free cleanses the key schedule (OPENSSL_clear_free in the provider).
-        if let c = dataEnc[k] { EVP_CIPHER_CTX_free(c) }
-        if let c = dataDec[k] { EVP_CIPHER_CTX_free(c) }
-        if let c = tweakEnc[k] { EVP_CIPHER_CTX_free(c) }
-        dataEnc[k] = nil; dataDec[k] = nil; tweakEnc[k] = nil
-        keyBitsOf[k] = 0
+        if let c = slots[k].dataEnc { EVP_CIPHER_CTX_free(c) }
+        if let c = slots[k].dataDec { EVP_CIPHER_CTX_free(c) }
+        if let c = slots[k].tweakEnc { EVP_CIPHER_CTX_free(c) }
+        slots[k].dataEnc = nil; slots[k].dataDec = nil; slots[k].tweakEnc = nil
+        slots[k].keyBits = 0
     }
 
     /// The slot that actually serves a KeyID (TME-mode KeyIDs use slot 0); KeyIDs beyond the table use slot 0.
     @inlinable func slot(for keyid: KeyID) -> Int {
         let k = keyid.index
         guard k < slotCount else { return 0 }
-        return modes[k] == .tme ? 0 : k
+        return slots[k].mode == .tme ? 0 : k
     }
 
     /// True when data through this KeyID is stored as plaintext.
-    @inlinable public func isPlaintext(_ keyid: KeyID) -> Bool { modes[slot(for: keyid)] != .keyed }
+    @inlinable public func isPlaintext(_ keyid: KeyID) -> Bool { slots[slot(for: keyid)].mode != .keyed }
 
     // MARK: Data path
 
@@ -175,7 +171,7 @@ public final class EncryptionEngine {
                src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) -> Int {
         guard lines > 0 else { return 0 }
         let s = slot(for: keyid)
-        guard modes[s] == .keyed, let dctx = encrypt ? dataEnc[s] : dataDec[s], let tctx = tweakEnc[s] else {
+        guard slots[s].mode == .keyed, let dctx = encrypt ? slots[s].dataEnc : slots[s].dataDec, let tctx = slots[s].tweakEnc else {
             if src != UnsafeRawPointer(dst) { dst.copyMemory(from: src, byteCount: lines * cacheLineSize) }
             return 0
         }
@@ -216,43 +212,45 @@ public final class EncryptionEngine {
             XTSMath.xorInPlace(dstp, UnsafeRawPointer(masks), bytes: n * cacheLineSize)
             done += n
         }
-        if encrypt { linesEncrypted &+= UInt64(lines) } else { linesDecrypted &+= UInt64(lines) }
         return lines
     }
 }
 
 /// The GF(2^128) and XOR kernels of XTS.
 @usableFromInline enum XTSMath {
-    /// For each line i: T = tweaks[i]; for its 4 blocks j: masks[4i+j] = T * alpha^j; dst = src ^ mask.
+    /// For each line i: T = tweaks[i]; its 4 block masks are T * alpha^0..3; masks[i] = them, dst = src ^ them.
     @inlinable @inline(__always)
     static func whiten(tweaks: UnsafeRawPointer, masks: UnsafeMutableRawPointer, lines: Int, src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) {
-        var o = 0
         for i in 0..<lines {
-            var lo = tweaks.load(fromByteOffset: i * 16, as: UInt64.self)
-            var hi = tweaks.load(fromByteOffset: i * 16 + 8, as: UInt64.self)
-            for _ in 0..<4 {
-                let t = SIMD2<UInt64>(lo, hi)
-                masks.storeBytes(of: t, toByteOffset: o, as: SIMD2<UInt64>.self)
-                let v = src.loadUnaligned(fromByteOffset: o, as: SIMD2<UInt64>.self)
-                dst.storeBytes(of: v ^ t, toByteOffset: o, as: SIMD2<UInt64>.self)
-                // Multiply by alpha: 128-bit little-endian shift left, reduce with x^128 = x^7 + x^2 + x + 1.
-                let carry = hi >> 63
-                hi = (hi << 1) | (lo >> 63)
-                lo = (lo << 1) ^ ((0 &- carry) & 0x87)
-                o += 16
-            }
+            let lo0 = tweaks.load(fromByteOffset: i * 16, as: UInt64.self)
+            let hi0 = tweaks.load(fromByteOffset: i * 16 + 8, as: UInt64.self)
+            let (lo1, hi1) = double(lo0, hi0)
+            let (lo2, hi2) = double(lo1, hi1)
+            let (lo3, hi3) = double(lo2, hi2)
+            let m = SIMD8<UInt64>(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3)
+            let o = i * cacheLineSize
+            masks.storeBytes(of: m, toByteOffset: o, as: SIMD8<UInt64>.self)
+            dst.storeBytes(of: src.loadUnaligned(fromByteOffset: o, as: SIMD8<UInt64>.self) ^ m, toByteOffset: o, as: SIMD8<UInt64>.self)
         }
     }
 
-    /// dst ^= src over `bytes` (a multiple of 16).
+    /// Multiplication by alpha in GF(2^128), XTS convention: 128-bit little-endian shift left by one,
+    /// reduced with x^128 = x^7 + x^2 + x + 1 (0x87).
+    @inlinable @inline(__always)
+    static func double(_ lo: UInt64, _ hi: UInt64) -> (UInt64, UInt64) {
+        let carry = hi >> 63
+        return ((lo << 1) ^ ((0 &- carry) & 0x87), (hi << 1) | (lo >> 63))
+    }
+
+    /// dst ^= src over `bytes` (a multiple of 64; src 64-byte aligned).
     @inlinable @inline(__always)
     static func xorInPlace(_ dst: UnsafeMutableRawPointer, _ src: UnsafeRawPointer, bytes: Int) {
         var o = 0
         while o < bytes {
-            let a = dst.loadUnaligned(fromByteOffset: o, as: SIMD2<UInt64>.self)
-            let b = src.load(fromByteOffset: o, as: SIMD2<UInt64>.self)
-            dst.storeBytes(of: a ^ b, toByteOffset: o, as: SIMD2<UInt64>.self)
-            o += 16
+            let a = dst.loadUnaligned(fromByteOffset: o, as: SIMD8<UInt64>.self)
+            let b = src.load(fromByteOffset: o, as: SIMD8<UInt64>.self)
+            dst.storeBytes(of: a ^ b, toByteOffset: o, as: SIMD8<UInt64>.self)
+            o += 64
         }
     }
 }
