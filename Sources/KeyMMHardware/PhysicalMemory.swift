@@ -25,15 +25,27 @@ public final class PhysicalMemory {
     public let size: Int
     /// Start of the host reservation. Byte `pa` of DRAM lives at `base + pa`.
     public let base: UnsafeMutableRawPointer
+    private let reservation: UnsafeMutableRawPointer
+    private let reservationSize: Int
 
     /// Reserves `size` bytes of sparse host memory.
     public init(size: ByteCount) throws(HardwareError) {
         guard size.rawValue > 0, size.rawValue <= UInt64(Int.max) else { throw HardwareError("bad DRAM size \(size)") }
         self.size = Int(size.rawValue)
+        // One guard page on each side (PROT_NONE) keeps the host from merging this mapping with a
+        // neighbouring anonymous one, so its smaps entry measures exactly the DRAM.
         let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
-        guard let p = mmap(nil, Int(size.rawValue), PROT_READ | PROT_WRITE, flags, -1, 0), p != MAP_FAILED else {
+        let guardBytes = Int(getpagesize())
+        guard let r = mmap(nil, Int(size.rawValue) + 2 * guardBytes, PROT_NONE, flags, -1, 0), r != MAP_FAILED else {
             throw HardwareError("cannot reserve \(size) of host address space for DRAM (mmap errno \(errno))")
         }
+        let p = r + guardBytes
+        guard mprotect(p, Int(size.rawValue), PROT_READ | PROT_WRITE) == 0 else {
+            munmap(r, Int(size.rawValue) + 2 * guardBytes)
+            throw HardwareError("cannot map \(size) of host memory for DRAM (mprotect errno \(errno))")
+        }
+        self.reservation = r
+        self.reservationSize = Int(size.rawValue) + 2 * guardBytes
         self.base = p
         #if os(Linux)
         // Keep sparseness exact: one written frame costs one host page, not a 2 MiB THP.
@@ -41,7 +53,7 @@ public final class PhysicalMemory {
         #endif
     }
 
-    deinit { munmap(base, size) }
+    deinit { munmap(reservation, reservationSize) }
 
     /// Frames of DRAM.
     public var frameCount: Int { size >> Int(pageShift) }
