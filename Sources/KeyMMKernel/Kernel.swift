@@ -48,9 +48,8 @@ public struct KernelConfig: Sendable {
 /// The kernel: tasks and their address spaces on one modeled machine.
 public final class Kernel {
     public let machine: Machine
-    // PENDING(palloc/keys): wired when PageAllocator and KeyService exist.
-    // public let allocator: PageAllocator
-    // public let keys: KeyService
+    public let allocator: PageAllocator
+    public let keys: KeyService
     public let config: KernelConfig
     /// Where the physical address and the KeyID sit in page-table entries.
     public let layout: PTELayout
@@ -58,6 +57,8 @@ public final class Kernel {
     public var tasks: [ProcessID: TaskStruct] = [:]
     /// The page cache of every file of the model's file system.
     public let pageCache: PageCache
+    /// Kernel-wide page-table layer state (zero pages, THP and migration statistics).
+    public let pgtable = PgtableState()
 
     /// The model's file system: path -> inode.
     public internal(set) var filesystem: [String: MappedFile] = [:]
@@ -78,6 +79,9 @@ public final class Kernel {
         } else {
             self.layout = PTELayout(physBits: mc.physBits, keyidBits: keyBits)
         }
+        self.keys = KeyService(programmer: machine.keyTable, keyids: mc.mktmeKeyIDs,
+                               userKeysEnabled: config.userKeys, seed: mc.seed)
+        self.allocator = PageAllocator(machine: machine, policy: config.policy, keyidRefs: keys.references)
         self.pageCache = PageCache()
     }
 

@@ -74,6 +74,8 @@ public final class MappedFile: Hashable {
     public let inode: UInt64
     public let device: (major: UInt32, minor: UInt32)
     public var size: UInt64
+    /// A shmem inode (shared anonymous memory: "/dev/zero (deleted)"); no write-back.
+    public var isShmem: Bool = false
     public init(path: String, inode: UInt64, device: (major: UInt32, minor: UInt32) = (0, 0), size: UInt64) {
         self.path = path
         self.inode = inode
@@ -92,6 +94,13 @@ public final class AnonVMA {
     public let root: AnonVMA?
     public let parent: AnonVMA?
     public var degree: Int = 0
+    /// num_children: child anon_vmas (forks) whose parent is this one; a new root counts
+    /// its self-parent link (1). (vm-core, mm/AnonVMA.swift)
+    public var numChildren: Int = 0
+    /// num_active_vmas: VMAs whose `anonVMA` is this one.
+    public var numActiveVMAs: Int = 0
+    /// anon_vma_chain links pointing here (the size of the kernel's rb_root interval tree).
+    public var chainLinks: Int = 0
     public init(id: UInt64, parent: AnonVMA?) {
         self.id = id
         self.parent = parent

@@ -1,0 +1,62 @@
+// The seam between the VMA layer (mm/) and the page-table layer (pgtable/): every call the
+// VMA code makes into page tables goes through one of these wrappers, so the contract is
+// visible in one place. The callee side lives in Sources/KeyMMKernel/pgtable.
+//
+// Invariant: the VMA layer never edits PTEs itself.
+import KeyMMBase
+
+extension Kernel {
+    /// Split a huge PMD mapping straddling `address` (vma_adjust_trans_huge).
+    @inline(__always) func glueSplitHugePMD(_ mm: MM, _ vma: VMA, at address: VirtAddr) {
+        splitHugePMD(mm, vma, at: address)
+    }
+
+    /// Unmap the pages of [start, end) of `vma` (munmap, MADV_DONTNEED, MAP_FIXED over).
+    @inline(__always) func glueZap(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) {
+        guard start < end else { return }
+        zapPageRange(mm, vma, start, end)
+    }
+
+    /// Rewrite the PTEs of [start, end) with `vma`'s new vm_page_prot (mprotect).
+    @inline(__always) func glueChangeProtection(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) {
+        changeProtection(mm, vma, start, end, vma.vmPageProt)
+    }
+
+    /// Move the PTEs of an mremap.
+    @inline(__always) func glueMovePageTables(_ mm: MM, from: VMA, oldStart: VirtAddr, to: VMA,
+                                              newStart: VirtAddr, length: UInt64) {
+        guard length > 0 else { return }
+        movePageTables(mm, from: from, oldStart: oldStart, to: to, newStart: newStart, length: length)
+    }
+
+    /// fork: copy (COW) the parent's PTEs of `srcVMA` into the child.
+    @inline(__always) func glueCopyPageRange(dst: MM, src: MM, dstVMA: VMA, srcVMA: VMA) {
+        copyPageRange(dst: dst, src: src, dstVMA: dstVMA, srcVMA: srcVMA)
+    }
+
+    /// exit/exec: free every page table of the mm.
+    @inline(__always) func glueFreePageTables(_ mm: MM) {
+        freePageTables(mm)
+    }
+
+    /// populate_vma_page_range(): fault in [start, end) of `vma` as get_user_pages does for
+    /// mlock / MAP_POPULATE. VM_LOCKONFAULT VMAs are left alone; PROT_NONE fails with EFAULT;
+    /// private writable mappings take write faults (breaking COW), the rest read faults.
+    func populateVMAPageRange(_ task: TaskStruct, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) -> Errno? {
+        let f = vma.vmFlags
+        if f.contains(.lockOnFault) { return nil }
+        if f.isDisjoint(with: [.read, .write, .exec]) { return .EFAULT }
+        let write = f.intersection([.write, .shared]) == .write
+        return populate(task, vma, start, end, write: write)
+    }
+
+    /// smaps counters of one VMA.
+    @inline(__always) func glueVMAStats(_ mm: MM, _ vma: VMA) -> VMAPageStats {
+        vmaPageStats(mm, vma)
+    }
+
+    /// MADV_COLLAPSE on [start, end) of one VMA.
+    @inline(__always) func glueCollapse(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) -> Errno? {
+        collapseHugePages(mm, vma, start, end)
+    }
+}
