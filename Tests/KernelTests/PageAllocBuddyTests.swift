@@ -205,5 +205,16 @@ struct PageAllocBuddyTests {
         #expect(pa.verify().contains { $0.contains("mapcount 1") })
         pa.freePages(PFN(1 << 40), order: .base)
         #expect(pa.verify().contains { $0.contains("beyond memory") })
+        // The final put takes a page off the LRU itself (__page_cache_release); PG_locked is a bug.
+        let q = try #require(pa.allocPages(order: .base, keyid: .tme, gfp: []))
+        pa.setFlags(q, [.lru, .active, .mlocked])
+        let before = pa.verify().count
+        pa.putPage(q)
+        #expect(pa.verify().count == before)
+        #expect(pa.flags(q) == .buddy)
+        let r = try #require(pa.allocPages(order: .base, keyid: .tme, gfp: []))
+        pa.setFlags(r, .locked)
+        pa.putPage(r)
+        #expect(pa.verify().contains { $0.contains("freed with flags locked") })
     }
 }

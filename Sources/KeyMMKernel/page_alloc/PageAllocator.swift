@@ -180,7 +180,7 @@ public final class PageAllocator {
         var hwPoisoned = false
         for i in 0..<n {
             let p = head + i
-            let f = PageFlags(rawValue: p.pointee.flags)
+            let f = PageFlags(rawValue: p.pointee.flags).subtracting(.clearedAtFree)
             if p.pointee.mapcount != 0 {
                 anomaly("bad page: \(PFN(pfn + UInt64(i))) freed with mapcount \(p.pointee.mapcount)")
             }

@@ -83,8 +83,10 @@ public struct PageFlags: OptionSet, Hashable, Sendable, CustomStringConvertible 
 
     /// Flags only the allocator sets or clears.
     public static let allocatorOwned: PageFlags = [.buddy, .head, .tail]
+    /// Flags the final put clears itself (__page_cache_release: off the LRU, munlocked).
+    public static let clearedAtFree: PageFlags = [.lru, .active, .unevictable, .mlocked]
     /// Flags that make a page "bad" when it is freed (PAGE_FLAGS_CHECK_AT_FREE, abridged).
-    public static let checkAtFree: PageFlags = [.locked, .writeback, .lru, .active, .unevictable, .mlocked, .pinned]
+    public static let checkAtFree: PageFlags = [.locked, .writeback, .pinned]
 
     private static let names: [(PageFlags, String)] = [
         (.locked, "locked"), (.writeback, "writeback"), (.referenced, "referenced"), (.uptodate, "uptodate"),
