@@ -215,6 +215,7 @@ public final class KeyService {
     }
 
     /// ``lookupUserKey(_:need:cred:process:)`` with the raw key_serial_t.
+    @_disfavoredOverload
     public func lookupUserKey(_ id: Int32, need: KeyNeed, cred: Credentials, process: ProcessKeyrings) -> Result<Key, Errno> {
         lookupUserKey(KeySerial(id), need: need, cred: cred, process: process)
     }

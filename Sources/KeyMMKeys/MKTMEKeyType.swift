@@ -82,6 +82,7 @@ extension KeyService {
     }
 
     /// ``keyidForEncryptMprotect(serial:cred:process:)`` with the raw key_serial_t.
+    @_disfavoredOverload
     public func keyidForEncryptMprotect(serial: Int32, cred: Credentials, process: ProcessKeyrings) -> Result<KeyID, Errno> {
         keyidForEncryptMprotect(serial: KeySerial(serial), cred: cred, process: process)
     }
