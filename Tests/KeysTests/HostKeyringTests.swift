@@ -1,0 +1,238 @@
+// The real kernel on this machine answers: a C helper (built with gcc during the test) runs a
+// script of add_key/keyctl calls on `user` keys and keyrings in a fresh process, and the model
+// runs the same script; results (errno, DESCRIBE text, which serials are equal) must match.
+// The mktme type does not exist on the host (ENODEV), so only the generic keyring rules are
+// compared here. Skipped (with a note) when gcc or the keyring syscalls are unavailable.
+import Foundation
+import Testing
+import KeyMMBase
+import KeyMMKeys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let helperSource = #"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+static long serials[256]; static int n;
+static long id(const char *s) { return s[0] == '$' ? serials[atoi(s + 1)] : atol(s); }
+static const char *ename(int e) {
+  switch (e) { case EPERM: return "EPERM"; case ENOENT: return "ENOENT"; case EINVAL: return "EINVAL";
+  case ENODEV: return "ENODEV"; case ENOTDIR: return "ENOTDIR"; case EACCES: return "EACCES";
+  case EOPNOTSUPP: return "EOPNOTSUPP"; case ENOKEY: return "ENOKEY"; case EKEYREVOKED: return "EKEYREVOKED";
+  case ENOSYS: return "ENOSYS"; case EDQUOT: return "EDQUOT"; default: return "E?"; } }
+static char *payload(const char *spec, size_t *len) {
+  if (spec[0] == '#') { *len = atol(spec + 1); char *p = malloc(*len + 1); memset(p, 'a', *len); return p; }
+  *len = strlen(spec); return strdup(spec); }
+int main(void) {
+  char line[4096];
+  while (fgets(line, sizeof line, stdin)) {
+    line[strcspn(line, "\n")] = 0;
+    char *f[5] = {0}; int k = 0; char *save, *t = strtok_r(line, "\t", &save);
+    while (t && k < 5) { f[k++] = strcmp(t, "-") == 0 ? "" : t; t = strtok_r(NULL, "\t", &save); }
+    long r; char buf[512] = "";
+    errno = 0;
+    if (!strcmp(f[0], "add")) { size_t l; char *p = payload(f[3], &l);
+      r = syscall(SYS_add_key, f[1], f[2][0] ? f[2] : NULL, l ? p : NULL, l, id(f[4])); free(p);
+      if (r >= 0) { serials[n] = r; printf("ok S%ld\n", r); } }
+    else if (!strcmp(f[0], "describe")) { r = syscall(SYS_keyctl, 6, id(f[1]), buf, sizeof buf, 0);
+      if (r >= 0) printf("ok %s %ld\n", buf, r); }
+    else if (!strcmp(f[0], "revoke")) { r = syscall(SYS_keyctl, 3, id(f[1]), 0, 0, 0); if (r >= 0) printf("ok\n"); }
+    else if (!strcmp(f[0], "invalidate")) { r = syscall(SYS_keyctl, 21, id(f[1]), 0, 0, 0); if (r >= 0) printf("ok\n"); }
+    else if (!strcmp(f[0], "unlink")) { r = syscall(SYS_keyctl, 9, id(f[1]), id(f[2]), 0, 0); if (r >= 0) printf("ok\n"); }
+    else if (!strcmp(f[0], "update")) { size_t l; char *p = payload(f[2], &l);
+      r = syscall(SYS_keyctl, 2, id(f[1]), l ? p : NULL, l, 0); free(p); if (r >= 0) printf("ok\n"); }
+    else if (!strcmp(f[0], "child")) { /* fork; the parent waits and exits; the child goes on as UID */
+      fflush(stdout);
+      pid_t pid = fork();
+      if (pid > 0) { int st; waitpid(pid, &st, 0); return WIFEXITED(st) ? WEXITSTATUS(st) : 1; }
+      r = setgid(atoi(f[1])); if (r == 0) r = setuid(atoi(f[1])); if (r >= 0) printf("ok\n"); }
+    else { printf("bad\n"); continue; }
+    if (r < 0) printf("err %s\n", ename(errno));
+    n++;
+    fflush(stdout);
+    /* let the kernel's key garbage collector (a work item, run twice for a keyring's contents) finish */
+    if (strcmp(f[0], "describe")) usleep(80000);
+  }
+  return 0;
+}
+"""#
+
+/// One script line: op, args (tab-separated in the helper; "-" is the empty string).
+private let script: [[String]] = [
+    ["add", "user", "a", "pa", "-2"],               // 0
+    ["describe", "$0"],                             // 1
+    ["add", "user", "a", "pbb", "-2"],              // 2: same type+description: update, same serial
+    ["add", "user", "-", "x", "-2"],                // 3: EINVAL
+    ["add", "user", "d", "-", "-2"],                // 4: EINVAL (empty payload)
+    ["add", "nosuchtype", "d", "x", "-2"],          // 5: ENODEV
+    ["add", "keyring", "r", "-", "-2"],             // 6
+    ["add", "user", "in", "x", "$6"],               // 7
+    ["describe", "-2"],                             // 8
+    ["describe", "-1"],                             // 9: ENOKEY
+    ["add", "user", "t", "x", "-1"],                // 10
+    ["describe", "-1"],                             // 11
+    ["revoke", "$0"],                               // 12
+    ["revoke", "$0"],                               // 13: EKEYREVOKED
+    ["describe", "$0"],                             // 14
+    ["update", "$0", "z"],                          // 15
+    ["unlink", "$0", "-2"],                         // 16: a revoked key can be unlinked
+    ["describe", "$0"],                             // 17: gone
+    ["invalidate", "$7"],                           // 18
+    ["describe", "$7"],                             // 19
+    ["unlink", "$10", "$6"],                        // 20: ENOENT
+    ["unlink", "$10", "$10"],                       // 21: ENOTDIR
+    ["update", "$6", "x"],                          // 22: EOPNOTSUPP
+    ["update", "$10", "-"],                         // 23: EINVAL
+    ["update", "$10", "#4097"],                     // 24: EINVAL (> PAGE_SIZE)
+    ["update", "$10", "#4096"],                     // 25
+    ["add", "user", "d", "x", "$10"],               // 26: ENOTDIR
+    ["add", "user", "d", "x", "0"],                 // 27: EINVAL
+    ["add", "user", "d", "x", "-6"],                // 28: EINVAL
+    ["add", "user", "d", "x", "-7"],                // 29: ENOKEY
+    ["add", "user", "d", "x", "123"],               // 30: ENOKEY (no such keyring, almost surely)
+    ["describe", "0"],                              // 31
+    ["describe", "-9"],                             // 32
+    ["add", "keyring", ".x", "-", "-2"],            // 33: EPERM
+    ["add", ".x", "d", "x", "-2"],                  // 34: EPERM
+    ["add", "user", "big", "#32768", "-2"],         // 35: EINVAL
+    ["add", "user", "big", "#32767", "-2"],         // 36
+    ["add", "keyring", "r2", "x", "-2"],            // 37: EINVAL
+    ["add", "user", "in2", "x", "$6"],              // 38
+    ["add", "keyring", "r", "-", "-2"],             // 39: replaces keyring $6 (a new serial)
+    ["describe", "$38"],                            // 40: $6 lost its last link: collected with its contents
+    ["revoke", "$39"],                              // 41
+    ["add", "user", "late", "x", "$39"],            // 42: EKEYREVOKED
+    ["unlink", "$10", "-1"],                        // 43
+    ["unlink", "$10", "-1"],                        // 44: ENOKEY (collected)
+    ["describe", "-4"],                             // 45
+    ["invalidate", "$36"],                          // 46
+    ["invalidate", "$36"],                          // 47: ENOKEY
+    ["add", "user", "kept", "x", "-2"],             // 48
+    ["child", "1000"],                              // 49: fork, child becomes uid/gid 1000
+    ["describe", "$48"],                            // 50: EACCES (other uid, not possessed)
+    ["describe", "-2"],                             // 51: ENOKEY (no process keyring after fork)
+    ["revoke", "$48"],                              // 52: EACCES
+    ["invalidate", "$48"],                          // 53: EACCES
+    ["update", "$48", "y"],                         // 54: EACCES
+    ["add", "user", "c", "x", "-2"],                // 55
+    ["describe", "$55"],                            // 56
+    ["unlink", "$48", "-2"],                        // 57: ENOENT (unlink does not check the key)
+    ["describe", "-4"],                             // 58
+]
+
+/// Replaces serial numbers by the index of their first appearance, so runs compare.
+private func normalize(_ lines: [String]) -> [String] {
+    var seen: [String: Int] = [:]
+    return lines.map { line in
+        guard line.hasPrefix("ok S") else { return line }
+        let s = String(line.dropFirst(4))
+        if seen[s] == nil { seen[s] = seen.count }
+        return "ok K\(seen[s]!)"
+    }
+}
+
+private func runModel() -> [String] {
+    var cred = Credentials(uid: UInt32(getuid()), gid: UInt32(getgid()), capabilities: .all)
+    var process = p1
+    let (s, _) = makeService()
+    var serials: [KeySerial] = []
+    func id(_ t: String) -> KeySerial {
+        if t.hasPrefix("$"), let i = Int(t.dropFirst()), i < serials.count { return serials[i] }
+        return KeySerial(Int32(t) ?? 0)
+    }
+    func payload(_ t: String) -> [UInt8] {
+        if t == "-" { return [] }
+        if t.hasPrefix("#"), let n = Int(t.dropFirst()) { return Array(repeating: UInt8(ascii: "a"), count: n) }
+        return Array(t.utf8)
+    }
+    func line<T>(_ r: Result<T, Errno>, _ ok: (T) -> String) -> String {
+        switch r {
+        case .success(let v): return ok(v)
+        case .failure(let e): return "err \(e.name)"
+        }
+    }
+    var out: [String] = []
+    for op in script {
+        var result = ""
+        switch op[0] {
+        case "add":
+            let r = s.addKey(type: op[1], description: op[2] == "-" ? nil : op[2], payload: payload(op[3]),
+                             keyring: id(op[4]), cred: cred, process: process)
+            if case .success(let k) = r { serials.append(k) } else { serials.append(0) }
+            result = line(r) { "ok S\($0.rawValue)" }
+            out.append(result)
+            continue
+        case "child":
+            let child = ProcessKeyrings(pid: process.pid + 1)
+            s.fork(parent: process, child: child)
+            process = child
+            cred = Credentials(uid: UInt32(op[1]) ?? 0, gid: UInt32(op[1]) ?? 0, capabilities: [])
+            result = "ok"
+        case "describe": result = line(s.describe(id(op[1]), cred: cred, process: process)) { "ok \($0) \($0.utf8.count + 1)" }
+        case "revoke": result = line(s.revoke(id(op[1]), cred: cred, process: process)) { _ in "ok" }
+        case "invalidate": result = line(s.invalidate(id(op[1]), cred: cred, process: process)) { _ in "ok" }
+        case "unlink": result = line(s.unlink(id(op[1]), from: id(op[2]), cred: cred, process: process)) { _ in "ok" }
+        case "update": result = line(s.update(id(op[1]), payload: payload(op[2]), cred: cred, process: process)) { _ in "ok" }
+        default: result = "bad"
+        }
+        serials.append(0)
+        out.append(result)
+    }
+    return out
+}
+
+private func runHost() -> [String]? {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keymm-keys-host-\(getpid())")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let src = dir.appendingPathComponent("keyhelper.c"), bin = dir.appendingPathComponent("keyhelper")
+    guard (try? helperSource.write(to: src, atomically: true, encoding: .utf8)) != nil else { return nil }
+    func run(_ path: String, _ args: [String], stdin: String? = nil) -> (Int32, String)? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = Pipe()
+        if stdin != nil { p.standardInput = inp }
+        guard (try? p.run()) != nil else { return nil }
+        if let stdin {
+            inp.fileHandleForWriting.write(Data(stdin.utf8))
+            try? inp.fileHandleForWriting.close()
+        }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+    guard let (cc, _) = run("/usr/bin/env", ["gcc", "-O1", "-o", bin.path, src.path]), cc == 0 else { return nil }
+    let input = script.map { $0.joined(separator: "\t") }.joined(separator: "\n") + "\n"
+    guard let (rc, text) = run(bin.path, [], stdin: input), rc == 0 else { return nil }
+    return text.split(separator: "\n").map(String.init)
+}
+
+@Suite struct HostKeyringTests {
+    @Test func modelMatchesTheRunningKernel() {
+        guard let host = runHost() else {
+            print("SKIPPED: gcc not available; host keyring comparison not run")
+            return
+        }
+        guard getuid() == 0 else {
+            print("SKIPPED: not root (the script switches to uid 1000); host keyring comparison not run")
+            return
+        }
+        guard host.count == script.count, host.first?.hasPrefix("ok") == true else {
+            print("SKIPPED: keyring syscalls unavailable on this host (\(host.first ?? "no output"))")
+            return
+        }
+        let model = normalize(runModel()), real = normalize(host)
+        for (i, (m, h)) in zip(model, real).enumerated() {
+            #expect(m == h, "line \(i) \(script[i].joined(separator: " ")): model \(m) kernel \(h)")
+        }
+    }
+}
