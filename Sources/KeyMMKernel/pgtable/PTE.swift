@@ -64,6 +64,11 @@ public struct PTEFlags: OptionSet, Hashable, Sendable {
     /// Software bit 9 (_PAGE_BIT_SOFTW1): the model marks special (pfnmap/zero-page) entries.
     public static let special = PTEFlags(rawValue: 1 << 9)
     public static let softDirty = PTEFlags(rawValue: 1 << 11)
+    /// _PAGE_PROTNONE: bit 8 (the global bit's position) in a non-present entry: a PROT_NONE
+    /// (or NUMA-hinting) mapping that still holds its frame.
+    public static let protNone = PTEFlags(rawValue: 1 << 8)
+    /// _PAGE_PAT_LARGE: the PAT bit of a huge PMD (bit 12; bit 7 is PSE there).
+    public static let patLarge = PTEFlags(rawValue: 1 << 12)
     public static let pkeyMask = PTEFlags(rawValue: 0xF << 59)
     public static let nx = PTEFlags(rawValue: 1 << 63)
     /// Flag bits mprotect keeps (_PAGE_CHG_MASK without the address field): PCD/PWT/PAT
@@ -82,11 +87,12 @@ public struct PageProt: Hashable, Sendable {
     /// vm_get_page_prot(): the protection bits for VMA flags (private writable mappings
     /// start read-only so the first write faults for COW).
     public init(vmFlags: VMFlags, keyid: KeyID = .tme) {
-        var f: PTEFlags = [.present, .user]
+        // protection_map[]: every entry has _PAGE_ACCESSED (x86 PAGE_* macros).
+        var f: PTEFlags = [.present, .user, .accessed]
         if vmFlags.contains(.write) && vmFlags.contains(.shared) { f.insert(.rw) }
         if !vmFlags.contains(.exec) { f.insert(.nx) }
         if !vmFlags.contains(.read) && !vmFlags.contains(.write) && !vmFlags.contains(.exec) {
-            f = [.nx]   // PROT_NONE: _PAGE_PROTNONE (not present, but the entry is kept)
+            f = [.protNone, .accessed]   // PAGE_NONE: not present, but the entry keeps its frame
         }
         f.insert(PTEFlags(rawValue: UInt64(vmFlags.pkey) << 59))
         self.init(flags: f, keyid: keyid)
@@ -119,5 +125,135 @@ public struct PTE: Hashable, Sendable {
     /// The entry's protection (flags + KeyID) without the frame.
     @inlinable public func prot(_ layout: PTELayout) -> PageProt {
         PageProt(flags: PTEFlags(rawValue: raw & ~(layout.pfnMask | layout.encryptionMask)), keyid: keyid(layout))
+    }
+}
+
+// MARK: - Entry helpers (pte_* / pmd_* accessors and modifiers)
+
+extension PTE {
+    /// pte_protnone(): a non-present PROT_NONE entry that still holds its frame.
+    @inlinable public var isProtNone: Bool {
+        raw & (PTEFlags.present.rawValue | PTEFlags.protNone.rawValue) == PTEFlags.protNone.rawValue
+    }
+    /// Holds a frame (present or PROT_NONE): pte_present() in the kernel's sense.
+    @inlinable public var mapsFrame: Bool {
+        raw & (PTEFlags.present.rawValue | PTEFlags.protNone.rawValue) != 0
+    }
+    /// A swap entry: not none, not present, not PROT_NONE.
+    @inlinable public var isSwap: Bool { raw != 0 && !mapsFrame }
+    /// A huge (PSE) leaf at the PMD level.
+    @inlinable public var isHuge: Bool { raw & PTEFlags.pse.rawValue != 0 && mapsFrame }
+    @inlinable public var isDirty: Bool { raw & PTEFlags.dirty.rawValue != 0 }
+    @inlinable public var isAccessed: Bool { raw & PTEFlags.accessed.rawValue != 0 }
+    /// pte_special(): the zero page or a raw PFN (no struct page to account).
+    @inlinable public var isSpecial: Bool { raw & PTEFlags.special.rawValue != 0 }
+
+    /// pte_wrprotect().
+    @inlinable public var writeProtected: PTE { PTE(raw: raw & ~PTEFlags.rw.rawValue) }
+    /// pte_mkwrite() + pte_mkdirty().
+    @inlinable public var madeWritableDirty: PTE { PTE(raw: raw | PTEFlags.rw.rawValue | PTEFlags.dirty.rawValue) }
+    /// pte_mkclean().
+    @inlinable public var cleaned: PTE { PTE(raw: raw & ~PTEFlags.dirty.rawValue) }
+    /// pte_mkold().
+    @inlinable public var madeOld: PTE { PTE(raw: raw & ~PTEFlags.accessed.rawValue) }
+
+    /// pte_modify(pte, newprot): new permission bits from `newProt`; the frame, the KeyID /
+    /// encryption bits and the other _PAGE_CHG_MASK bits (cacheability, A, D, special,
+    /// soft-dirty) from the entry. `newProt.keyid` is ignored: a PTE keeps its own KeyID.
+    @inlinable public func modified(_ newProt: PageProt, layout: PTELayout) -> PTE {
+        let keep = layout.pfnMask | layout.encryptionMask | PTEFlags.changeMask.rawValue
+        return PTE(raw: (raw & keep) | (newProt.flags.rawValue & ~keep))
+    }
+
+    /// The pre-fix pgprot_modify (seed 003's bug): the encryption bits come from `newProt`.
+    @inlinable public func modifiedDroppingEncryption(_ newProt: PageProt, layout: PTELayout) -> PTE {
+        let keep = layout.pfnMask | PTEFlags.changeMask.rawValue
+        return PTE(raw: (raw & keep) | (newProt.flags.rawValue & ~keep) | layout.encode(keyid: newProt.keyid))
+    }
+
+    /// The same entry pointing at another frame (migration, COW, KSM).
+    @inlinable public func with(pfn: PFN, layout: PTELayout) -> PTE {
+        PTE(raw: (raw & ~layout.pfnMask) | ((pfn.rawValue << pageShift) & layout.pfnMask))
+    }
+
+    /// The same entry with another KeyID / encryption state.
+    @inlinable public func with(keyid: KeyID, layout: PTELayout) -> PTE {
+        PTE(raw: (raw & ~layout.encryptionMask) | layout.encode(keyid: keyid))
+    }
+
+    /// mk_zero_pte(): the shared zero page mapped read-only and special, with the KeyID bits
+    /// stripped: the zero page is never encrypted, even in an encrypted VMA.
+    @inlinable public static func zeroPage(_ pfn: PFN, prot: PageProt, layout: PTELayout) -> PTE {
+        let flags = (prot.flags.rawValue & ~PTEFlags.rw.rawValue) | PTEFlags.special.rawValue
+        return PTE(pfn: pfn, prot: PageProt(flags: PTEFlags(rawValue: flags), keyid: .tme), layout: layout)
+    }
+
+    // MARK: huge PMD entries
+
+    /// mk_huge_pmd(): a 2 MiB leaf (PSE) for the block starting at `pfn`.
+    @inlinable public init(hugePFN pfn: PFN, prot: PageProt, layout: PTELayout) {
+        var f = prot.flags.rawValue
+        // A 4 KiB prot's PAT bit (7) moves to bit 12 in a large entry (pgprot_4k_2_large).
+        if f & PTEFlags.pse.rawValue != 0 { f = (f & ~PTEFlags.pse.rawValue) | PTEFlags.patLarge.rawValue }
+        raw = ((pfn.rawValue << pageShift) & layout.pfnMask & ~PTEFlags.patLarge.rawValue)
+            | f | PTEFlags.pse.rawValue | layout.encode(keyid: prot.keyid)
+    }
+
+    /// The first frame of a huge PMD leaf.
+    @inlinable public func hugePFN(_ layout: PTELayout) -> PFN {
+        PFN((raw & layout.pfnMask & ~PTEFlags.patLarge.rawValue) >> pageShift)
+    }
+
+    /// pmd_modify(): as `modified`, keeping PSE and PAT_LARGE (_HPAGE_CHG_MASK).
+    @inlinable public func modifiedHuge(_ newProt: PageProt, layout: PTELayout) -> PTE {
+        let keep = (layout.pfnMask | layout.encryptionMask | PTEFlags.changeMask.rawValue | PTEFlags.patLarge.rawValue)
+        let newBits = newProt.flags.rawValue & ~keep & ~PTEFlags.pse.rawValue
+        return PTE(raw: (raw & keep) | newBits)
+    }
+
+    /// The 4 KiB entry for subpage `index` of a huge PMD leaf (split_huge_pmd):
+    /// permission bits (present/user/NX/pkey/PROT_NONE) from `vmPageProt`; RW, accessed,
+    /// dirty and soft-dirty from the PMD; the KeyID / encryption bits and the cacheability
+    /// bits (PWT, PCD, PAT) copied from the source PMD, not from vm_page_prot (seed 003).
+    @inlinable public func splitEntry(index: Int, vmPageProt: PageProt, layout: PTELayout) -> PTE {
+        let fromPMD: UInt64 = PTEFlags([.rw, .accessed, .dirty, .softDirty, .pwt, .pcd, .special]).rawValue
+        var f = (vmPageProt.flags.rawValue & ~fromPMD & ~PTEFlags.pse.rawValue & ~PTEFlags.rw.rawValue)
+            | (raw & fromPMD)
+        if raw & PTEFlags.patLarge.rawValue != 0 { f |= PTEFlags.pse.rawValue }   // PAT: bit 12 → bit 7
+        let frame = (hugePFN(layout).rawValue &+ UInt64(index)) << pageShift
+        return PTE(raw: (frame & layout.pfnMask) | (raw & layout.encryptionMask) | (f & ~layout.encryptionMask & ~layout.pfnMask))
+    }
+
+    /// The pre-fix split (seed 003's concern): encryption and cacheability from vm_page_prot.
+    @inlinable public func splitEntryFromVMAProt(index: Int, vmPageProt: PageProt, layout: PTELayout) -> PTE {
+        let fromPMD: UInt64 = PTEFlags([.rw, .accessed, .dirty, .softDirty, .special]).rawValue
+        let f = (vmPageProt.flags.rawValue & ~fromPMD & ~PTEFlags.pse.rawValue) | (raw & fromPMD)
+        let frame = (hugePFN(layout).rawValue &+ UInt64(index)) << pageShift
+        return PTE(raw: (frame & layout.pfnMask) | layout.encode(keyid: vmPageProt.keyid) | (f & ~layout.encryptionMask & ~layout.pfnMask))
+    }
+}
+
+// MARK: - Swap entries
+
+/// swp_entry_t as x86-64 stores it in a non-present PTE: type in bits 63:59, the offset
+/// inverted in bits 58:9 (L1TF mitigation), bits 0 and 8 clear (not present, not PROT_NONE).
+public struct SwapEntry: Hashable, Sendable {
+    public var type: UInt8
+    public var offset: UInt64
+    public init(type: UInt8, offset: UInt64) { self.type = type; self.offset = offset }
+
+    static let offsetBits: UInt64 = 50
+    static let offsetMask: UInt64 = (1 << offsetBits) - 1
+
+    /// The non-present PTE holding this entry.
+    public var pte: PTE {
+        PTE(raw: (UInt64(type & 0x1F) << 59) | (((~offset) & SwapEntry.offsetMask) << 9))
+    }
+
+    /// Decodes a swap PTE (nil if `pte` is not a swap entry).
+    public init?(_ pte: PTE) {
+        guard pte.isSwap else { return nil }
+        type = UInt8(truncatingIfNeeded: pte.raw >> 59)
+        offset = (~(pte.raw >> 9)) & SwapEntry.offsetMask
     }
 }

@@ -89,3 +89,13 @@ public final class TLB {
         for i in 0..<TLB.entries { tags[i] = 0 }
     }
 }
+
+extension Kernel {
+    /// flush_tlb_range() on `mm`: invalidates the range in its TLB and charges a local flush,
+    /// plus a shootdown when other CPUs may hold the mm's translations.
+    func flushTLBRange(_ mm: MM, _ start: VirtAddr, _ end: VirtAddr) {
+        let shootdown = mm.pageTable.tlb.flush(start, end)
+        machine.clock.charge(.tlbFlush)
+        if shootdown { machine.clock.charge(.tlbShootdown) }
+    }
+}
