@@ -42,6 +42,12 @@ public struct KernelConfig: Sendable {
     public var overcommitNever: Bool = false
     /// THP's use_zero_page (read faults on huge-eligible ranges map the huge zero page).
     public var thpUseZeroPage: Bool = true
+    /// vm.mmap_min_addr (the kernel default is 65536; many distributions use 4096).
+    public var mmapMinAddr: UInt64 = 65536
+    /// CONFIG_MEM_SOFT_DIRTY: new VMAs get VM_SOFTDIRTY and smaps shows "sd".
+    public var softDirty: Bool = false
+    /// Pages the overcommit heuristic allows one accountable mapping (0: the machine's RAM).
+    public var overcommitPages: UInt64 = 0
     public init() {}
 }
 
@@ -83,6 +89,7 @@ public final class Kernel {
                                userKeysEnabled: config.userKeys, seed: mc.seed)
         self.allocator = PageAllocator(machine: machine, policy: config.policy, keyidRefs: keys.references)
         self.pageCache = PageCache()
+        installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
     }
 
     /// Creates a process with an empty address space. `pid` nil picks the next free pid.
@@ -105,8 +112,18 @@ public final class Kernel {
 
     /// A fresh mm_struct (mm_init): empty tree, pkey 0 allocated, default layout.
     func makeMM() -> MM {
-        MM(pageTable: PageTable(layout: layout))
+        let mm = MM(pageTable: PageTable(layout: layout))
+        if !pkeysEnabled {
+            // init_new_context() only sets up the pkey map with OSPKE; the zeroed context
+            // makes pkey 0 look like the execute-only key.
+            mm.pkeyAllocationMap = 0
+            mm.executeOnlyPkey = 0
+        }
+        return mm
     }
+
+    /// arch_pkeys_enabled() / OSPKE: more than one protection key exists.
+    @inlinable public var pkeysEnabled: Bool { config.pkeyCount > 1 }
 
     /// The task with `pid`, or ESRCH.
     public func task(_ pid: ProcessID) -> TaskStruct? { tasks[pid] }

@@ -15,9 +15,11 @@ public final class MM {
     public let pageTable: PageTable
     /// Bit n set = pkey n allocated (mm->context.pkey_allocation_map). Bit 0 always set.
     public var pkeyAllocationMap: UInt16 = 1
+    /// mm->context.execute_only_pkey (-1: none yet). Without OSPKE the context is zeroed (0).
+    public var executeOnlyPkey: Int = -1
     /// Start of the heap (mm->start_brk) and the current break (mm->brk).
-    public var startBrk: VirtAddr = VirtAddr(0)
-    public var brk: VirtAddr = VirtAddr(0)
+    public var startBrk: VirtAddr = MM.defaultStartBrk
+    public var brk: VirtAddr = MM.defaultStartBrk
     /// Where top-down mmap placement starts (mm->mmap_base).
     public var mmapBase: VirtAddr
     /// Highest address usable by mmap (TASK_SIZE).
@@ -39,8 +41,11 @@ public final class MM {
     /// Accounted pages (vm_committed_as share of this mm: VM_ACCOUNT VMAs).
     public var committedPages: UInt64 = 0
 
-    /// Default mmap_base: TASK_SIZE - the stack gap (128 MiB + stack rlimit 8 MiB, page aligned).
-    public static let defaultMmapBase = VirtAddr(userAddressLimit - (128 << 20) - (8 << 20))
+    /// Default mmap_base without randomization: TASK_SIZE minus the minimum stack gap
+    /// (x86 mmap_base(): max(8 MiB stack rlimit + 1 MiB guard, 128 MiB) = 128 MiB).
+    public static let defaultMmapBase = VirtAddr(userAddressLimit - (128 << 20))
+    /// Default start of the heap (mm->start_brk) for a process the model starts.
+    public static let defaultStartBrk = VirtAddr(0x5555_5555_9000)
 
     public init(pageTable: PageTable) {
         self.pageTable = pageTable

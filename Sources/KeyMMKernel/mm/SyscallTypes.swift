@@ -140,3 +140,8 @@ public struct PkeyAccess: OptionSet, Hashable, Sendable {
     /// PKEY_ACCESS_MASK.
     public static let mask: PkeyAccess = [.disableAccess, .disableWrite]
 }
+
+extension VMFlags {
+    /// VM_DROPPABLE (VM_HIGH_ARCH_BIT_8 on 64-bit): MAP_DROPPABLE mappings.
+    public static let droppable = VMFlags(rawValue: 1 << 40)
+}
