@@ -82,7 +82,7 @@ struct PageAllocPolicyTests {
         #expect(pa.verify().isEmpty)
     }
 
-    @Test(arguments: [AllocatorPolicy.wrapper, .integrated, .eager])
+    @Test(arguments: [AllocatorPolicy.wrapper, .integrated, .eager, .perKeyID])
     func keyIDReferencesArePerFourKiB(policy: AllocatorPolicy) throws {
         let (pa, refs) = try makePageAllocator(policy: policy)
         let block = try #require(pa.allocPages(order: PageOrder(3), keyid: KeyID(5), gfp: []))
@@ -118,6 +118,7 @@ struct PageAllocPolicyTests {
         let p = try #require(pa.allocPages(order: .base, keyid: k1, gfp: .zero))
         m.write(p.physAddr, keyid: pa.pageKeyID(p), bytes: Array(repeating: 0x5a, count: pageSize))
         pa.freePages(p, order: .base)
+        pa.drainKeyIDLists()                             // per-keyid: make the page reachable for KeyID 2
         let q = try #require(pa.allocPages(order: .base, keyid: k2, gfp: .zero))
         #expect(q == p)
         m.write(q.physAddr, keyid: pa.pageKeyID(q), bytes: Array("tenant two".utf8))
@@ -143,7 +144,7 @@ struct PageAllocPolicyTests {
         #expect(pa.verify().isEmpty)
     }
 
-    @Test(arguments: [AllocatorPolicy.none, .wrapper, .integrated, .eager])
+    @Test(arguments: AllocatorPolicy.allCases)
     func poisoningDetectsAWriteAfterFree(policy: AllocatorPolicy) throws {
         let (pa, _) = try makePageAllocator(policy: policy, poisoning: true)
         let m = pa.machine
@@ -156,11 +157,45 @@ struct PageAllocPolicyTests {
         pa.freePages(p, order: .base)
         // A stray write through the freed page's KeyID (a stale mapping) is caught at the next allocation.
         m.write(p.physAddr.advanced(by: 100), keyid: pa.pageKeyID(p), bytes: [1, 2, 3])
-        #expect(pa.allocPages(order: .base, keyid: k2, gfp: []) == p)
+        #expect(pa.allocPages(order: .base, keyid: k1, gfp: []) == p)
         let report = pa.verify()
         #expect(report.count == 1)
         #expect(report.first?.contains("3 byte(s) changed while free, first at offset 100") == true)
         #expect(pa.poisonCorruptions == 1)
+    }
+
+    @Test func perKeyIDListsAvoidTheFlushWhenTenantsAlternate() throws {
+        let (pa, refs) = try makePageAllocator(policy: .perKeyID)
+        let (ia, _) = try makePageAllocator(policy: .integrated)
+        for i in 0..<10 {
+            for a in [pa, ia] {
+                let p = try #require(a.allocPages(order: .base, keyid: i % 2 == 0 ? k1 : k2, gfp: .zero))
+                a.freePages(p, order: .base)
+            }
+        }
+        #expect(tally(pa) == (128, 10, 2))               // two first uses, then each KeyID reuses its own page
+        #expect(tally(ia) == (640, 10, 10))              // integrated: the LIFO page always has the other KeyID
+        #expect(refs.count(k1) == 0 && refs.count(k2) == 0)
+        #expect(pa.freeFrames == pa.totalFrames)
+        #expect(pa.verify().isEmpty)
+    }
+
+    @Test func perKeyIDListsAreBoundedAndDrainedUnderPressure() throws {
+        let (pa, _) = try makePageAllocator(policy: .perKeyID)
+        let pages = (0..<300).compactMap { _ in pa.allocPages(order: .base, keyid: k1, gfp: []) }
+        for p in pages { pa.freePages(p, order: .base) }
+        #expect(pa.keyidListed == 300 - PageAllocator.keyidListBatch)
+        #expect(pa.freeFrames == pa.totalFrames)
+        #expect(pa.verify().isEmpty)
+        // The KeyID-0 allocation and a max-order block come from the buddy; when the buddy runs
+        // dry the lists are drained.
+        var blocks: [PFN] = []
+        while let b = pa.allocPages(order: .max, keyid: .tme, gfp: []) { blocks.append(b) }
+        #expect(pa.keyidListed == 0)
+        #expect(blocks.count == 16)
+        #expect(pa.freeFrames == 0)
+        for b in blocks { pa.freePages(b, order: .max) }
+        #expect(pa.verify().isEmpty)
     }
 
     @Test func poisoningIsOffByDefault() throws {

@@ -96,6 +96,7 @@ extension PageAllocator {
     /// has a free block of `order`. Needs the `migratePage` callback to move anything.
     public func compact(order: PageOrder, node: NodeID?) -> Bool {
         let o = Int(min(order.rawValue, maxPageOrder))
+        drainKeyIDLists()                      // drain_all_pages(), as direct compaction does
         let zonesToTry: [Int]
         if let node {
             guard Int(node.rawValue) < buddy.nodeCount else { return false }

@@ -9,7 +9,7 @@
 // free (all policies but `none`).
 //
 // Invariants: under `none`, `wrapper` and `eager` every free frame has KeyID 0; under
-// `integrated` a free frame keeps the KeyID it was last allocated with.
+// `integrated` and `per-keyid` a free frame keeps the KeyID it was last allocated with.
 import KeyMMBase
 import KeyMMHardware
 
@@ -42,7 +42,7 @@ extension PageAllocator {
                     if zero { machine.clearPage(PFN(f), keyid: k) }
                 }
             }
-        case .integrated, .eager:
+        case .integrated, .eager, .perKeyID:
             // prep_encrypted_page(): flush through the old KeyID if it differs, set, then zero.
             for i in 0..<n {
                 let f = pfn + UInt64(i)
@@ -70,7 +70,7 @@ extension PageAllocator {
             }
             run += 1
             // wrapper and eager: flush through the page's KeyID and return it to KeyID 0.
-            if policy != .integrated { switchKeyID(pfn + UInt64(i), p, to: 0) }
+            if policy.poolIsKeyIDZero { switchKeyID(pfn + UInt64(i), p, to: 0) }
         }
         if run > 0 { putKeyIDRefs(KeyID(runKeyID), run) }
     }

@@ -77,7 +77,7 @@ extension PageAllocator {
 
     private func verifyFrames(listHeads: Int) -> [String] {
         var out: [String] = []
-        var buddyHeads = 0
+        var buddyHeads = 0, keyidListedSeen = 0
         var pagesPerKeyID = [Int](repeating: 0, count: Int(maxKeyID) + 1)
         for z in buddy.zones.indices {
             let zone = buddy.zones[z]
@@ -121,6 +121,9 @@ extension PageAllocator {
                     p += n
                 } else if m.state & PageState.leaked != 0 {
                     p += n
+                } else if m.state & PageState.keyidListed != 0 {
+                    keyidListedSeen += 1
+                    p += 1
                 } else if m.state & PageState.isolated != 0 {
                     out.append("\(PFN(p)): left isolated by compaction")
                     p += 1
@@ -131,6 +134,8 @@ extension PageAllocator {
             }
         }
         if buddyHeads != listHeads { out.append("\(buddyHeads) PageBuddy heads but \(listHeads) blocks on the lists") }
+        if keyidListedSeen != keyidListed { out.append("\(keyidListedSeen) frames marked per-KeyID-listed but the lists hold \(keyidListed)") }
+        out += verifyKeyIDLists()
         if let refs = keyidRefs, policy != .none {
             for k in 1..<pagesPerKeyID.count where pagesPerKeyID[k] > refs.count(KeyID(UInt16(k))) {
                 out.append("\(KeyID(UInt16(k))): \(pagesPerKeyID[k]) allocated pages but only \(refs.count(KeyID(UInt16(k)))) references")

@@ -40,6 +40,11 @@ public final class PageAllocator {
     let scratchPage: UnsafeMutableRawBufferPointer
     /// Poisoned pages found modified at allocation.
     public internal(set) var poisonCorruptions = 0
+    /// `per-keyid` policy: one list per (node, KeyID) of freed order-0 pages (PerKeyIDLists.swift).
+    let keyidLists: UnsafeMutablePointer<FreeArea>
+    let keyidListCount: Int
+    /// Pages currently on the per-KeyID lists.
+    var keyidListed = 0
 
     /// Builds the allocator for `machine`'s memory, every frame free.
     public init(machine: Machine, policy: AllocatorPolicy, keyidRefs: KeyIDReferences?, poisoning: Bool = false) {
@@ -52,9 +57,15 @@ public final class PageAllocator {
         buddy = BuddyAllocator(frameCount: machine.config.frameCount, nodes: machine.config.nodes)
         store = buddy.store
         scratchPage = .allocate(byteCount: pageSize, alignment: 64)
+        keyidListCount = policy == .perKeyID ? machine.config.nodes * (Int(machine.config.maxKeyID) + 1) : 1
+        keyidLists = .allocate(capacity: keyidListCount)
+        keyidLists.initialize(repeating: FreeArea(), count: keyidListCount)
     }
 
-    deinit { scratchPage.deallocate() }
+    deinit {
+        scratchPage.deallocate()
+        keyidLists.deallocate()
+    }
 
     func anomaly(_ text: String) {
         if anomalies.count < 10_000 { anomalies.append(text) }
@@ -77,7 +88,8 @@ public final class PageAllocator {
             anomaly("alloc_pages: \(k) is beyond the hardware's KeyIDs (max \(maxKeyID))")
             return nil
         }
-        guard let pfn = rmqueue(order: Int(order.rawValue), node: node, gfp: gfp) else { return nil }
+        guard let pfn = rmqueuePerKeyID(order: Int(order.rawValue), keyid: k, node: node, gfp: gfp)
+                ?? rmqueue(order: Int(order.rawValue), node: node, gfp: gfp) else { return nil }
         postAllocHook(pfn, order: Int(order.rawValue), gfp: gfp)
         prepNewPage(pfn, order: Int(order.rawValue), keyid: k, zero: gfp.contains(.zero))
         return PFN(pfn)
@@ -87,6 +99,11 @@ public final class PageAllocator {
     func rmqueue(order: Int, node: NodeID?, gfp: GFPFlags) -> UInt64? {
         clock.charge(.buddyAlloc)
         if let pfn = rmqueueZonelist(order: order, node: node, gfp: gfp) { return pfn }
+        if keyidListed > 0 {
+            // drain_all_pages(): give the per-KeyID lists back to the buddy and retry.
+            drainKeyIDLists()
+            if let pfn = rmqueueZonelist(order: order, node: node, gfp: gfp) { return pfn }
+        }
         if order > 0 && gfp.contains(.directReclaim) && migratePage != nil {
             if compact(order: PageOrder(UInt8(order)), node: gfp.contains(.thisNode) ? (node ?? localNode) : nil) {
                 return rmqueueZonelist(order: order, node: node, gfp: gfp)
@@ -206,6 +223,10 @@ public final class PageAllocator {
         if poisoning { poisonPages(pfn, count: n) }
         clock.charge(.buddyFree)
         clock.count(.pagesFreed, n)
+        if policy == .perKeyID && order == 0 && head.pointee.keyid != 0 {
+            addToKeyIDList(pfn)
+            return
+        }
         buddy.freeOne(pfn, order, zone: buddy.zoneIndex(of: pfn))
     }
 
@@ -331,11 +352,11 @@ public final class PageAllocator {
     // MARK: accounting
 
     /// Frames currently free.
-    public var freeFrames: Int { buddy.freeFrames }
+    public var freeFrames: Int { buddy.freeFrames + keyidListed }
     /// Frames of DRAM.
     public var totalFrames: Int { store.frameCount }
     /// Free frames of one node.
-    public func freeFrames(node: NodeID) -> Int { buddy.freeFrames(node: Int(node.rawValue)) }
+    public func freeFrames(node: NodeID) -> Int { buddy.freeFrames(node: Int(node.rawValue)) + keyidListedFrames(node: node) }
     /// Host bytes spent on frame metadata (section table + materialized sections).
     public var metadataBytes: Int { store.totalBytes }
     /// Memory sections (32768 frames) whose metadata has been materialized.

@@ -22,9 +22,13 @@ public enum AllocatorPolicy: String, CaseIterable, Sendable {
     /// The 2019 RFC (`*_keyid` functions): KeyID-aware, flush at allocation of an encrypted page
     /// (through KeyID 0) and at its free (through its KeyID), pool pages always KeyID 0.
     case eager
+    /// Beyond the series: `integrated`, plus per-node, per-KeyID lists of freed order-0 pages
+    /// (like per-CPU pagesets) so a KeyID's allocation reuses a page last used with that KeyID
+    /// and needs no flush even when tenants alternate. Bounded; drained on pressure.
+    case perKeyID = "per-keyid"
 
     /// Whether pages sitting in the buddy free lists are always KeyID 0 under this policy.
-    @inlinable public var poolIsKeyIDZero: Bool { self != .integrated }
+    @inlinable public var poolIsKeyIDZero: Bool { self != .integrated && self != .perKeyID }
 }
 
 /// struct page flags (PG_* and the page types the model needs).

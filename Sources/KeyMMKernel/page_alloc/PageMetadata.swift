@@ -44,6 +44,8 @@ enum PageState {
     static let isolated: UInt8 = 1 << 2
     /// Frame leaked on purpose (hardware-poisoned page freed): never reused.
     static let leaked: UInt8 = 1 << 3
+    /// Free order-0 page on a per-KeyID list (`per-keyid` policy).
+    static let keyidListed: UInt8 = 1 << 4
 }
 
 /// The section table: frames -> lazily allocated metadata arrays.
