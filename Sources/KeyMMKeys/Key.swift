@@ -64,7 +64,8 @@ public final class Key: CustomStringConvertible {
     public internal(set) var links: [KeySerial] = []
     /// For `user` keys: the payload (secret).
     var userPayload: SecretBytes?
-    /// For `mktme` keys: the KeyID this key owns (nil once destroyed, or if never instantiated).
+    /// For `mktme` keys: the KeyID this key owns (kept after destruction for inspection; the
+    /// KeyID's own state is in ``KeyIDReferences``).
     public internal(set) var keyid: KeyID?
     /// For `mktme` keys: the `type=` it was created (or last updated) with.
     public internal(set) var mktmeMode: MKTMEKeyMode?

@@ -25,7 +25,8 @@ public final class SecretBytes: CustomStringConvertible, CustomDebugStringConver
     /// A buffer of `count` bytes, byte i produced by `byte(i)` (for generators).
     public init(count: Int, byte: (Int) -> UInt8) {
         storage = .allocate(capacity: max(count, 0))
-        for i in 0..<storage.count { (storage.baseAddress! + i).initialize(to: byte(i)) }
+        storage.initialize(repeating: 0)
+        for i in 0..<storage.count { storage[i] = byte(i) }
         isZeroized = false
     }
 

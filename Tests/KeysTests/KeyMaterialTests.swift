@@ -82,4 +82,25 @@ import KeyMMBase
         }
         #expect(s.key(serial).map { $0.payloadLength } == 0, "an mktme key keeps no material")
     }
+
+    @Test func dumpOfTheWholeServiceShowsNoMaterial() throws {
+        let (s, fake) = makeService()
+        fake.recordFields = false
+        _ = try #require(s.addMKTME("u", userOptions).value)
+        let k = try #require(s.addKey(type: "user", description: "p", payload: [0x01, 0x23, 0x45, 0x67, 0x89],
+                                      keyring: .processKeyring, cred: root, process: p1).value)
+        var text = ""
+        dump(s, to: &text)
+        dump(s.key(k), to: &text)
+        dump(s.snapshot(), to: &text)
+        #expect(text.contains("KeyService") && text.contains("count"), "the dump did walk the service")
+        #expect(!text.contains(userHex) && !text.contains(tweakHex))
+        // dump prints array elements one per line ("- 35"): no run of the key's or payload's bytes.
+        let numbers = text.split(separator: "\n").compactMap { line -> String? in
+            let t = line.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix("- "), UInt8(t.dropFirst(2)) != nil else { return nil }
+            return String(t.dropFirst(2))
+        }.joined(separator: ",")
+        #expect(!numbers.contains("1,35,69,103"), "\(numbers)")
+    }
 }

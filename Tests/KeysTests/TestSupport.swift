@@ -5,6 +5,8 @@ import KeyMMBase
 /// A PCONFIG stand-in: returns scripted statuses first (then success) and records every call.
 final class FakeProgrammer: KeyProgrammer {
     var script: [KeyProgramStatus] = []
+    /// When false, `fields` stays empty (so dumping a service shows no material held by the fake).
+    var recordFields = true
     private(set) var calls: [(keyid: KeyID, kind: KeyProgramKind)] = []
     /// What SET_KEY_DIRECT / SET_KEY_RANDOM received, per call (for tests of what reaches the
     /// hardware; a real table never keeps these).
@@ -13,9 +15,9 @@ final class FakeProgrammer: KeyProgrammer {
     func programKeyID(_ keyid: KeyID, _ command: KeyProgramCommand) -> KeyProgramStatus {
         calls.append((keyid, command.kind))
         switch command {
-        case .setKeyDirect(let d, let t), .setKeyRandom(let d, let t):
+        case .setKeyDirect(let d, let t) where recordFields, .setKeyRandom(let d, let t) where recordFields:
             fields.append((d.withUnsafeBytes { Array($0) }, t.withUnsafeBytes { Array($0) }))
-        case .clearKey, .noEncrypt:
+        default:
             fields.append(([], []))
         }
         if !script.isEmpty { return script.removeFirst() }
