@@ -12,6 +12,7 @@
 // - `+++ exited/killed +++` of a PID first emits its still-unfinished calls (result `.unfinished`,
 //   or `?` for exit/exit_group). At end of input every unfinished call is emitted the same way.
 // Invariants: no event is lost or duplicated; held events are bounded by clone latency.
+// Hot path: a complete call with nothing pending or queued is handed straight back (no queue).
 
 struct EventJoiner {
     private var pending: [Int32: CallPart] = [:]
@@ -24,7 +25,7 @@ struct EventJoiner {
 
     @inline(__always) private static func key(_ pid: Int32?) -> Int32 { pid ?? Int32.min }
 
-    /// The next event ready to hand out.
+    /// The next queued event.
     mutating func pop() -> TraceEvent? {
         guard readyHead < ready.count else { return nil }
         let e = ready[readyHead]
@@ -36,86 +37,107 @@ struct EventJoiner {
         return e
     }
 
-    /// Feeds one parsed line.
-    mutating func consume(_ line: ParsedLine) throws(TraceError) {
-        switch line {
+    /// Feeds one parsed line. Returns the event directly when it is the only one ready
+    /// (the common case); otherwise events are queued for `pop()`.
+    mutating func consume(_ line: consuming ParsedLine) throws(TraceError) -> TraceEvent? {
+        switch consume line {
         case .nothing:
-            return
+            return nil
         case .call(let part):
             if part.unfinished {
-                let k = Self.key(part.pid)
+                let k = Self.key(part.line.pid)
                 if let stale = pending.removeValue(forKey: k) { complete(stale, result: .unfinished) }
+                if isProcessCreation(part.line.name) { pendingCreations += 1 }
                 pending[k] = part
-                if isProcessCreation(part.name) { pendingCreations += 1 }
-            } else {
-                emit(.call(Self.line(part)))
+                return nil
             }
+            return emitFast(.call(part.line))
         case .resumed(let r):
             let k = Self.key(r.pid)
             guard var part = pending[k] else {
+                if r.mayStandAlone {
+                    return emitFast(.call(SyscallLine(pid: r.pid, name: r.name, args: r.args, result: r.result,
+                                                      resultDetail: r.detail, location: r.location,
+                                                      duration: r.duration)))
+                }
                 throw TraceError(location: r.location, message:
                     "'<... \(r.name) resumed>' without an earlier '\(r.name)(... <unfinished ...>' in "
                     + (r.pid.map { "process \($0)" } ?? "this process")
                     + "; strace writes the unfinished half first")
             }
-            guard part.name == r.name else {
+            guard part.line.name == r.name else {
                 throw TraceError(location: r.location, message:
-                    "'<... \(r.name) resumed>' does not match the unfinished call \(part.name) of line \(part.location.line) "
-                    + "in " + (r.pid.map { "process \($0)" } ?? "this process"))
+                    "'<... \(r.name) resumed>' does not match the unfinished call \(part.line.name) of line "
+                    + "\(part.line.location.line) in " + (r.pid.map { "process \($0)" } ?? "this process"))
             }
             pending.removeValue(forKey: k)
-            if isProcessCreation(part.name) { pendingCreations -= 1 }
+            let creation = isProcessCreation(part.line.name)
+            if creation { pendingCreations -= 1 }
             if let arrow = r.arrow {
-                let last = part.args.popLast() ?? .elided
-                part.args.append(.changed(last, arrow))
+                let last = part.line.args.popLast() ?? .elided
+                part.line.args.append(.changed(last, arrow))
             }
-            part.args.append(contentsOf: r.args)
+            part.line.args.append(contentsOf: r.args)
             if r.unfinished {
                 pending[k] = part
-                if isProcessCreation(part.name) { pendingCreations += 1 }
-                return
+                if creation { pendingCreations += 1 }
+                return nil
             }
-            part.result = r.result
-            part.detail = r.detail
-            part.duration = r.duration
-            part.unfinished = false
-            emit(.call(Self.line(part)))
+            part.line.result = r.result
+            part.line.resultDetail = r.detail
+            part.line.duration = r.duration
+            return emitFast(.call(part.line))
         case .event(let e):
             switch e {
             case .exited(let pid, _, _), .killed(let pid, _, _, _):
                 if let stale = pending.removeValue(forKey: Self.key(pid)) {
-                    if isProcessCreation(stale.name) { pendingCreations -= 1 }
-                    complete(stale, result: stale.name == "exit" || stale.name == "exit_group" ? .unknown : .unfinished)
+                    if isProcessCreation(stale.line.name) { pendingCreations -= 1 }
+                    complete(stale, result: Self.endResult(stale.line.name))
                 }
             default:
                 break
             }
-            emit(e)
+            return emitFast(e)
         }
     }
 
-    /// End of input: emits every unfinished call (in line order) and everything held.
+    /// End of input: queues every unfinished call (in line order) and everything held.
     mutating func finish() {
-        let stale = pending.values.sorted { $0.location < $1.location }
+        let stale = pending.values.sorted { $0.line.location < $1.line.location }
         pending.removeAll()
         pendingCreations = 0
-        for part in stale {
-            complete(part, result: part.name == "exit" || part.name == "exit_group" ? .unknown : .unfinished)
-        }
+        for part in stale { complete(part, result: Self.endResult(part.line.name)) }
         releaseHeld(pid: nil)
     }
 
-    private mutating func complete(_ part: CallPart, result: TraceResult) {
-        var p = part
-        p.result = result
-        p.unfinished = false
-        emit(.call(Self.line(p)))
+    /// An unfinished call that never resumed: `?` for exit/exit_group (they do not return), else `.unfinished`.
+    private static func endResult(_ name: String) -> TraceResult {
+        name == "exit" || name == "exit_group" ? .unknown : .unfinished
     }
 
-    private static func line(_ p: CallPart) -> SyscallLine {
-        SyscallLine(pid: p.pid, name: p.name, spelledName: p.spelledName, args: p.args, result: p.result,
-                    resultDetail: p.detail, location: p.location, timestamp: p.timestamp, duration: p.duration,
-                    argumentColumns: p.columns)
+    private mutating func complete(_ part: CallPart, result: TraceResult) {
+        var line = part.line
+        line.result = result
+        emit(.call(line))
+    }
+
+    /// Hands the event straight back when nothing is queued, held or being created; else queues it.
+    @inline(__always)
+    private mutating func emitFast(_ event: consuming TraceEvent) -> TraceEvent? {
+        if readyHead == ready.count && held.isEmpty && pendingCreations == 0 {
+            let pid = event.pid
+            if let pid, pid != lastKnown {
+                known.insert(pid)
+                lastKnown = pid
+            }
+            if case .call(let c) = event, isProcessCreation(c.name), let child = c.result.int64Value,
+               child > 0, child <= Int64(Int32.max) {
+                known.insert(Int32(child))
+            }
+            return event
+        }
+        emit(event)
+        return pop()
     }
 
     /// Applies the birth hold-back, then queues the event.

@@ -8,16 +8,7 @@
 
 /// A call (or the unfinished first half of one) as one line shows it.
 struct CallPart {
-    var pid: Int32?
-    var name: String
-    var spelledName: String?
-    var args: [TraceValue]
-    var columns: SIMD8<UInt32>
-    var result: TraceResult
-    var detail: String?
-    var location: SourceLocation
-    var timestamp: Double?
-    var duration: Double?
+    var line: SyscallLine
     /// True for `NAME(ARGS <unfinished ...>` without a following `) = RESULT`.
     var unfinished: Bool
 }
@@ -35,6 +26,9 @@ struct ResumedPart {
     var duration: Double?
     /// True when the resumed half is itself `<unfinished ...>` again.
     var unfinished: Bool
+    /// perf trace's `[continued]` line: without a first half (the call began before tracing did,
+    /// like the traced program's own execve) it stands alone, with no arguments.
+    var mayStandAlone: Bool = false
 }
 
 /// What one line says.
@@ -170,11 +164,11 @@ extension LineParser {
             throw error("expected '(' after the call name \(name), found \(found()); \(AcceptedForms.line)")
         }
         pos += 1
-        var part = CallPart(pid: pid, name: name, spelledName: spelled, args: [], columns: .zero, result: .none,
-                            detail: nil, location: location(column: callColumn), timestamp: timestamp,
-                            duration: nil, unfinished: false)
-        part.args.reserveCapacity(6)
-        let open = try parseArguments(into: &part.args, columns: &part.columns, first: true)
+        var part = CallPart(line: SyscallLine(pid: pid, name: name, spelledName: spelled, args: [],
+                                              location: location(column: callColumn), timestamp: timestamp),
+                            unfinished: false)
+        part.line.args.reserveCapacity(6)
+        let open = try parseArguments(into: &part.line.args, columns: &part.line.argumentColumns, first: true)
         if open {
             skipBlanks()
             if atEnd { part.unfinished = true; return .call(part) }
@@ -183,7 +177,7 @@ extension LineParser {
             }
             pos += 1
         }
-        try parseResult(into: &part.result, detail: &part.detail, duration: &part.duration)
+        try parseResult(into: &part.line.result, detail: &part.line.resultDetail, duration: &part.line.duration)
         return .call(part)
     }
 
@@ -213,7 +207,7 @@ extension LineParser {
             try skipBlanksAndComments()
         }
         if peek() == 0x2c { pos += 1 }
-        var columns = SIMD8<UInt32>.zero
+        var columns = SIMD8<UInt16>.zero
         let open = try parseArguments(into: &part.args, columns: &columns, first: true)
         if open {
             skipBlanks()
@@ -228,7 +222,7 @@ extension LineParser {
     }
 
     /// Arguments up to ')' (consumed). Returns true if the list ended with `<unfinished ...>` instead.
-    mutating func parseArguments(into args: inout [TraceValue], columns: inout SIMD8<UInt32>,
+    mutating func parseArguments(into args: inout [TraceValue], columns: inout SIMD8<UInt16>,
                                  first: Bool) throws(TraceError) -> Bool {
         try skipBlanksAndComments()
         if peek() == 0x29 { pos += 1; return false }
@@ -237,7 +231,7 @@ extension LineParser {
             if atEnd {
                 throw error("expected ')' to close the argument list of \(callName); \(AcceptedForms.argument)")
             }
-            if args.count < 8 { columns[args.count] = UInt32(truncatingIfNeeded: pos + 1) }
+            if args.count < 8 { columns[args.count] = pos < 0xffff ? UInt16(pos + 1) : 0 }
             args.append(try parseValue(depth: 0))
             try skipBlanksAndComments()
             guard pos < end else {
@@ -420,7 +414,8 @@ extension LineParser {
         skipBlanks()
         var info: TraceValue?
         if peek() == 0x7b {
-            info = try parseValue(depth: 0)
+            let (fields, truncated) = try parseList(close: 0x7d, what: "signal information", depth: 1)
+            info = .structure(fields, truncated: truncated)
         } else if peek() == 0x28 { // old strace: --- SIGSEGV (Segmentation fault) @ 0 (0) ---
             while pos + 2 < end, !hasPrefix("---") { pos += 1 }
         }

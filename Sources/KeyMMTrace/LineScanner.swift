@@ -180,24 +180,32 @@ struct LineParser {
     }
 
     /// A decimal number with optional fraction (`10.25`, `0.000012`) as a Double, for timestamps.
+    /// The fraction is divided once (correctly rounded), so `0.000012` reads as the literal 0.000012.
     mutating func scanSeconds() -> Double? {
         guard pos < end, Self.isDigit(base[pos]) else { return nil }
-        var whole: Double = 0
+        var whole: UInt64 = 0
         while pos < end, Self.isDigit(base[pos]) {
-            whole = whole * 10 + Double(base[pos] &- 0x30)
+            whole = whole &* 10 &+ UInt64(base[pos] &- 0x30)
             pos += 1
         }
+        var seconds = Double(whole)
         if pos < end, base[pos] == 0x2e {
             pos += 1
-            var scale: Double = 0.1
+            var fraction: UInt64 = 0
+            var digits = 0
             while pos < end, Self.isDigit(base[pos]) {
-                whole += Double(base[pos] &- 0x30) * scale
-                scale *= 0.1
+                if digits < 18 {
+                    fraction = fraction * 10 + UInt64(base[pos] &- 0x30)
+                    digits += 1
+                }
                 pos += 1
             }
+            if digits > 0 { seconds += Double(fraction) / Self.powersOfTen[digits] }
         }
-        return whole
+        return seconds
     }
+
+    static let powersOfTen: [Double] = (0...18).map { n in (0..<n).reduce(1.0) { a, _ in a * 10 } }
 
     // MARK: strings
 

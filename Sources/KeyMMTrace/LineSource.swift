@@ -30,6 +30,8 @@ final class LineSource {
     private var fd: Int32
     private var eof: Bool
     private(set) var lineNumber = 0
+    /// Bytes consumed so far (lines and their newlines).
+    private(set) var bytesRead = 0
     let maxLineLength: Int
 
     /// Reads the file at `path` in chunks.
@@ -55,6 +57,7 @@ final class LineSource {
         self.buffer = .allocate(capacity: capacity)
         let n = UnsafeMutableBufferPointer(start: buffer, count: capacity).initialize(from: bytes).1
         self.end = n
+        self.bytesRead = n
         self.maxLineLength = max(maxLineLength, 64)
     }
 
@@ -82,7 +85,7 @@ final class LineSource {
         }
         while true {
             let n = read(fd, buffer + end, capacity - end)
-            if n > 0 { end += n; return true }
+            if n > 0 { end += n; bytesRead += n; return true }
             if n < 0 && errno == EINTR { continue }
             eof = true
             return false
@@ -95,6 +98,11 @@ final class LineSource {
         while true {
             if let nl = memchr(buffer + searched, 0x0a, end - searched) {
                 let i = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
+                if i - start > maxLineLength {
+                    lineNumber += 1
+                    start = i + 1
+                    return SourceLine(start: buffer, count: 0, number: lineNumber, overlong: true)
+                }
                 let line = SourceLine(start: buffer + start, count: i - start, number: lineNumber + 1, overlong: false)
                 lineNumber += 1
                 start = i + 1
@@ -107,6 +115,11 @@ final class LineSource {
             let before = end - start
             if !fill() {
                 guard end > start else { return nil }
+                if end - start > maxLineLength {
+                    lineNumber += 1
+                    start = end
+                    return SourceLine(start: buffer, count: 0, number: lineNumber, overlong: true)
+                }
                 let line = SourceLine(start: buffer + start, count: end - start, number: lineNumber + 1, overlong: false)
                 lineNumber += 1
                 start = end

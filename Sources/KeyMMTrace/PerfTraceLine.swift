@@ -89,7 +89,8 @@ extension LineParser {
             callName = name
             while pos < end, base[pos] != 0x3d { pos += 1 } // the arguments were on the first half
             var part = ResumedPart(pid: pid, name: name, arrow: nil, args: [], result: .none, detail: nil,
-                                   location: location(column: col), duration: duration, unfinished: false)
+                                   location: location(column: col), duration: duration, unfinished: false,
+                                   mayStandAlone: true)
             try parsePerfResult(&part.result, &part.detail)
             return .resumed(part)
         }
@@ -98,16 +99,42 @@ extension LineParser {
         callName = name
         guard peek() == 0x28 else { throw error("expected '(' after the call name \(name), found \(found())") }
         pos += 1
-        var named: [TraceValue] = []
-        var columns = SIMD8<UInt32>.zero
-        _ = try parseArguments(into: &named, columns: &columns, first: true)
-        var part = CallPart(pid: pid, name: name, spelledName: nil, args: Self.normalizePerf(name, named),
-                            columns: .zero, result: .none, detail: nil, location: location(column: col),
-                            timestamp: timestamp, duration: duration, unfinished: false)
+        let named = try parsePerfArguments()
+        var part = CallPart(line: SyscallLine(pid: pid, name: name, args: Self.normalizePerf(name, named),
+                                              location: location(column: col), timestamp: timestamp,
+                                              duration: duration),
+                            unfinished: false)
         skipBlanks()
         if hasPrefix("...") { part.unfinished = true; return .call(part) }
-        try parsePerfResult(&part.result, &part.detail)
+        try parsePerfResult(&part.line.result, &part.line.resultDetail)
         return .call(part)
+    }
+
+    /// perf's `name: value, ...` up to `)` (consumed), as `.named` values.
+    mutating func parsePerfArguments() throws(TraceError) -> [TraceValue] {
+        var args: [TraceValue] = []
+        skipBlanks()
+        if peek() == 0x29 { pos += 1; return args }
+        while true {
+            guard let s = scanIdentifier() else {
+                throw error("expected 'name: value' in the arguments of \(callName) (perf trace form), found \(found())")
+            }
+            let name = text(s, pos)
+            guard peek() == 0x3a else {
+                throw error("expected ':' after the argument name \(name) of \(callName) (perf trace form), found \(found())")
+            }
+            pos += 1
+            skipBlanks()
+            args.append(.named(name, try parseValue(depth: 1)))
+            skipBlanks()
+            switch peek() {
+            case 0x29: pos += 1; return args
+            case 0x2c: pos += 1; skipBlanks()
+            default:
+                throw error("expected ',' or ')' after argument \(args.count) of \(callName), found \(found()); "
+                            + AcceptedForms.argument)
+            }
+        }
     }
 
     /// ` = VALUE [anything]`; perf prints nothing for some zero results (`wait4(...) = `).
@@ -130,6 +157,8 @@ extension LineParser {
                 skipBlanks()
                 result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
             }
+        } else if let s = scanIdentifier() {
+            result = .value(.symbol(text(s, pos))) // perf's decoded results: fcntl(cmd: GETFD) = CLOEXEC
         } else {
             throw error("expected a result after '=' in \(callName), found \(found()); \(AcceptedForms.result)")
         }

@@ -61,12 +61,13 @@ public struct SyscallLine: Sendable, Hashable {
     public var timestamp: Double?
     /// The `-T` duration in seconds (`<0.000012>`), if present.
     public var duration: Double?
-    /// 1-based columns where each of the first 8 arguments starts (0 beyond).
-    public var argumentColumns: SIMD8<UInt32>
+    /// 1-based columns where each of the first 8 arguments starts (0 when unknown: beyond the 8th
+    /// argument, beyond column 65535, or on the resumed half of a joined call).
+    public var argumentColumns: SIMD8<UInt16>
 
     public init(pid: Int32? = nil, name: String, spelledName: String? = nil, args: [TraceValue],
                 result: TraceResult = .none, resultDetail: String? = nil, location: SourceLocation,
-                timestamp: Double? = nil, duration: Double? = nil, argumentColumns: SIMD8<UInt32> = .zero) {
+                timestamp: Double? = nil, duration: Double? = nil, argumentColumns: SIMD8<UInt16> = .zero) {
         self.pid = pid
         self.name = name
         self.spelledName = spelledName

@@ -24,9 +24,11 @@ public final class TraceReader {
     public var maxRecordedErrors = 1000
     /// Lines read so far.
     public var linesRead: Int { source.lineNumber }
+    /// Bytes read from the input so far.
+    public var bytesRead: Int { source.bytesRead }
 
     private let source: LineSource
-    private var joiner = EventJoiner()
+    @exclusivity(unchecked) private var joiner = EventJoiner()
     private var finished = false
 
     /// Lines longer than this (bytes) are reported as errors and skipped.
@@ -69,7 +71,7 @@ public final class TraceReader {
                                      message: "line longer than \(source.maxLineLength) bytes")
                 }
                 var parser = LineParser(base: line.start, count: line.count, file: file, line: line.number)
-                try joiner.consume(try parser.parseLine())
+                if let event = try joiner.consume(try parser.parseLine()) { return event }
             } catch {
                 if !lenient { throw error }
                 skippedCount += 1

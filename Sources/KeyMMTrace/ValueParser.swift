@@ -45,12 +45,19 @@ extension LineParser {
         }
     }
 
+    /// `,` `)` `]` `}`: bytes that end a value (no operator can follow).
+    @inline(__always)
+    static func isListEnd(_ c: UInt8) -> Bool {
+        c == 0x2c || c == 0x29 || c == 0x5d || c == 0x7d
+    }
+
     /// value := expression [ '=>' value ]
     mutating func parseValue(depth: Int) throws(TraceError) -> TraceValue {
         if depth >= Self.maxDepth {
             throw error("values nested deeper than \(Self.maxDepth) levels")
         }
         let lhs = try parseExpression(minPrecedence: 1, depth: depth)
+        if pos < end, Self.isListEnd(base[pos]) { return lhs } // fast path: nothing can follow
         let save = pos
         try skipBlanksAndComments()
         if pos + 1 < end, base[pos] == 0x3d, base[pos + 1] == 0x3e {
@@ -66,6 +73,7 @@ extension LineParser {
     /// Precedence climbing over binary operators; `|` chains become one `.union`.
     mutating func parseExpression(minPrecedence: Int, depth: Int) throws(TraceError) -> TraceValue {
         var lhs = try parseUnary(depth: depth)
+        if pos < end, Self.isListEnd(base[pos]) { return lhs } // fast path: a lone operand
         var unionParts: [TraceValue]? = nil
         while true {
             let save = pos
@@ -186,7 +194,11 @@ extension LineParser {
         if n == 4, base[start] == 0x4e, base[start + 1] == 0x55, base[start + 2] == 0x4c, base[start + 3] == 0x4c {
             return .null
         }
-        return .symbol(text(start, pos))
+        let symbol = text(start, pos)
+        if pos < end, base[pos] == 0x3c, peek(1) != 0x3c, !hasPrefix("<unfinished") {
+            _ = try scanDecoration() // strace -y: AT_FDCWD</current/dir>; the directory is not kept
+        }
+        return .symbol(symbol)
     }
 
     /// An integer (pos after any '-'), with strace `-y` decoration `3</path>`.

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Re-captures the KeyMM trace corpus on this machine (see README.md). Run from anywhere:
+#   sh traces/capture.sh
+# Needs strace, perf (linux-perf), gcc, make, git and Debian's /usr/bin/python3.
+set -eu
+T=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$T/.." && pwd)
+cd "$T"
+
+strace -f -o python3-startup.strace /usr/bin/python3 -c pass
+strace -f -ttt -T -o python3-imports.strace \
+    /usr/bin/python3 -c "import json, decimal, email, http.client, xml.dom.minidom"
+(cd src && strace -f -o ../gcc-compile.strace gcc -O2 -Wall -c -o /tmp/keymm-arena.o arena.c)
+rm -f /tmp/keymm-arena.o
+# git runs without system/user configuration (an empty HOME), so no host settings enter the corpus.
+GITHOME=$(mktemp -d)
+env HOME="$GITHOME" XDG_CONFIG_HOME="$GITHOME" GIT_CONFIG_NOSYSTEM=1 \
+    strace -f -o git-log.strace git -C "$REPO" log --oneline -n 20
+env HOME="$GITHOME" XDG_CONFIG_HOME="$GITHOME" GIT_CONFIG_NOSYSTEM=1 \
+    strace -f -tt -T -y -o git-status.strace git -C "$REPO" --no-optional-locks status --short
+rmdir "$GITHOME"
+make -s -C src clean
+strace -f -o make-j2.strace make -C src -j2
+strace -f -o arenastat.strace src/arenastat 100000
+make -s -C src clean
+perf trace -F all --syscalls --sort-events -o python3-startup.perf -- /usr/bin/python3 -c pass
+ls -l *.strace *.perf
