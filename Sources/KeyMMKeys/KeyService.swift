@@ -129,7 +129,8 @@ public final class KeyService {
     func lookup(_ id: KeySerial, need: KeyNeed, cred: Credentials, process: ProcessKeyrings,
                 mode: LookupMode = LookupMode()) -> Result<(key: Key, possessed: Bool), Errno> {
         var state = processes[process.pid] ?? ProcessKeyringState()
-        defer { processes[process.pid] = state }
+        var stateChanged = false
+        defer { if stateChanged { processes[process.pid] = state } }
         let key: Key
         var possessed = true
         switch id.rawValue {
@@ -144,6 +145,7 @@ public final class KeyService {
                                        perm: [.posAll, .usrView])
                 ring.processRefs += 1
                 if id.rawValue == -1 { state.thread = ring.serial.rawValue } else { state.process = ring.serial.rawValue }
+                stateChanged = true
                 key = ring
             }
         case -3:
@@ -160,6 +162,7 @@ public final class KeyService {
                 }
                 ring.processRefs += 1
                 state.session = ring.serial.rawValue
+                stateChanged = true
                 key = ring
             }
         case -4:
@@ -190,6 +193,13 @@ public final class KeyService {
         let state = processes[process.pid] ?? ProcessKeyringState()
         var roots: [KeySerial] = [state.thread, state.process].compactMap { $0.map { KeySerial($0) } }
         if let s = state.session { roots.append(KeySerial(s)) } else { roots.append(userKeyrings(for: cred.uid).session.serial) }
+        // Fast path: linked directly from one of the roots (the common case).
+        for r in roots {
+            if let ring = keys[r], ring.links.contains(key.serial), ring.validationError == nil,
+               keyPermits(perm: ring.perm, uid: ring.uid, gid: ring.gid, cred: cred, possessed: true, need: .search) {
+                return true
+            }
+        }
         var visited: Set<KeySerial> = []
         var queue = roots
         var head = 0

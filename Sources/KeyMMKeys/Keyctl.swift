@@ -111,3 +111,30 @@ extension KeyService {
         lookup(id, need: .view, cred: cred, process: process).map(\.key.describeText)
     }
 }
+
+/// What keyctl(2) returns: the syscall's value and, for DESCRIBE, the text it copies out.
+public struct KeyctlResult: Hashable, Sendable {
+    /// The return value (0, or DESCRIBE's length including the NUL).
+    public var value: Int
+    /// DESCRIBE's text (what lands in the user buffer if it is large enough).
+    public var text: String?
+}
+
+extension KeyService {
+    /// keyctl(op, ...) shaped like the syscall, for trace replay: `id` is arg2; `keyring` is
+    /// UNLINK's arg3; `payload` is UPDATE's (arg3, arg4). Operations the model does not implement
+    /// return EOPNOTSUPP, as Linux does for unknown operations.
+    public func keyctl(_ op: Int32, _ id: KeySerial, keyring: KeySerial = 0, payload: [UInt8]? = nil,
+                       cred: Credentials, process: ProcessKeyrings) -> Result<KeyctlResult, Errno> {
+        guard let operation = KeyctlOperation(rawValue: op) else { return .failure(.EOPNOTSUPP) }
+        let zero = KeyctlResult(value: 0, text: nil)
+        switch operation {
+        case .update: return update(id, payload: payload, cred: cred, process: process).map { zero }
+        case .revoke: return revoke(id, cred: cred, process: process).map { zero }
+        case .unlink: return unlink(id, from: keyring, cred: cred, process: process).map { zero }
+        case .invalidate: return invalidate(id, cred: cred, process: process).map { zero }
+        case .describe:
+            return describe(id, cred: cred, process: process).map { KeyctlResult(value: $0.utf8.count + 1, text: $0) }
+        }
+    }
+}

@@ -250,3 +250,18 @@ import KeyMMKeys
         #expect(!text.contains("supersecret") && !text.contains(userHex))
     }
 }
+
+@Suite struct KeyctlDispatchTests {
+    @Test func syscallShapedKeyctl() throws {
+        let (s, _) = makeService()
+        let k = try #require(s.addKey(type: "user", description: "desc", payload: "abc", keyring: .processKeyring, cred: root, process: p1).value)
+        let d = try #require(s.keyctl(6, k, cred: root, process: p1).value)
+        #expect(d.value == 23 && d.text == "user;0;0;3f010000;desc")
+        #expect(s.keyctl(2, k, payload: Array("xy".utf8), cred: root, process: p1).value?.value == 0)
+        #expect(s.key(k)?.payloadLength == 2)
+        #expect(s.keyctl(99, k, cred: root, process: p1).error == .EOPNOTSUPP)
+        #expect(s.keyctl(9, k, keyring: .processKeyring, cred: root, process: p1).value?.value == 0)
+        #expect(s.keyctl(3, k, cred: root, process: p1).error == .ENOKEY)
+        #expect(KeyctlOperation.allCases.map(\.rawValue) == [2, 3, 6, 9, 21])
+    }
+}
