@@ -218,3 +218,55 @@ import KeyMMKeys
         #expect(slot.state == "in-use" && slot.count == 1 && slot.programCount == 3 && slot.lastProgram == "NO_ENCRYPT")
     }
 }
+
+@Suite struct KeyIDReferenceRandomTests {
+    /// Random balanced get/put traffic (VMA-like 1s and page-like 2^order) on several keys, with
+    /// and without an observer (slow and fast paths), against a plain dictionary of expected
+    /// counts: counts agree, no anomaly, each KeyID is released exactly once after its key died.
+    @Test(arguments: [false, true])
+    func randomBalancedTrafficMatchesAReferenceModel(observed: Bool) throws {
+        var rng: UInt64 = 0x1234_5678
+        func next(_ n: Int) -> Int {
+            rng &+= 0x9E37_79B9_7F4A_7C15
+            var z = rng
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int((z ^ (z >> 31)) % UInt64(n))
+        }
+        let (s, fake) = makeService(keyids: 1...4)
+        var released: [KeyID] = []
+        if observed {
+            s.references.onKeyIDEvent = { if case .released(let k) = $0 { released.append(k) } }
+        }
+        var serials: [KeySerial] = []
+        for i in 0..<4 { serials.append(try #require(s.addMKTME("k\(i)", "type=no-encrypt").value)) }
+        let keyids = serials.compactMap { s.key($0)?.keyid }
+        var held: [KeyID: [Int]] = [:]          // outstanding references, as amounts
+        for step in 0..<4000 {
+            let k = keyids[next(keyids.count)]
+            // After the keys died (step 2000) new references only come from existing users
+            // (vm_area_dup of a VMA, a split): a released KeyID gets none.
+            let mayGet = step <= 2000 || !held[k, default: []].isEmpty
+            if mayGet && (next(2) == 0 || held[k, default: []].isEmpty) {
+                let n = next(3) == 0 ? 1 << next(10) : 1
+                s.references.get(k, n)
+                held[k, default: []].append(n)
+            } else if !held[k, default: []].isEmpty {
+                let j = next(held[k]!.count)
+                s.references.put(k, held[k]!.remove(at: j))
+            }
+            if step == 2000 {
+                for serial in serials { _ = s.invalidate(serial, cred: root, process: p1) }
+            }
+            let own = step < 2000 ? 1 : 0
+            #expect(s.references.count(k) == held[k, default: []].reduce(own, +))
+        }
+        for k in keyids { for n in held[k, default: []] { s.references.put(k, n) } }
+        #expect(s.references.anomalies.isEmpty)
+        for k in keyids {
+            #expect(s.references.state(k) == .free)
+            #expect(fake.kinds(k).filter { $0 == .clearKey }.count == 1)
+        }
+        if observed { #expect(Set(released) == Set(keyids) && released.count == 4) }
+    }
+}
