@@ -38,6 +38,10 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
         .target(
+            name: "CHostProbe",
+            path: "Sources/CHostProbe"
+        ),
+        .target(
             name: "KeyMMBase",
             dependencies: [],
             swiftSettings: strict
@@ -67,7 +71,7 @@ let package = Package(
         ),
         .target(
             name: "KeyMMWorkloads",
-            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMTrace"],
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMTrace", "CHostProbe"],
             swiftSettings: strict
         ),
         .target(

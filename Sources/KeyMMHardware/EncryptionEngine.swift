@@ -69,6 +69,9 @@ public final class EncryptionEngine {
         slots.deallocate()
     }
 
+    /// The libcrypto in use (OpenSSL_version), for reports.
+    public static var libcryptoVersion: String { String(cString: OpenSSL_version(OPENSSL_VERSION)) }
+
     // MARK: Key slots
 
     /// The mode of a KeyID's slot.

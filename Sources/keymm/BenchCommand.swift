@@ -1,0 +1,107 @@
+// `keymm bench [WORKLOAD...]`: runs bench workloads under several allocator policies side by side
+// and prints modeled cycles, ratios against `none`, counters and host rates as a table (default
+// on a terminal), JSON (schema in docs/bench-json.md; default otherwise) or CSV.
+// Exit status: 0 success, 2 bad input or usage.
+import ArgumentParser
+import Foundation
+import KeyMM
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run workloads under allocator policies side by side (modeled cycles, ratios vs none, host rates).",
+        discussion: "Workloads: " + BenchRegistry.workloads.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")
+    )
+
+    @Argument(help: "Workloads to run (default: all). Known: \(BenchRegistry.names.joined(separator: ", ")).")
+    var workloads: [String] = []
+
+    @Option(name: .long, help: "Comma-separated allocator policies (default: all). `none` is always run for the ratios.")
+    var policy: String?
+
+    @Option(name: .long, help: "Output format: json, table or csv (default: table on a terminal, json otherwise).")
+    var format: String?
+
+    @Option(name: .long, help: "Write the result to FILE instead of standard output.")
+    var output: String?
+
+    @Option(name: .long, help: "Configuration file (TOML).")
+    var config: String?
+
+    @Option(name: .long, help: "A setting KEY=VALUE (repeatable), e.g. memory=4G, cache=32M, costs=FILE.")
+    var set: [String] = []
+
+    @Flag(name: .long, help: "Shorter runs (smoke test).")
+    var quick = false
+
+    @Flag(name: .long, help: "No progress messages.")
+    var quiet = false
+
+    func run() throws {
+        do {
+            try runBench()
+        } catch let e as BenchUsageError {
+            FileHandle.standardError.write(Data("keymm bench: error: \(e.message)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    struct BenchUsageError: Error { var message: String }
+
+    func runBench() throws {
+        var model = ModelConfig()
+        if let config {
+            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { throw BenchUsageError(message: "cannot read \(config)") }
+            do { try model.applyTOML(text, file: config) } catch { throw BenchUsageError(message: error.description) }
+        }
+        for s in set {
+            do { try model.apply(s) } catch { throw BenchUsageError(message: error.description) }
+        }
+        do { try model.validate() } catch { throw BenchUsageError(message: error.description) }
+        var costs = CostProfile.default
+        if let file = model.costsFile {
+            do { costs = try CostProfile.load(from: file) } catch { throw BenchUsageError(message: "cannot load cost profile \(file): \(error)") }
+        }
+        var selected: [any BenchWorkload] = []
+        for name in workloads {
+            guard let w = BenchRegistry.workload(named: name) else {
+                throw BenchUsageError(message: "unknown workload '\(name)'; known: \(BenchRegistry.names.joined(separator: ", "))")
+            }
+            selected.append(w)
+        }
+        if selected.isEmpty { selected = BenchRegistry.workloads }
+        var policies: [AllocatorPolicy] = []
+        if let policy {
+            for p in policy.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !p.isEmpty {
+                guard let ap = AllocatorPolicy(rawValue: p) else {
+                    throw BenchUsageError(message: "unknown policy '\(p)'; known: \(AllocatorPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                if !policies.contains(ap) { policies.append(ap) }
+            }
+        }
+        let fmt: BenchFormat
+        if let format {
+            guard let f = BenchFormat(rawValue: format) else { throw BenchUsageError(message: "unknown format '\(format)'; accepted: json, table, csv") }
+            fmt = f
+        } else {
+            fmt = output == nil && isatty(STDOUT_FILENO) == 1 ? .table : .json
+        }
+        let showProgress = !quiet && isatty(STDERR_FILENO) == 1
+        let context = BenchContext(config: model, costs: costs, quick: quick)
+        let report: BenchReport
+        do {
+            report = try BenchRunner.run(selected, policies: policies, base: context) { step in
+                if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2Kbench: \(step) ...".utf8)) }
+            }
+        } catch let e as ConfigError {
+            throw BenchUsageError(message: e.description)
+        }
+        if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
+        let text = BenchFormatter.render(report, as: fmt)
+        if let output {
+            do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch { throw BenchUsageError(message: "cannot write \(output): \(error)") }
+            if !quiet { print("bench: \(report.results.count) rows written to \(output)") }
+        } else {
+            print(text, terminator: "")
+        }
+    }
+}
