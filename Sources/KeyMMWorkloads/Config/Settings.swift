@@ -1,0 +1,114 @@
+// The model's configuration as users state it: `--set KEY=VALUE`, `#@ set KEY=VALUE`
+// lines in scenario files, and `--config FILE` (TOML). One table of keys, each with
+// its parser, so every way in accepts the same spellings and rejects the same errors.
+//
+// Invariant: a `ModelConfig` that parsed is valid: `MachineConfig.validate()` passed
+// and every kernel setting is in range. Applying the same settings in the same order
+// gives the same config (later settings win).
+import Foundation
+import KeyMMBase
+import KeyMMHardware
+import KeyMMKernel
+
+/// Everything that configures one model run: the machine, the kernel, and the costs.
+public struct ModelConfig: Sendable {
+    public var machine = MachineConfig()
+    public var kernel = KernelConfig()
+    /// Cost profile file (`costs=FILE`), or nil for the documented defaults.
+    public var costsFile: String?
+
+    public init() {}
+
+    /// A setting that could not be applied: the message names the key and the accepted forms.
+    public struct SettingError: Error, CustomStringConvertible, Sendable {
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// The keys `--set` accepts, with the forms each takes (for help and errors).
+    public static let keys: [(key: String, forms: String)] = [
+        ("memory", "a size such as 4G, 512M (64M .. 64G)"),
+        ("nodes", "NUMA nodes, 1 .. 8"),
+        ("phys-bits", "MAXPHYADDR, 36 .. 52"),
+        ("keyid-bits", "KeyID bits taken from the top of the physical address, 0 .. 16"),
+        ("tdx-keyids", "KeyIDs reserved for TDX at the top of the range, 0 .. all"),
+        ("cache", "cache size such as 32M"),
+        ("cache-ways", "cache associativity, 1 .. 64"),
+        ("xts-bits", "AES-XTS key size: 128 or 256"),
+        ("encryption", "mktme, sme or off"),
+        ("seed", "an unsigned integer seeding every random key"),
+        ("policy", AllocatorPolicy.allCases.map(\.rawValue).joined(separator: ", ")),
+        ("thp", "always, madvise or never"),
+        ("max-map-count", "a positive integer (Linux default 65530)"),
+        ("user-keys", "on or off (off models PATCHv2, which dropped user keys)"),
+        ("costs", "a cost-profile JSON file written by `keymm calibrate`"),
+    ]
+
+    /// Applies one `KEY=VALUE` setting.
+    public mutating func apply(_ assignment: String) throws(SettingError) {
+        guard let eq = assignment.firstIndex(of: "=") else {
+            throw SettingError(message: "expected KEY=VALUE, got '\(assignment)'; keys: \(Self.keys.map(\.key).joined(separator: ", "))")
+        }
+        let key = assignment[..<eq].trimmingCharacters(in: .whitespaces)
+        let value = assignment[assignment.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+        try apply(key: key, value: value)
+    }
+
+    /// Applies one setting given as key and value.
+    public mutating func apply(key: String, value: String) throws(SettingError) {
+        func forms() -> String { Self.keys.first { $0.key == key }?.forms ?? "" }
+        func bad() -> SettingError { SettingError(message: "invalid value '\(value)' for '\(key)'; expected \(forms())") }
+        func int(_ range: ClosedRange<Int>) throws(SettingError) -> Int {
+            guard let n = Int(value), range.contains(n) else { throw bad() }
+            return n
+        }
+        func size() throws(SettingError) -> ByteCount {
+            guard let b = ByteCount(parsing: value) else { throw bad() }
+            return b
+        }
+        func onOff() throws(SettingError) -> Bool {
+            switch value.lowercased() {
+            case "on", "true", "yes", "1": return true
+            case "off", "false", "no", "0": return false
+            default: throw bad()
+            }
+        }
+        switch key {
+        case "memory": machine.memory = try size()
+        case "nodes": machine.nodes = try int(1...8)
+        case "phys-bits": machine.physBits = try int(36...52)
+        case "keyid-bits": machine.keyidBits = try int(0...16)
+        case "tdx-keyids": machine.tdxKeyIDs = try int(0...65535)
+        case "cache": machine.cacheSize = try size()
+        case "cache-ways": machine.cacheWays = try int(1...64)
+        case "xts-bits":
+            let n = try int(128...256)
+            guard n == 128 || n == 256 else { throw bad() }
+            machine.xtsKeyBits = n
+        case "encryption":
+            guard let m = EncryptionMode(rawValue: value.lowercased()) else { throw bad() }
+            machine.encryption = m
+        case "seed":
+            guard let s = UInt64(value) else { throw bad() }
+            machine.seed = s
+        case "policy":
+            guard let p = AllocatorPolicy(rawValue: value) else { throw bad() }
+            kernel.policy = p
+        case "thp":
+            guard let t = THPMode(rawValue: value) else { throw bad() }
+            kernel.thp = t
+        case "max-map-count": kernel.maxMapCount = try int(1...Int(Int32.max))
+        case "user-keys": kernel.userKeys = try onOff()
+        case "costs":
+            guard !value.isEmpty else { throw bad() }
+            costsFile = value
+        default:
+            throw SettingError(message: "unknown setting '\(key)'; known: \(Self.keys.map(\.key).joined(separator: ", "))")
+        }
+    }
+
+    /// Checks the combination (e.g. the KeyID bits fit the physical-address width).
+    public func validate() throws(SettingError) {
+        do { try machine.validate() } catch { throw SettingError(message: String(describing: error)) }
+    }
+}

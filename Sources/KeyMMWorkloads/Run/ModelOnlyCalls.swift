@@ -1,0 +1,82 @@
+// The calls beyond the mm syscalls: the key service (add_key, keyctl), files
+// (file_create, openat, close, fstat), and the contract's model-only calls (mem_*,
+// virt_to_phys, phys_read, wbinvd, clflush, gup_*, kernel-thread passes).
+//
+// Invariant: ids a trace recorded (key serials, fds, pin handles) are the ids the model
+// assigns when they are free; when they are not, the model's own id is the outcome and
+// the comparison reports the divergence.
+import KeyMMBase
+import KeyMMHardware
+import KeyMMKernel
+import KeyMMKeys
+import KeyMMTrace
+
+extension SyscallDispatcher {
+    mutating func executeMore(_ call: ModeledCall, a: inout Arguments, line: SyscallLine,
+                              task: TaskStruct, kernel: Kernel) throws(TraceError) -> CallOutcome? {
+        let pid = task.pid
+        let keyrings = ProcessKeyrings(pid: pid.rawValue)
+        switch call {
+        case .add_key:
+            let type = try a.string(0)
+            let desc: String? = (try? a.arg(1))?.value.isNull == true ? nil : try a.string(1)
+            let payload: [UInt8]? = (try a.arg(2)).value.isNull ? nil : try a.bytes(2)
+            let ring = KeySerial(try a.i32(a.count > 4 ? 4 : 3, [.keySpec]))
+            let requested = line.result.int64Value.flatMap { $0 > 0 ? KeySerial(Int32(truncatingIfNeeded: $0)) : nil }
+            let r = kernel.keys.addKey(type: type, description: desc, payload: payload, keyring: ring,
+                                       cred: task.cred, process: keyrings, requestedSerial: requested)
+            return Self.outcome(r.map { Int64($0.rawValue) })
+        case .keyctl:
+            let op = try a.i32(0, [.keyctl])
+            let id = KeySerial(a.count > 1 ? try a.i32(1, [.keySpec]) : 0)
+            var ring = KeySerial(0)
+            var payload: [UInt8]? = nil
+            if op == 9, a.count > 2 { ring = KeySerial(try a.i32(2, [.keySpec])) }          // UNLINK
+            if op == 2, a.count > 2, !(try a.arg(2)).value.isNull { payload = try a.bytes(2) } // UPDATE
+            let r = kernel.keys.keyctl(op, id, keyring: ring, payload: payload, cred: task.cred, process: keyrings)
+            return Self.outcome(r.map { Int64($0.value) })
+        case .mem_write:
+            let bytes = try a.bytes(1)
+            switch kernel.memWrite(task, VirtAddr(try a.u64(0)), bytes) {
+            case .ok(let n): return .value(Int64(n))
+            case .signal(let s): return .signal(Self.name(s))
+            }
+        case .mem_read:
+            let length = try a.u64(1)
+            guard length <= 1 << 24 else {
+                throw TraceError(location: line.location(ofArgument: 1), message: "mem_read of \(length) bytes: at most 16 MiB per call")
+            }
+            switch kernel.memRead(task, VirtAddr(try a.u64(0)), Int(length)) {
+            case .ok(let b): return .bytes(b)
+            case .signal(let s): return .signal(Self.name(s))
+            }
+        case .mem_touch:
+            let access = Prot(rawValue: UInt32(truncatingIfNeeded: a.count > 2 ? try a.u64(2, [.prot]) : UInt64(Prot.read.rawValue)))
+            return .value(Int64(kernel.memTouch(task, VirtAddr(try a.u64(0)), try a.u64(1), access)))
+        case .virt_to_phys:
+            guard let pa = kernel.virtToPhys(task, VirtAddr(try a.u64(0))) else { return .error(.EFAULT) }
+            return .address(pa.rawValue)
+        case .phys_read:
+            let pa = try a.u64(0)
+            let length = try a.u64(1)
+            let limit = UInt64(kernel.machine.config.memory.rawValue)
+            guard length <= 1 << 24, pa < limit, length <= limit - pa else {
+                throw TraceError(location: line.location(ofArgument: 0), message: "phys_read(0x\(String(pa, radix: 16)), \(length)) is outside physical memory (\(kernel.machine.config.memory)) or over 16 MiB")
+            }
+            return .bytes(kernel.machine.physRead(PhysAddr(pa), count: Int(length)))
+        case .wbinvd:
+            kernel.machine.wbinvd()
+            return .value(0)
+        default:
+            return nil
+        }
+    }
+
+    static func name(_ s: MemSignal) -> String {
+        switch s {
+        case .sigsegv: "SIGSEGV"
+        case .sigbus: "SIGBUS"
+        case .sigkill: "SIGKILL"
+        }
+    }
+}

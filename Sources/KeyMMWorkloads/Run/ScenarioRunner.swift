@@ -1,0 +1,188 @@
+// Executing scenario and trace files on a fresh machine model: the event loop behind
+// `keymm run` and `keymm replay`.
+//
+// Owns: the per-file run state (config pinned by `#@ set` lines, the kernel built at the
+// first call, which trace pids are live), comparing every call's outcome with its recorded
+// result, and the counts a report needs.
+//
+// Invariants: calls execute strictly in file order; a `#@ set` line after the first call is
+// an input error (the machine is already built); an input error stops the run at its line,
+// and everything before it has executed (the report says so); the same file and config give
+// the same outcome, bit for bit.
+import KeyMMBase
+import KeyMMHardware
+import KeyMMKernel
+import KeyMMKeys
+import KeyMMTrace
+
+/// A recorded result the model did not reproduce.
+public struct Divergence: Sendable, Hashable, Codable {
+    public var file: String
+    public var line: Int
+    /// The call as the file wrote it (strace syntax, without its result).
+    public var call: String
+    public var expected: String
+    public var actual: String
+}
+
+/// An input error that stopped a run: bad syntax, a bad argument, a bad setting.
+public struct RunInputError: Error, Sendable, CustomStringConvertible {
+    public let location: SourceLocation
+    public let message: String
+    public init(_ error: TraceError) { location = error.location; message = error.message }
+    public init(location: SourceLocation, message: String) { self.location = location; self.message = message }
+    public var description: String { "\(location): error: \(message)" }
+}
+
+/// How a run treats its input.
+public struct RunOptions: Sendable {
+    /// Replay mode: lines that do not parse, calls the model does not know and pids never
+    /// started are counted and skipped instead of stopping the run.
+    public var lenient = false
+    public init() {}
+}
+
+/// Runs scenario/trace files on one machine model.
+public final class ScenarioRunner {
+    public private(set) var config: ModelConfig
+    public let options: RunOptions
+    /// The kernel, built from `config` at the first call.
+    public private(set) var kernel: Kernel?
+    /// Called with every executed call and its actual result, in strace syntax (`--trace`).
+    public var echo: ((String) -> Void)?
+
+    /// Calls executed.
+    public private(set) var calls = 0
+    /// Calls that carried a recorded result the model compared.
+    public private(set) var compared = 0
+    /// Compared calls whose recorded result the model reproduced.
+    public private(set) var reproduced = 0
+    public private(set) var divergences: [Divergence] = []
+    /// Calls of system calls the model does not model (read, write, ...), by name.
+    public private(set) var notModeled: [String: Int] = [:]
+    /// Input problems skipped in lenient mode.
+    public private(set) var skippedInput: [RunInputError] = []
+    public private(set) var skippedInputCount = 0
+
+    var dispatcher = SyscallDispatcher()
+
+    public init(config: ModelConfig, options: RunOptions = RunOptions()) {
+        self.config = config
+        self.options = options
+    }
+
+    /// Builds the machine and kernel now (normally done at the first call).
+    @discardableResult
+    public func boot() throws(RunInputError) -> Kernel {
+        if let kernel { return kernel }
+        var costs = CostProfile.default
+        if let file = config.costsFile {
+            do { costs = try CostProfile.load(from: file) } catch {
+                throw RunInputError(location: SourceLocation(file: file, line: 1, column: 1),
+                                    message: "cannot load cost profile: \(error)")
+            }
+        }
+        do {
+            try config.validate()
+            let machine = try Machine(config: config.machine, costs: costs)
+            let k = try Kernel(machine: machine, config: config.kernel)
+            kernel = k
+            return k
+        } catch let e as ModelConfig.SettingError {
+            throw RunInputError(location: SourceLocation(file: "<config>", line: 1, column: 1), message: e.message)
+        } catch {
+            throw RunInputError(location: SourceLocation(file: "<config>", line: 1, column: 1), message: "\(error)")
+        }
+    }
+
+    /// Runs every event of `reader` in order.
+    public func run(_ reader: TraceReader) throws(RunInputError) {
+        while true {
+            let event: TraceEvent?
+            do { event = try reader.next() } catch {
+                if options.lenient { noteSkipped(RunInputError(error)); continue }
+                throw RunInputError(error)
+            }
+            guard let event else { break }
+            do { try apply(event) } catch {
+                if options.lenient { noteSkipped(error); continue }
+                throw error
+            }
+        }
+        for e in reader.skipped { noteSkipped(RunInputError(e)) }
+    }
+
+    /// Applies one event.
+    public func apply(_ event: TraceEvent) throws(RunInputError) {
+        switch event {
+        case .set(let key, let value, let location):
+            guard kernel == nil else {
+                throw RunInputError(location: location, message: "`#@ set \(key)=\(value)` after the first call: settings must come before any call (the machine is already built)")
+            }
+            do { try config.apply(key: key, value: value) } catch {
+                throw RunInputError(location: location, message: error.message)
+            }
+        case .call(let line):
+            try execute(line)
+        case .exited(let pid, _, _), .killed(let pid, _, _, _):
+            if let kernel, kernel.task(ProcessID(pid ?? 1)) != nil { dispatcher.exitTask(kernel, ProcessID(pid ?? 1)) }
+        case .signal, .superseded:
+            break
+        case .fault(let fault):
+            try replayFault(fault)
+        }
+    }
+
+    /// Executes one call and compares its outcome with the recorded result.
+    public func execute(_ line: SyscallLine) throws(RunInputError) {
+        let kernel = try boot()
+        let outcome: CallOutcome?
+        do { outcome = try dispatcher.execute(line, on: kernel, lenient: options.lenient) } catch {
+            throw RunInputError(error)
+        }
+        guard let outcome else {
+            notModeled[line.name, default: 0] += 1
+            return
+        }
+        calls += 1
+        echo?(Self.format(line, outcome))
+        switch line.result {
+        case .none, .unknown, .unfinished: return
+        default: break
+        }
+        compared += 1
+        if outcome.matches(line.result) {
+            reproduced += 1
+        } else {
+            divergences.append(Divergence(file: line.location.file, line: line.location.line,
+                                          call: Self.callText(line), expected: line.result.straceText,
+                                          actual: outcome.straceText))
+        }
+    }
+
+    func replayFault(_ fault: PageFault) throws(RunInputError) {
+        guard let address = fault.address else { return }
+        let kernel = try boot()
+        guard let task = kernel.task(ProcessID(fault.pid ?? 1)) else { return }
+        let access: FaultAccess = fault.flags.hasPrefix("x") ? .exec : .read
+        _ = kernel.handleMMFault(task, VirtAddr(address), access)
+    }
+
+    func noteSkipped(_ e: RunInputError) {
+        skippedInputCount += 1
+        if skippedInput.count < 100 { skippedInput.append(e) }
+    }
+
+    /// `[pid] name(args)` in strace syntax.
+    static func callText(_ line: SyscallLine) -> String {
+        let args = line.args.map(\.description).joined(separator: ", ")
+        return "\(line.spelledName ?? line.name)(\(args))"
+    }
+
+    /// The call with its actual result, as --trace prints it.
+    static func format(_ line: SyscallLine, _ outcome: CallOutcome) -> String {
+        let pid = line.pid.map { "\($0) " } ?? ""
+        if case .noReturn = outcome { return pid + callText(line) + " = ?" }
+        return pid + callText(line) + " = " + outcome.straceText
+    }
+}

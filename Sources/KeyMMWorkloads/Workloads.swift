@@ -1,2 +1,0 @@
-// KeyMMWorkloads: running scenarios and traces, bench workloads.
-import KeyMMBase
