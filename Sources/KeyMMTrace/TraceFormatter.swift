@@ -119,7 +119,8 @@ extension TraceString: CustomStringConvertible {
 
 /// Seconds with six decimals (`1700000000.123456`, `0.000012`) without Foundation.
 func formatSeconds(_ s: Double) -> String {
-    guard s.isFinite, s >= 0, s < 1e15 else { return "0.000000" }
+    guard s.isFinite, s >= 0 else { return "0.000000" }
+    guard s < 1e12 else { return String(describing: s) } // beyond any real timestamp; never traps
     let micros = UInt64((s * 1_000_000).rounded())
     let frac = String(micros % 1_000_000)
     return "\(micros / 1_000_000)." + String(repeating: "0", count: 6 - frac.count) + frac

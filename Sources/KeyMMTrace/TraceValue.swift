@@ -6,6 +6,7 @@
 // bytes after strace's escapes are decoded, with strace's `"..."...` truncation kept as a flag.
 
 /// An integer as written: magnitude, sign and radix. Addresses up to 2^64 - 1 fit.
+/// Equality ignores the radix: the radix only decides how the integer prints.
 public struct TraceInteger: Sendable, Hashable {
     /// How the integer was written, so it prints back the same way.
     public enum Radix: UInt8, Sendable, Hashable { case decimal, hex, octal }
@@ -30,6 +31,16 @@ public struct TraceInteger: Sendable, Hashable {
 
     /// The two's-complement bit pattern (so `-1` is `0xffff_ffff_ffff_ffff`, `-100` is AT_FDCWD's pattern).
     public var bitPattern: UInt64 { isNegative ? 0 &- magnitude : magnitude }
+
+    /// Equal values are equal whatever their radix (`0x10 == 16`, `0644 == 420`).
+    public static func == (a: TraceInteger, b: TraceInteger) -> Bool {
+        a.magnitude == b.magnitude && a.isNegative == b.isNegative
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(magnitude)
+        hasher.combine(isNegative)
+    }
 
     /// The value as a signed 64-bit integer, or nil when it does not fit (e.g. 0xffff_ffff_ffff_ffff).
     public var int64Value: Int64? {

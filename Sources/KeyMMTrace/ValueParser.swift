@@ -75,6 +75,7 @@ extension LineParser {
         var lhs = try parseUnary(depth: depth)
         if pos < end, Self.isListEnd(base[pos]) { return lhs } // fast path: a lone operand
         var unionParts: [TraceValue]? = nil
+        var chain = 0
         while true {
             let save = pos
             try skipBlanksAndComments()
@@ -90,6 +91,13 @@ extension LineParser {
             if let op {
                 if let parts = unionParts { lhs = .union(parts); unionParts = nil }
                 lhs = Self.fold(op, lhs, rhs)
+                if case .binary = lhs {
+                    // Each unfolded operator nests the tree one level deeper on the left.
+                    chain += 1
+                    if depth + chain >= Self.maxDepth {
+                        throw error("expression with more than \(Self.maxDepth) operators")
+                    }
+                }
             } else {
                 if unionParts == nil {
                     unionParts = []
