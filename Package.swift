@@ -48,7 +48,7 @@ let package = Package(
         ),
         .target(
             name: "KeyMMHardware",
-            dependencies: ["KeyMMBase", "CLibCrypto"],
+            dependencies: ["KeyMMBase", "CLibCrypto", "CHostProbe"],
             swiftSettings: strict
         ),
         .target(
@@ -89,7 +89,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HardwareTests",
-            dependencies: ["KeyMMBase", "KeyMMHardware", "CLibCrypto"],
+            dependencies: ["KeyMMBase", "KeyMMHardware", "CLibCrypto", "CHostProbe"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -13,6 +13,7 @@
 // Invariants: EVP contexts live as long as the key (initialized once per PCONFIG, freed with the
 // key; OpenSSL cleanses the key schedule on free); scratch buffers are cleansed at deinit; raw keys
 // are never stored, printed or serialized.
+import CHostProbe
 import CLibCrypto
 import KeyMMBase
 
@@ -68,6 +69,9 @@ public final class EncryptionEngine {
         masks.deallocate()
         slots.deallocate()
     }
+
+    /// The whitening kernel in use ("avx512" or "portable"; CHostProbe/xts_kernels.c).
+    public static var whiteningKernel: String { String(cString: hp_xts_kernel_name()) }
 
     /// The libcrypto in use (OpenSSL_version), for reports.
     public static var libcryptoVersion: String { String(cString: OpenSSL_version(OPENSSL_VERSION)) }
@@ -203,7 +207,7 @@ public final class EncryptionEngine {
             // 3. Masks (T * alpha^j) and pre-whitening.
             let srcp = src + off
             let dstp = dst + off
-            XTSMath.whiten(tweaks: UnsafeRawPointer(tweaks), masks: masks, lines: n, src: srcp, dst: dstp)
+            hp_xts_whiten(tweaks, masks, n, srcp, dstp)
             // 4. ECB over the batch with the data key.
             let bp = dstp.assumingMemoryBound(to: UInt8.self)
             if encrypt {
@@ -212,49 +216,10 @@ public final class EncryptionEngine {
                 _ = EVP_DecryptUpdate(dctx, bp, &outl, bp, Int32(n * cacheLineSize))
             }
             // 5. Post-whitening.
-            XTSMath.xorInPlace(dstp, UnsafeRawPointer(masks), bytes: n * cacheLineSize)
+            hp_xts_unwhiten(dstp, masks, n * cacheLineSize)
             done += n
         }
         return lines
-    }
-}
-
-/// The GF(2^128) and XOR kernels of XTS.
-@usableFromInline enum XTSMath {
-    /// For each line i: T = tweaks[i]; its 4 block masks are T * alpha^0..3; masks[i] = them, dst = src ^ them.
-    @inlinable @inline(__always)
-    static func whiten(tweaks: UnsafeRawPointer, masks: UnsafeMutableRawPointer, lines: Int, src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) {
-        for i in 0..<lines {
-            let lo0 = tweaks.load(fromByteOffset: i * 16, as: UInt64.self)
-            let hi0 = tweaks.load(fromByteOffset: i * 16 + 8, as: UInt64.self)
-            let (lo1, hi1) = double(lo0, hi0)
-            let (lo2, hi2) = double(lo1, hi1)
-            let (lo3, hi3) = double(lo2, hi2)
-            let m = SIMD8<UInt64>(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3)
-            let o = i * cacheLineSize
-            masks.storeBytes(of: m, toByteOffset: o, as: SIMD8<UInt64>.self)
-            dst.storeBytes(of: src.loadUnaligned(fromByteOffset: o, as: SIMD8<UInt64>.self) ^ m, toByteOffset: o, as: SIMD8<UInt64>.self)
-        }
-    }
-
-    /// Multiplication by alpha in GF(2^128), XTS convention: 128-bit little-endian shift left by one,
-    /// reduced with x^128 = x^7 + x^2 + x + 1 (0x87).
-    @inlinable @inline(__always)
-    static func double(_ lo: UInt64, _ hi: UInt64) -> (UInt64, UInt64) {
-        let carry = hi >> 63
-        return ((lo << 1) ^ ((0 &- carry) & 0x87), (hi << 1) | (lo >> 63))
-    }
-
-    /// dst ^= src over `bytes` (a multiple of 64; src 64-byte aligned).
-    @inlinable @inline(__always)
-    static func xorInPlace(_ dst: UnsafeMutableRawPointer, _ src: UnsafeRawPointer, bytes: Int) {
-        var o = 0
-        while o < bytes {
-            let a = dst.loadUnaligned(fromByteOffset: o, as: SIMD8<UInt64>.self)
-            let b = src.load(fromByteOffset: o, as: SIMD8<UInt64>.self)
-            dst.storeBytes(of: a ^ b, toByteOffset: o, as: SIMD8<UInt64>.self)
-            o += 64
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 #define KEYMM_CHOSTPROBE_H
 #include <stddef.h>
 #include <stdint.h>
+#include "CXTSKernels.h"
 
 /// Read the time-stamp counter.
 uint64_t hp_rdtsc(void);

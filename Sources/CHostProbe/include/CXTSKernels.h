@@ -1,0 +1,23 @@
+// XTS whitening kernels for KeyMMHardware's batched AES-XTS (the AES itself stays in libcrypto):
+// the GF(2^128) tweak chain T * alpha^j and the XORs around the ECB passes. Chosen at run time by
+// CPUID: AVX-512 when the CPU has it, portable C otherwise; both give identical bytes.
+#ifndef KEYMM_CXTSKERNELS_H
+#define KEYMM_CXTSKERNELS_H
+#include <stddef.h>
+
+/// For each of `lines` 64-byte lines i: T = the 16-byte encrypted tweak tweaks[i]; the line's four
+/// block masks are T, T*alpha, T*alpha^2, T*alpha^3 (XTS multiplication, little-endian, 0x87);
+/// masks[64 i ..] receives them and dst[64 i ..] = src[64 i ..] ^ masks. `masks` must be 64-byte aligned.
+void hp_xts_whiten(const void *tweaks, void *masks, size_t lines, const void *src, void *dst);
+
+/// dst ^= masks over `bytes` (a multiple of 64; `masks` 64-byte aligned).
+void hp_xts_unwhiten(void *dst, const void *masks, size_t bytes);
+
+/// Name of the kernel in use ("avx512" or "portable").
+const char *hp_xts_kernel_name(void);
+
+/// hp_xts_whiten / hp_xts_unwhiten with an explicit kernel (0 portable, 1 avx512), for tests that
+/// compare kernels; returns 0 (and does nothing) when this CPU cannot run that kernel.
+int hp_xts_whiten_with(int kernel, const void *tweaks, void *masks, size_t lines, const void *src, void *dst);
+int hp_xts_unwhiten_with(int kernel, void *dst, const void *masks, size_t bytes);
+#endif

@@ -1,0 +1,132 @@
+// XTS whitening kernels (see include/CXTSKernels.h). No AES here: only the tweak chain and XORs.
+#include "CXTSKernels.h"
+#include <stdint.h>
+#include <string.h>
+#include <immintrin.h>
+
+static inline void dbl(uint64_t *lo, uint64_t *hi) {
+    uint64_t carry = *hi >> 63;
+    *hi = (*hi << 1) | (*lo >> 63);
+    *lo = (*lo << 1) ^ ((0 - carry) & 0x87);
+}
+
+static void whiten_portable(const void *tweaks, void *masks, size_t lines, const void *src, void *dst) {
+    const uint8_t *t = tweaks, *s = src;
+    uint8_t *m = masks, *d = dst;
+    for (size_t i = 0; i < lines; i++) {
+        uint64_t lo, hi;
+        memcpy(&lo, t + 16 * i, 8);
+        memcpy(&hi, t + 16 * i + 8, 8);
+        uint64_t mk[8];
+        for (int j = 0; j < 4; j++) { mk[2 * j] = lo; mk[2 * j + 1] = hi; dbl(&lo, &hi); }
+        memcpy(m + 64 * i, mk, 64);
+        for (int w = 0; w < 8; w++) {
+            uint64_t v;
+            memcpy(&v, s + 64 * i + 8 * w, 8);
+            v ^= mk[w];
+            memcpy(d + 64 * i + 8 * w, &v, 8);
+        }
+    }
+}
+
+static void unwhiten_portable(void *dst, const void *masks, size_t bytes) {
+    uint8_t *d = dst;
+    const uint8_t *m = masks;
+    for (size_t o = 0; o < bytes; o += 8) {
+        uint64_t a, b;
+        memcpy(&a, d + o, 8);
+        memcpy(&b, m + o, 8);
+        a ^= b;
+        memcpy(d + o, &a, 8);
+    }
+}
+
+// Four tweaks at a time: x = [T0 T1 T2 T3] (128-bit lanes). Doubling per 128-bit lane: shift each
+// 64-bit half left by one; the low half's top bit moves into the high half, the high half's top bit
+// folds back into the low half as 0x87.
+__attribute__((target("avx512f")))
+static inline __m512i dbl4(__m512i x, __m512i k) {
+    __m512i carries = _mm512_srli_epi64(x, 63);
+    __m512i swapped = _mm512_shuffle_epi32(carries, _MM_PERM_BADC);      // swap 64-bit halves per 128-bit lane
+    __m512i fold = _mm512_and_si512(_mm512_sub_epi64(_mm512_setzero_si512(), swapped), k);
+    return _mm512_xor_si512(_mm512_slli_epi64(x, 1), fold);
+}
+
+__attribute__((target("avx512f")))
+static void whiten_avx512(const void *tweaks, void *masks, size_t lines, const void *src, void *dst) {
+    const __m512i k = _mm512_set_epi64(1, 0x87, 1, 0x87, 1, 0x87, 1, 0x87);
+    const uint8_t *t = tweaks, *s = src;
+    uint8_t *m = masks, *d = dst;
+    size_t i = 0;
+    for (; i + 4 <= lines; i += 4) {
+        __m512i a = _mm512_loadu_si512(t + 16 * i);      // [T0 T1 T2 T3]
+        __m512i b = dbl4(a, k);                          // *alpha
+        __m512i c = dbl4(b, k);                          // *alpha^2
+        __m512i e = dbl4(c, k);                          // *alpha^3
+        // Transpose 4x4 of 128-bit elements: line j = [a_j b_j c_j e_j].
+        __m512i ab_lo = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0));   // a0 a1 b0 b1
+        __m512i ab_hi = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));   // a2 a3 b2 b3
+        __m512i ce_lo = _mm512_shuffle_i64x2(c, e, _MM_SHUFFLE(1, 0, 1, 0));   // c0 c1 e0 e1
+        __m512i ce_hi = _mm512_shuffle_i64x2(c, e, _MM_SHUFFLE(3, 2, 3, 2));   // c2 c3 e2 e3
+        __m512i l0 = _mm512_shuffle_i64x2(ab_lo, ce_lo, _MM_SHUFFLE(2, 0, 2, 0)); // a0 b0 c0 e0
+        __m512i l1 = _mm512_shuffle_i64x2(ab_lo, ce_lo, _MM_SHUFFLE(3, 1, 3, 1)); // a1 b1 c1 e1
+        __m512i l2 = _mm512_shuffle_i64x2(ab_hi, ce_hi, _MM_SHUFFLE(2, 0, 2, 0));
+        __m512i l3 = _mm512_shuffle_i64x2(ab_hi, ce_hi, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm512_store_si512(m + 64 * i, l0);
+        _mm512_store_si512(m + 64 * (i + 1), l1);
+        _mm512_store_si512(m + 64 * (i + 2), l2);
+        _mm512_store_si512(m + 64 * (i + 3), l3);
+        _mm512_storeu_si512(d + 64 * i, _mm512_xor_si512(_mm512_loadu_si512(s + 64 * i), l0));
+        _mm512_storeu_si512(d + 64 * (i + 1), _mm512_xor_si512(_mm512_loadu_si512(s + 64 * (i + 1)), l1));
+        _mm512_storeu_si512(d + 64 * (i + 2), _mm512_xor_si512(_mm512_loadu_si512(s + 64 * (i + 2)), l2));
+        _mm512_storeu_si512(d + 64 * (i + 3), _mm512_xor_si512(_mm512_loadu_si512(s + 64 * (i + 3)), l3));
+    }
+    if (i < lines) whiten_portable(t + 16 * i, m + 64 * i, lines - i, s + 64 * i, d + 64 * i);
+}
+
+__attribute__((target("avx512f")))
+static void unwhiten_avx512(void *dst, const void *masks, size_t bytes) {
+    uint8_t *d = dst;
+    const uint8_t *m = masks;
+    for (size_t o = 0; o < bytes; o += 64)
+        _mm512_storeu_si512(d + o, _mm512_xor_si512(_mm512_loadu_si512(d + o), _mm512_load_si512(m + o)));
+}
+
+typedef void (*whiten_fn)(const void *, void *, size_t, const void *, void *);
+typedef void (*unwhiten_fn)(void *, const void *, size_t);
+static whiten_fn whiten_impl;
+static unwhiten_fn unwhiten_impl;
+static const char *kernel_name;
+
+static void choose(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        whiten_impl = whiten_avx512; unwhiten_impl = unwhiten_avx512; kernel_name = "avx512";
+    } else {
+        whiten_impl = whiten_portable; unwhiten_impl = unwhiten_portable; kernel_name = "portable";
+    }
+}
+
+__attribute__((constructor)) static void hp_xts_init(void) { choose(); }
+
+void hp_xts_whiten(const void *tweaks, void *masks, size_t lines, const void *src, void *dst) {
+    whiten_impl(tweaks, masks, lines, src, dst);
+}
+
+void hp_xts_unwhiten(void *dst, const void *masks, size_t bytes) {
+    unwhiten_impl(dst, masks, bytes);
+}
+
+const char *hp_xts_kernel_name(void) { return kernel_name; }
+
+int hp_xts_whiten_with(int kernel, const void *tweaks, void *masks, size_t lines, const void *src, void *dst) {
+    if (kernel == 0) { whiten_portable(tweaks, masks, lines, src, dst); return 1; }
+    if (kernel == 1 && __builtin_cpu_supports("avx512f")) { whiten_avx512(tweaks, masks, lines, src, dst); return 1; }
+    return 0;
+}
+
+int hp_xts_unwhiten_with(int kernel, void *dst, const void *masks, size_t bytes) {
+    if (kernel == 0) { unwhiten_portable(dst, masks, bytes); return 1; }
+    if (kernel == 1 && __builtin_cpu_supports("avx512f")) { unwhiten_avx512(dst, masks, bytes); return 1; }
+    return 0;
+}
