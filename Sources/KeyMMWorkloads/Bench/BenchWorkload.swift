@@ -57,6 +57,7 @@ public enum BenchRegistry {
     public static let workloads: [any BenchWorkload] = [
         EngineWorkload(),
         // ---- APPEND NEW WORKLOADS BELOW THIS LINE (one line each) ----
+        AllocFreeWorkload(),
     ]
 
     /// The workload with this name, if any.
