@@ -11,10 +11,3 @@ struct KeyMMCommand: ParsableCommand {
         subcommands: [Demo.self, Run.self, Replay.self, Bench.self, Calibrate.self]
     )
 }
-
-struct Demo: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Tell the two-tenant MKTME story on the built-in scenario.")
-    func run() throws {
-        print("KeyMM demo")
-    }
-}

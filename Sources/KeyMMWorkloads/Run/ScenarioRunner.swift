@@ -60,6 +60,8 @@ public final class ScenarioRunner {
     public private(set) var divergences: [Divergence] = []
     /// Calls of system calls the model does not model (read, write, ...), by name.
     public private(set) var notModeled: [String: Int] = [:]
+    /// The outcome of the last executed call (nil if it was not modeled).
+    public private(set) var lastOutcome: CallOutcome?
     /// Input problems skipped in lenient mode.
     public private(set) var skippedInput: [RunInputError] = []
     public private(set) var skippedInputCount = 0
@@ -133,6 +135,16 @@ public final class ScenarioRunner {
         }
     }
 
+    /// Parses and executes one line of scenario text (used by the demo and tests);
+    /// returns the call's outcome (nil for a line that is not a modeled call).
+    @discardableResult
+    public func execute(text: String, file: String = "<demo>") throws(RunInputError) -> CallOutcome? {
+        let reader = TraceReader(string: text, name: file)
+        lastOutcome = nil
+        try run(reader)
+        return lastOutcome
+    }
+
     /// Executes one call and compares its outcome with the recorded result.
     public func execute(_ line: SyscallLine) throws(RunInputError) {
         let kernel = try boot()
@@ -140,6 +152,7 @@ public final class ScenarioRunner {
         do { outcome = try dispatcher.execute(line, on: kernel, lenient: options.lenient) } catch {
             throw RunInputError(error)
         }
+        lastOutcome = outcome
         guard let outcome else {
             notModeled[line.name, default: 0] += 1
             return
