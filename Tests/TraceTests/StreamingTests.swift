@@ -11,7 +11,7 @@ private func writeTemp(_ bytes: [UInt8]) -> String {
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
     bytes.withUnsafeBufferPointer { _ = write(fd, $0.baseAddress, $0.count) }
     close(fd)
-    return String(cString: template)
+    return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 @Suite struct StreamingTests {
