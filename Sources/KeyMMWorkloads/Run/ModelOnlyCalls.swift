@@ -13,7 +13,7 @@ import KeyMMTrace
 
 extension SyscallDispatcher {
     mutating func executeMore(_ call: ModeledCall, a: inout Arguments, line: SyscallLine,
-                              task: TaskStruct, kernel: Kernel) throws(TraceError) -> CallOutcome? {
+                              task: TaskStruct, kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
         let pid = task.pid
         let keyrings = ProcessKeyrings(pid: pid.rawValue)
         switch call {
@@ -67,9 +67,68 @@ extension SyscallDispatcher {
         case .wbinvd:
             kernel.machine.wbinvd()
             return .value(0)
+        case .file_create:
+            let size = try a.u64(1)
+            kernel.fileCreate(path: try a.string(0), size: size)
+            return .value(0)
+        case .openat, .open:
+            let base = call == .openat ? 1 : 0
+            if call == .openat {
+                let dirfd = try a.i32(0, [.at])
+                guard dirfd == -100 else { return nil }   // only AT_FDCWD paths name model files
+            }
+            let flags = OpenFlags(rawValue: try a.i32(base + 1, [.open]))
+            let wanted = line.result.int64Value.flatMap { $0 >= 0 ? Int32(truncatingIfNeeded: $0) : nil }
+            let path: String
+            if lenient, (try a.arg(base)).value.unnamed.string == nil {
+                // perf trace prints the filename as a user pointer: the file is known only by
+                // the line that opened it, and its size is unknown (no SIGBUS is invented).
+                path = "<file opened at \(line.location.file):\(line.location.line)>"
+                if wanted != nil { kernel.fileCreate(path: path, size: 1 << 40) }
+            } else {
+                path = try a.string(base)
+            }
+            // A real program's log opens real files the model has never seen: the file exists
+            // because the log says the open succeeded (its size comes from the next fstat).
+            if lenient, wanted != nil, !flags.contains(.create), kernel.file(at: path) == nil {
+                kernel.fileCreate(path: path, size: 0)
+            }
+            return Self.outcome(kernel.openat(pid, path: path, flags: flags, fd: wanted).map { Int64($0) })
+        case .close:
+            let fd = try a.i32(0)
+            // A real log closes pipes, sockets and other fds the model never opened.
+            if lenient, task.files.fds[fd] == nil { return nil }
+            return Self.outcome(kernel.close(pid, fd: fd))
+        case .fstat, .newfstatat:
+            return try stat(call, a: &a, task: task, kernel: kernel)
         default:
             return nil
         }
+    }
+
+    /// fstat/newfstatat: a regular file's `st_size` in the line teaches the model the size
+    /// (the contract's "sizes learned from fstat/newfstatat lines"). Stats of paths or fds the
+    /// model does not know are not modeled.
+    private func stat(_ call: ModeledCall, a: inout Arguments, task: TaskStruct, kernel: Kernel) throws(TraceError) -> CallOutcome? {
+        let statIndex = call == .fstat ? 1 : 2
+        guard a.count > statIndex else { return nil }
+        var file: MappedFile?
+        var fd: Int32?
+        if call == .fstat || ((try? a.string(1)) ?? "") == "" {
+            let n = try a.i32(0, [.at])
+            fd = n
+            file = task.files.fds[n]?.file
+        } else {
+            file = kernel.file(at: try a.string(1))
+        }
+        guard let file else { return nil }
+        let st = try a.arg(statIndex)
+        if let modeField = try? st.field("st_mode"), let mode = try? modeField.asUInt64([.fileMode]),
+           mode & 0o170000 == 0o100000, let size = try? st.field("st_size").asUInt64() {
+            file.size = size
+        }
+        if let fd { return Self.outcome(kernel.fstatSize(task.pid, fd: fd).map { _ in Int64(0) }) }
+        return .value(0)
     }
 
     static func name(_ s: MemSignal) -> String {

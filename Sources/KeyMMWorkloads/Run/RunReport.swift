@@ -90,7 +90,7 @@ extension ModelConfig {
 
 extension ScenarioRunner {
     /// The report of everything run so far.
-    public func report(files: [String], inferred: [InferredRegion] = [], stoppedBy: RunInputError? = nil) -> RunReport {
+    public func report(files: [String], stoppedBy: RunInputError? = nil) -> RunReport {
         var processes: [ProcessReport] = []
         if let kernel {
             for pid in kernel.tasks.keys.sorted() {

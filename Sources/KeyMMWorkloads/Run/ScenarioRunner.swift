@@ -60,6 +60,8 @@ public final class ScenarioRunner {
     public private(set) var divergences: [Divergence] = []
     /// Calls of system calls the model does not model (read, write, ...), by name.
     public private(set) var notModeled: [String: Int] = [:]
+    /// Regions replay assumed the exec built.
+    public var inferred: [InferredRegion] { dispatcher.inferred }
     /// The outcome of the last executed call (nil if it was not modeled).
     public private(set) var lastOutcome: CallOutcome?
     /// Input problems skipped in lenient mode.

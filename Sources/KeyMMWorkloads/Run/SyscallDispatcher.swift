@@ -35,6 +35,8 @@ enum ModeledCall: String, CaseIterable {
 struct SyscallDispatcher {
     /// Open fds the trace named that the model maps to its own files (replay of real logs).
     var fdPaths: [Int32: [Int32: String]] = [:]
+    /// Regions replay assumed the exec built (the log shows no call that made them).
+    var inferred: [InferredRegion] = []
 
     /// The outcome of `line` on `kernel`, or nil if the model does not model the call.
     mutating func execute(_ line: SyscallLine, on kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
@@ -54,7 +56,8 @@ struct SyscallDispatcher {
             throw TraceError(location: line.location, message: "process \(pid) was never started: a process starts at the file's first line or as the result of fork/vfork/clone")
         }
         var a = Arguments(line: line)
-        return try execute(call, a: &a, line: line, task: task, kernel: kernel)
+        if lenient { try inferExecRegions(call, a: a, line: line, task: task, kernel: kernel) }
+        return try execute(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
     }
 
     /// Ends a task (exit lines of strace, `+++ exited +++`).
@@ -63,7 +66,7 @@ struct SyscallDispatcher {
     }
 
     private mutating func execute(_ call: ModeledCall, a: inout Arguments, line: SyscallLine,
-                                  task: TaskStruct, kernel: Kernel) throws(TraceError) -> CallOutcome? {
+                                  task: TaskStruct, kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
         let pid = task.pid
         let recordedAddress = line.result.uint64Value.flatMap { line.result.errnoName == nil ? $0 : nil }
         switch call {
@@ -143,7 +146,7 @@ struct SyscallDispatcher {
             kernel.exit(pid, code: a.count > 0 ? (try? a.i32(0)) ?? 0 : 0)
             return .noReturn
         default:
-            return try executeMore(call, a: &a, line: line, task: task, kernel: kernel)
+            return try executeMore(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
         }
     }
 
