@@ -88,8 +88,12 @@ func execute(file: String, config: ModelConfig, options: RunOptions, output: Out
     }
     let runner = ScenarioRunner(config: config, options: options)
     if output.trace { runner.echo = { print($0) } }
+    let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+    let bar = ProgressBar(label: (file as NSString).lastPathComponent, total: size)
+    runner.progress = { bar.update($0) }
     var stopped: RunInputError?
     do { try runner.run(reader) } catch { stopped = error }
+    bar.finish()
 
     for d in runner.divergences.prefix(options.lenient ? 10 : Int.max) {
         print("\(d.file):\(d.line): divergence: \(d.call): expected \(d.expected), got \(d.actual)")

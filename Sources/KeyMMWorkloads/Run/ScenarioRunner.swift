@@ -99,9 +99,15 @@ public final class ScenarioRunner {
         }
     }
 
+    /// Called every few thousand events with the bytes of input consumed (progress bars).
+    public var progress: ((Int) -> Void)?
+
     /// Runs every event of `reader` in order.
     public func run(_ reader: TraceReader) throws(RunInputError) {
+        var events = 0
         while true {
+            events &+= 1
+            if events & 4095 == 0 { progress?(reader.bytesRead) }
             let event: TraceEvent?
             do { event = try reader.next() } catch {
                 if options.lenient { noteSkipped(RunInputError(error)); continue }
