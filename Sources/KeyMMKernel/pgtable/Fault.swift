@@ -26,7 +26,8 @@ extension Kernel {
     public func handleMMFault(_ task: TaskStruct, _ addr: VirtAddr, _ access: FaultAccess) -> FaultResult {
         machine.clock.charge(.pageFault)
         let mm = task.mm
-        guard addr.rawValue < userAddressLimit, let vma = mm.findVMA(addr), vma.vmStart <= addr else {
+        // lock_mm_and_find_vma (mm/Stack.swift) also grows a VM_GROWSDOWN stack VMA.
+        guard addr.rawValue < userAddressLimit, let vma = lockMMAndFindVMA(mm, addr) else {
             return .sigsegv(.mapErr)
         }
         if let code = accessError(pkru: task.pkru, vma, access) { return .sigsegv(code) }
@@ -83,6 +84,8 @@ extension Kernel {
                 return doSpecialFault(mm, vma, addr, slot, handler, write: write)
             }
             if vma.vmFile != nil { return doFileFault(mm, vma, addr, slot, write: write) }
+            // vm_ops without a fault hook and no file: nothing can fill the page (do_fault).
+            guard vma.isAnonymous else { return .sigbus }
             return doAnonymousPage(mm, vma, addr, slot, write: write)
         }
         if pte.isProtNone {
