@@ -27,9 +27,7 @@ func makeFaultKernel(memory: ByteCount = .mib(64), nodes: Int = 1, thp: THPMode 
     kc.thp = thp
     kc.injectBugs = bugs
     kc.policy = policy
-    let kernel = try Kernel(machine: machine, config: kc)
-    kernel.installMigrationCallback()
-    return kernel
+    return try Kernel(machine: machine, config: kc)
 }
 
 /// Inserts an anonymous (or file) VMA directly into the task's mm and returns it.

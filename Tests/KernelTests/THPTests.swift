@@ -215,4 +215,31 @@ import KeyMMHardware
         #expect(k.readForTest(child, huge + 12345, 3) == Array("kid".utf8))
         #expect(k.entryForTest(child, huge + 12345)?.keyid(k.layout) == KeyID(6))
     }
+
+    @Test func hugeFaultCompactsAroundMappedPagesAndRemapsThem() throws {
+        let k = try makeFaultKernel(memory: .mib(16), thp: .always)
+        let t = k.spawn()
+        // Fill memory with mapped 4 KiB pages, then free every other one: no free 2 MiB block.
+        let n = UInt64(k.allocator.freeFrames - 8)
+        let small = addVMA(t, testBase, n << 12, [.read, .write, .noHugePage])
+        for i in 0..<n { _ = k.memWrite(t, VirtAddr(testBase + i << 12), [UInt8(truncatingIfNeeded: i), 0xA5]) }
+        for i in stride(from: 0, to: n, by: 2) {
+            k.zapPageRange(t.mm, small, VirtAddr(testBase + i << 12), VirtAddr(testBase + (i + 1) << 12))
+        }
+        #expect(k.allocator.freeBlocks(order: .pmd) == 0)
+        // Without VM_HUGEPAGE (GFP_TRANSHUGE_LIGHT: no compaction) the fault falls back.
+        let light = addVMA(t, testBase + (1 << 32), 2 << 20, [.read, .write])
+        _ = k.memWrite(t, light.vmStart, [1])
+        #expect(k.entryForTest(t, light.vmStart.rawValue)?.isHuge == false)
+        #expect(k.pgtable.thpFaultFallback == 1)
+        // With VM_HUGEPAGE the allocator compacts: mapped pages move, their PTEs follow.
+        let hugeVMA = addVMA(t, testBase + (2 << 32), 2 << 20, [.read, .write, .hugePage], keyid: KeyID(3))
+        _ = k.memWrite(t, hugeVMA.vmStart, [2])
+        #expect(k.entryForTest(t, hugeVMA.vmStart.rawValue)?.isHuge == true)
+        #expect(k.machine.clock.value(of: .migratedPages) > 0)
+        for i in stride(from: 1, to: n, by: 2) {
+            #expect(k.readForTest(t, testBase + i << 12, 2) == [UInt8(truncatingIfNeeded: i), 0xA5])
+        }
+        #expect(k.allocator.anomalies.isEmpty)
+    }
 }
