@@ -216,5 +216,12 @@ struct PageAllocBuddyTests {
         pa.setFlags(r, .locked)
         pa.putPage(r)
         #expect(pa.verify().contains { $0.contains("freed with flags locked") })
+        // A hardware-poisoned page is taken out of use for good (memory_failure).
+        let h = try #require(pa.allocPages(order: .base, keyid: .tme, gfp: []))
+        pa.setFlags(h, .hwPoison)
+        let free = pa.freeFrames
+        pa.putPage(h)
+        #expect(pa.freeFrames == free)
+        #expect(pa.allocPages(order: .base, keyid: .tme, gfp: []) != h)
     }
 }

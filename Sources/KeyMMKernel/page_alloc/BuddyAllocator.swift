@@ -151,22 +151,6 @@ final class BuddyAllocator {
         return m.flags & PageFlags.buddy.rawValue != 0 && Int(m.order) == order
     }
 
-    /// Whether `pfn` lies inside any free block (list or virtual tail) of zone z.
-    func isFree(_ z: Int, _ pfn: UInt64) -> Bool {
-        let zone = zones[z]
-        guard zone.contains(pfn) else { return false }
-        if zone.isVirtualFree(pfn) { return true }
-        for o in 0...Int(maxPageOrder) {
-            let head = pfn & ~(UInt64(1) << UInt64(o) - 1)
-            if head < zone.start { break }
-            if store.isMaterialized(head) {
-                let m = store.page(head).pointee
-                if m.flags & PageFlags.buddy.rawValue != 0 && Int(m.order) >= o { return true }
-            }
-        }
-        return false
-    }
-
     // MARK: free lists
 
     func addToFreeList(_ z: Int, _ pfn: UInt64, _ order: Int, tail: Bool) {
