@@ -38,11 +38,11 @@ extension Kernel {
         if pol.mode == .bind && !pol.nodes.isEmpty {
             gfp.insert(.thisNode)
             for n in pol.nodes {
-                if let p = allocator.allocPages(order: order, keyid: vma.keyid, node: n, gfp: gfp) { return p }
+                if let p = allocator.allocPages(order: order, keyid: userPageKeyID(vma), node: n, gfp: gfp) { return p }
             }
             return nil
         }
-        return allocator.allocPages(order: order, keyid: vma.keyid, node: policyNode(vma, addr, order: order), gfp: gfp)
+        return allocator.allocPages(order: order, keyid: userPageKeyID(vma), node: policyNode(vma, addr, order: order), gfp: gfp)
     }
 
     /// The node the policy says a page at `addr` belongs on (mpol_misplaced), nil for no

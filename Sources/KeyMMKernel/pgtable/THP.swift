@@ -87,7 +87,7 @@ extension Kernel {
         }
         var gfp = vma.vmFlags.contains(.hugePage) ? GFPFlags.transHuge : GFPFlags.transHugeLight
         gfp.insert(.zero)
-        guard let pfn = allocator.allocPages(order: .pmd, keyid: vma.keyid, node: policyNode(vma, haddr, order: .pmd), gfp: gfp) else {
+        guard let pfn = allocator.allocPages(order: .pmd, keyid: userPageKeyID(vma), node: policyNode(vma, haddr, order: .pmd), gfp: gfp) else {
             pgtable.thpFaultFallback &+= 1
             return nil
         }
@@ -269,7 +269,7 @@ extension Kernel {
         guard let new = allocator.allocPages(order: .pmd, keyid: .tme, node: policyNode(vma, haddr, order: .pmd), gfp: gfp) else {
             return .allocHugePageFail
         }
-        let keyid = vma.keyid
+        let keyid = userPageKeyID(vma)   // mktme/SME.swift: the VMA's KeyID (C-bit under SME)
         allocator.prepEncryptedPage(new, order: .pmd, keyid: keyid, zero: false)
         let newKeyID = allocator.pageKeyID(new)
         for i in 0..<hpagePMDNr {

@@ -16,8 +16,9 @@ import KeyMMBase
 public final class TLB {
     /// Translations cached (a power of two).
     public static let entries = 64
-    var tags: [UInt64]     // vpn + 1; 0 = invalid
-    var values: [UInt64]   // leaf entry for the 4 KiB page
+    // Raw storage (no array exclusivity checks on the access path).
+    let tags: UnsafeMutablePointer<UInt64>     // vpn + 1; 0 = invalid
+    let values: UnsafeMutablePointer<UInt64>   // leaf entry for the 4 KiB page
     /// CPUs that may hold this mm's translations (weight of mm_cpumask).
     public var cpus: Int = 1
     /// Local flushes (flush_tlb_range/flush_tlb_mm on the current CPU).
@@ -29,8 +30,15 @@ public final class TLB {
     public private(set) var misses: UInt64 = 0
 
     public init() {
-        tags = Array(repeating: 0, count: TLB.entries)
-        values = Array(repeating: 0, count: TLB.entries)
+        tags = .allocate(capacity: TLB.entries)
+        tags.initialize(repeating: 0, count: TLB.entries)
+        values = .allocate(capacity: TLB.entries)
+        values.initialize(repeating: 0, count: TLB.entries)
+    }
+
+    deinit {
+        tags.deallocate()
+        values.deallocate()
     }
 
     /// The cached leaf entry for a virtual page, if any.
@@ -86,7 +94,7 @@ public final class TLB {
     }
 
     private func invalidateAll() {
-        for i in 0..<TLB.entries { tags[i] = 0 }
+        tags.update(repeating: 0, count: TLB.entries)
     }
 }
 
