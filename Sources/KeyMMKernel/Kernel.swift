@@ -65,6 +65,8 @@ public final class Kernel {
     public let pageCache: PageCache
     /// Kernel-wide page-table layer state (zero pages, THP and migration statistics).
     public let pgtable = PgtableState()
+    /// Kernel-wide MKTME state: boot decision and direct-map layout, pins, swap, KSM (mktme/).
+    public let mktme: MKTMEState
 
     /// The model's file system: path -> inode.
     public internal(set) var filesystem: [String: MappedFile] = [:]
@@ -85,9 +87,15 @@ public final class Kernel {
         } else {
             self.layout = PTELayout(physBits: mc.physBits, keyidBits: keyBits)
         }
-        self.keys = KeyService(programmer: machine.keyTable, keyids: mc.mktmeKeyIDs,
+        // mktme/DirectMap.swift: MKTME is disabled at boot when the per-KeyID direct mappings do
+        // not fit, and by policy=none (MKTME off); then the "mktme" key type is not registered.
+        let boot = DirectMapLayout(machine: mc, forceDisabled: config.policy == .none ? "policy=none: MKTME off" : nil)
+        self.mktme = MKTMEState(directMap: boot)
+        self.keys = KeyService(programmer: machine.keyTable, keyids: boot.mktmeEnabled ? mc.mktmeKeyIDs : nil,
                                userKeysEnabled: config.userKeys, seed: mc.seed)
-        self.allocator = PageAllocator(machine: machine, policy: config.policy, keyidRefs: keys.references)
+        // SME has no KeyIDs to count: its C-bit pages take no KeyID references.
+        self.allocator = PageAllocator(machine: machine, policy: config.policy,
+                                       keyidRefs: mc.encryption == .sme ? nil : keys.references)
         self.pageCache = PageCache()
         installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
     }

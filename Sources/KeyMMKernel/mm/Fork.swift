@@ -23,6 +23,7 @@ extension Kernel {
         child.rlimitMemlock = parent.rlimitMemlock
         if child.pid.rawValue >= nextPid { nextPid = child.pid.rawValue &+ 1 }
         tasks[child.pid] = child
+        keysFork(parent: parent.pid, child: child.pid)   // mktme/KeySyscalls.swift
         return .success(child.pid)
     }
 
@@ -43,6 +44,7 @@ extension Kernel {
         child.rlimitMemlock = parent.rlimitMemlock
         if child.pid.rawValue >= nextPid { nextPid = child.pid.rawValue &+ 1 }
         tasks[child.pid] = child
+        keysFork(parent: parent.pid, child: child.pid)   // mktme/KeySyscalls.swift
         return .success(child.pid)
     }
 
@@ -55,6 +57,7 @@ extension Kernel {
         task.mm = makeMM()
         task.pkru = 0x5555_5554
         mmput(old)
+        keysExec(pid)                                    // mktme/KeySyscalls.swift
         return .success(())
     }
 
@@ -65,6 +68,7 @@ extension Kernel {
         task.exitCode = code
         tasks[pid] = nil
         mmput(task.mm)
+        keysExit(pid)                                    // mktme/KeySyscalls.swift
     }
 
     /// exit_group(2).

@@ -149,6 +149,8 @@ extension Kernel {
         case .mergeable:
             if !vma.vmFlags.contains(.mergeable) && vmaKSMCompatible(vma) { newFlags.insert(.mergeable) }
         case .unmergeable:
+            // ksm_madvise(): break the range's KSM pages first (mktme/KSM.swift).
+            if vma.vmFlags.contains(.mergeable), let e = ksmUnmergePages(mm, vma, start, end) { return e }
             newFlags.remove(.mergeable)
         case .hugePage:
             newFlags.remove(.noHugePage)

@@ -54,6 +54,8 @@ extension Kernel {
                 return .failure(.EINVAL)   // no VM_GROWSUP on x86
             }
         }
+        // encrypt_mprotect: every VMA in the range must be anonymous (mktme/EncryptMprotect.swift).
+        if keyid != nil, let e = mktmeCheckEncryptable(mm, from: vma, end: end) { return .failure(e) }
         var prev = mm.prev(of: vma)
         if start > vma.vmStart { prev = vma }
 
@@ -128,11 +130,8 @@ extension Kernel {
         prev = modified
         mm.committedPages &+= charged
         modified.vmFlags = newFlags
-        if let k = newKeyID, k != modified.keyid {
-            vmaPutKeyID(modified)
-            modified.vmPageProt.keyid = k
-            vmaGetKeyID(modified)
-        }
+        // mprotect_set_encrypt(): zap, switch the KeyID and its reference, unlink anon_vmas.
+        if let k = newKeyID { mprotectSetEncrypt(mm, modified, k, start, end) }
         vmaSetPageProt(modified)
         glueChangeProtection(mm, modified, start, end)
         if oldFlags.contains(.account) && !newFlags.contains(.account) {
