@@ -42,7 +42,10 @@ enum ParsedLine {
 /// Calls that create a process or thread (their child's lines may precede their result).
 @inline(__always)
 func isProcessCreation(_ name: String) -> Bool {
-    name == "clone" || name == "clone3" || name == "fork" || name == "vfork"
+    // Quick reject on length and first byte before comparing strings (called for every call).
+    let n = name.utf8.count
+    guard n >= 4 && n <= 6, let c = name.utf8.first, c == 0x63 || c == 0x66 || c == 0x76 else { return false }
+    return name == "clone" || name == "clone3" || name == "fork" || name == "vfork"
 }
 
 extension LineParser {
