@@ -30,7 +30,7 @@ func makePageAllocator(policy: AllocatorPolicy = .integrated, memory: ByteCount 
 extension PageAllocator {
     /// Every zone's free lists, head to tail, as PFNs (explicit lists only).
     func freeListsForTest() -> [[[UInt64]]] {
-        buddy.zones.indices.map { z in
+        buddy.zoneIndices.map { z in
             (0...Int(maxPageOrder)).map { o in
                 var out: [UInt64] = []
                 var p = buddy.area(z, o).pointee.head

@@ -57,15 +57,24 @@ final class BuddyAllocator {
     static let dma32LimitPFN: UInt64 = (4 << 30) >> pageShift
 
     let store: PageMetadataStore
-    private(set) var zones: [Zone] = []
-    /// zones.count * orders free areas; index zone * orders + order.
+    /// The zones, node-major (node 0's DMA32 and Normal, node 1's, ...). Flat storage: no
+    /// dynamic exclusivity checks on the hot path.
+    let zones: UnsafeMutablePointer<Zone>
+    let zoneCount: Int
+    /// zoneCount * orders free areas; index zone * orders + order.
     let areas: UnsafeMutablePointer<FreeArea>
     let nodeCount: Int
     /// Per node: indices of its zones, lowest first.
-    private(set) var zonesOfNode: [[Int]]
+    let zonesOfNode: [[Int]]
     /// Per node: the fallback zonelist (local zones high to low, then next nodes, then lower nodes).
-    private(set) var zonelists: [[Int]]
+    let zonelists: [[Int]]
+    /// The zonelists flattened: node n's list is zonelistFlat[n * zoneCount ..< (n + 1) * zoneCount].
+    let zonelistFlat: UnsafeMutablePointer<Int>
+    /// Index of each node's first zone.
+    let nodeFirstZone: UnsafeMutablePointer<Int>
     let framesPerNode: UInt64
+
+    var zoneIndices: Range<Int> { 0..<zoneCount }
 
     /// Builds zones for nodes splitting `frameCount` evenly and frees every frame.
     init(frameCount: Int, nodes: Int) {
@@ -73,7 +82,8 @@ final class BuddyAllocator {
         store = PageMetadataStore(frameCount: frameCount)
         nodeCount = n
         framesPerNode = UInt64(max(frameCount, 0) / n)
-        zonesOfNode = Array(repeating: [], count: n)
+        var zoneList: [Zone] = []
+        var ofNode: [[Int]] = Array(repeating: [], count: n)
         for node in 0..<n {
             let lo = UInt64(node) * framesPerNode
             let hi = node == n - 1 ? UInt64(max(frameCount, 0)) : lo + framesPerNode
@@ -84,23 +94,32 @@ final class BuddyAllocator {
                 let aStart = (range.lowerBound + mask) & ~mask
                 let aEnd = range.upperBound & ~mask
                 let hasVirt = aStart < aEnd
-                zonesOfNode[node].append(zones.count)
-                zones.append(Zone(node: UInt8(node), type: type, start: range.lowerBound, end: range.upperBound,
-                                  virtNext: hasVirt ? aStart : range.upperBound, virtEnd: hasVirt ? aEnd : range.upperBound,
-                                  freePages: hasVirt ? Int(aEnd - aStart) : 0))
+                ofNode[node].append(zoneList.count)
+                zoneList.append(Zone(node: UInt8(node), type: type, start: range.lowerBound, end: range.upperBound,
+                                     virtNext: hasVirt ? aStart : range.upperBound, virtEnd: hasVirt ? aEnd : range.upperBound,
+                                     freePages: hasVirt ? Int(aEnd - aStart) : 0))
             }
         }
-        areas = .allocate(capacity: max(zones.count, 1) * BuddyAllocator.orders)
-        areas.initialize(repeating: FreeArea(), count: max(zones.count, 1) * BuddyAllocator.orders)
-        zonelists = []
+        zoneCount = zoneList.count
+        zones = .allocate(capacity: max(zoneCount, 1))
+        zones.initialize(from: zoneList, count: zoneCount)
+        areas = .allocate(capacity: max(zoneCount, 1) * BuddyAllocator.orders)
+        areas.initialize(repeating: FreeArea(), count: max(zoneCount, 1) * BuddyAllocator.orders)
+        var lists: [[Int]] = []
         for node in 0..<n {
             var list: [Int] = []
-            for other in Array(node..<n) + Array(0..<node) { list += zonesOfNode[other].reversed() }
-            zonelists.append(list)
+            for other in Array(node..<n) + Array(0..<node) { list += ofNode[other].reversed() }
+            lists.append(list)
         }
+        zonesOfNode = ofNode
+        zonelists = lists
+        zonelistFlat = .allocate(capacity: max(n * zoneCount, 1))
+        for node in 0..<n { for (i, z) in lists[node].enumerated() { zonelistFlat[node * zoneCount + i] = z } }
+        nodeFirstZone = .allocate(capacity: n)
+        for node in 0..<n { nodeFirstZone[node] = ofNode[node].first ?? 0 }
         // Boot: the unaligned fragments (only when a zone is not a whole number of 4 MiB
         // blocks) are freed as maximal aligned blocks, to the tail, in address order.
-        for z in zones.indices {
+        for z in 0..<zoneCount {
             let zone = zones[z]
             if zone.virtNext == zone.end && zone.virtEnd == zone.end {
                 bootFree(z, zone.start..<zone.end)
@@ -111,7 +130,13 @@ final class BuddyAllocator {
         }
     }
 
-    deinit { areas.deallocate() }
+    deinit {
+        zones.deinitialize(count: zoneCount)
+        zones.deallocate()
+        areas.deallocate()
+        zonelistFlat.deallocate()
+        nodeFirstZone.deallocate()
+    }
 
     private func bootFree(_ z: Int, _ range: Range<UInt64>) {
         var p = range.lowerBound
@@ -129,8 +154,13 @@ final class BuddyAllocator {
     /// The zone index holding a valid frame.
     func zoneIndex(of pfn: UInt64) -> Int {
         let node = framesPerNode == 0 ? 0 : min(Int(pfn / framesPerNode), nodeCount - 1)
-        for z in zonesOfNode[node] where zones[z].contains(pfn) { return z }
-        for z in zones.indices where zones[z].contains(pfn) { return z }
+        // Zones are node-major and a node's zones are contiguous: start at the node's first.
+        var z = nodeFirstZone[node]
+        while z < zoneCount {
+            if zones[z].contains(pfn) { return z }
+            z += 1
+        }
+        for z in 0..<zoneCount where zones[z].contains(pfn) { return z }
         return 0
     }
 
@@ -250,7 +280,11 @@ final class BuddyAllocator {
     }
 
     /// Total free frames.
-    var freeFrames: Int { zones.reduce(0) { $0 + $1.freePages } }
+    var freeFrames: Int {
+        var n = 0
+        for z in 0..<zoneCount { n += zones[z].freePages }
+        return n
+    }
 
     /// Free frames of one node.
     func freeFrames(node: Int) -> Int {

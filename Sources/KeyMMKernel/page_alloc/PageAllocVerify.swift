@@ -14,7 +14,7 @@ import KeyMMKeys
 extension PageAllocator {
     /// Calls `body` for each allocated block (head, allocation order), in PFN order.
     public func forEachAllocatedBlock(_ body: (PFN, PageOrder) -> Void) {
-        for z in buddy.zones.indices {
+        for z in buddy.zoneIndices {
             let zone = buddy.zones[z]
             var p = zone.start
             while p < zone.end {
@@ -35,7 +35,7 @@ extension PageAllocator {
     public func verify() -> [String] {
         var out = anomalies
         var listHeads = 0
-        for z in buddy.zones.indices {
+        for z in buddy.zoneIndices {
             let zone = buddy.zones[z]
             let label = "zone \(zone.type.name) of node \(zone.node)"
             var free = zone.virtualBlocks << Int(maxPageOrder)
@@ -79,7 +79,7 @@ extension PageAllocator {
         var out: [String] = []
         var buddyHeads = 0, keyidListedSeen = 0
         var pagesPerKeyID = [Int](repeating: 0, count: Int(maxKeyID) + 1)
-        for z in buddy.zones.indices {
+        for z in buddy.zoneIndices {
             let zone = buddy.zones[z]
             var p = zone.start
             while p < zone.end {

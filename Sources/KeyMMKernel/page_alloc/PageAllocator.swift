@@ -118,7 +118,9 @@ public final class PageAllocator {
             anomaly("alloc_pages: \(node ?? localNode) does not exist")
             return nil
         }
-        for z in buddy.zonelists[preferred] {
+        let list = buddy.zonelistFlat + preferred * buddy.zoneCount
+        for i in 0..<buddy.zoneCount {
+            let z = list[i]
             let zone = buddy.zones[z]
             if gfp.contains(.thisNode) && Int(zone.node) != preferred { continue }
             if gfp.contains(.dma32) && zone.type != .dma32 { continue }
@@ -363,11 +365,11 @@ public final class PageAllocator {
     public var materializedSections: Int { store.materializedSections }
     /// Free blocks of `order` across every zone (nr_free of /proc/buddyinfo, summed).
     public func freeBlocks(order: PageOrder) -> Int {
-        buddy.zones.indices.reduce(0) { $0 + buddy.freeCount($1, Int(order.rawValue)) }
+        buddy.zoneIndices.reduce(0) { $0 + buddy.freeCount($1, Int(order.rawValue)) }
     }
     /// /proc/buddyinfo lines: `Node 0, zone   Normal   n0 n1 ... n10`.
     public var buddyinfo: [String] {
-        buddy.zones.indices.map { z in
+        buddy.zoneIndices.map { z in
             let zone = buddy.zones[z]
             let counts = (0...Int(maxPageOrder)).map { String(buddy.freeCount(z, $0)) }
             let name = zone.type.name
