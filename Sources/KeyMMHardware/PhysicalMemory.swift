@@ -118,9 +118,15 @@ public final class PhysicalMemory {
 /// Host memory measurements (resident set), for docs and the bench.
 public enum HostMemory {
     /// Resident set size of this process in bytes (VmRSS), or nil.
-    public static func processResidentBytes() -> Int? {
+    public static func processResidentBytes() -> Int? { statusBytes("VmRSS:") }
+
+    /// Bytes of host page tables of this process (VmPTE), or nil.
+    public static func pageTableBytes() -> Int? { statusBytes("VmPTE:") }
+
+    /// A "kB" field of /proc/self/status, in bytes.
+    static func statusBytes(_ field: String) -> Int? {
         guard let text = readText("/proc/self/status") else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        for line in text.split(separator: "\n") where line.hasPrefix(field) {
             let parts = line.split(separator: " ", omittingEmptySubsequences: true)
             if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
         }

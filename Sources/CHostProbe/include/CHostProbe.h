@@ -1,6 +1,6 @@
 // CHostProbe: small host measurements for `keymm calibrate` (cache-line flushes, page zeroing
 // and copying, memory latency, syscall entry, a real page fault) and the TSC. Every function
-// returns nanoseconds per operation measured with clock_gettime(CLOCK_MONOTONIC), best of `reps`
+// returns nanoseconds per operation of the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), best of `reps`
 // runs, or a negative value when the operation is unavailable on this host.
 #ifndef KEYMM_CHOSTPROBE_H
 #define KEYMM_CHOSTPROBE_H
@@ -17,6 +17,7 @@ int hp_has_clflushopt(void);
 /// ns per line to flush `lines` lines of a buffer with CLFLUSH (opt = 0) or CLFLUSHOPT (opt = 1),
 /// each line dirtied first when `dirty`; fenced like the kernel's clflush_cache_range.
 double hp_clflush_ns(size_t lines, int opt, int dirty, int reps);
+/// (All timings: thread CPU time, best of `reps`.)
 /// ns to memset one 4 KiB page, cycling through a buffer of `buffer_bytes` (cache-cold when large).
 double hp_zero_page_ns(size_t buffer_bytes, int reps);
 /// ns to memcpy one 4 KiB page, cycling through two buffers of `buffer_bytes` each.

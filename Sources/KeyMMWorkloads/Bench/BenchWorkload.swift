@@ -56,6 +56,7 @@ public protocol BenchWorkload: Sendable {
 public enum BenchRegistry {
     public static let workloads: [any BenchWorkload] = [
         EngineWorkload(),
+        FootprintWorkload(),
         // ---- APPEND NEW WORKLOADS BELOW THIS LINE (one line each) ----
         AllocFreeWorkload(),
     ]
