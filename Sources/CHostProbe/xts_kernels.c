@@ -92,6 +92,27 @@ static void unwhiten_avx512(void *dst, const void *masks, size_t bytes) {
         _mm512_storeu_si512(d + o, _mm512_xor_si512(_mm512_loadu_si512(d + o), _mm512_load_si512(m + o)));
 }
 
+static void tweaks_portable(void *out, uint64_t pa, size_t lines) {
+    uint64_t *o = out;
+    for (size_t i = 0; i < lines; i++) { o[2 * i] = pa + 64 * (uint64_t)i; o[2 * i + 1] = 0; }
+}
+
+__attribute__((target("avx512f")))
+static void tweaks_avx512(void *out, uint64_t pa, size_t lines) {
+    uint8_t *o = out;
+    __m512i v = _mm512_set_epi64(0, pa + 192, 0, pa + 128, 0, pa + 64, 0, pa);
+    const __m512i step = _mm512_set_epi64(0, 256, 0, 256, 0, 256, 0, 256);
+    size_t i = 0;
+    for (; i + 4 <= lines; i += 4) {
+        _mm512_storeu_si512(o + 16 * i, v);
+        v = _mm512_add_epi64(v, step);
+    }
+    if (i < lines) tweaks_portable(o + 16 * i, pa + 64 * (uint64_t)i, lines - i);
+}
+
+typedef void (*tweaks_fn)(void *, uint64_t, size_t);
+static tweaks_fn tweaks_impl;
+
 typedef void (*whiten_fn)(const void *, void *, size_t, const void *, void *);
 typedef void (*unwhiten_fn)(void *, const void *, size_t);
 static whiten_fn whiten_impl;
@@ -101,9 +122,9 @@ static const char *kernel_name;
 static void choose(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) {
-        whiten_impl = whiten_avx512; unwhiten_impl = unwhiten_avx512; kernel_name = "avx512";
+        whiten_impl = whiten_avx512; unwhiten_impl = unwhiten_avx512; tweaks_impl = tweaks_avx512; kernel_name = "avx512";
     } else {
-        whiten_impl = whiten_portable; unwhiten_impl = unwhiten_portable; kernel_name = "portable";
+        whiten_impl = whiten_portable; unwhiten_impl = unwhiten_portable; tweaks_impl = tweaks_portable; kernel_name = "portable";
     }
 }
 
@@ -115,6 +136,10 @@ void hp_xts_whiten(const void *tweaks, void *masks, size_t lines, const void *sr
 
 void hp_xts_unwhiten(void *dst, const void *masks, size_t bytes) {
     unwhiten_impl(dst, masks, bytes);
+}
+
+void hp_xts_tweaks(void *out, uint64_t pa, size_t lines) {
+    tweaks_impl(out, pa, lines);
 }
 
 const char *hp_xts_kernel_name(void) { return kernel_name; }

@@ -193,12 +193,7 @@ public final class EncryptionEngine {
                     tweaks.storeBytes(of: 0, toByteOffset: i * 16 + 8, as: UInt64.self)
                 }
             } else {
-                var a = pa.rawValue &+ UInt64(off)
-                for i in 0..<n {
-                    tweaks.storeBytes(of: a, toByteOffset: i * 16, as: UInt64.self)
-                    tweaks.storeBytes(of: 0, toByteOffset: i * 16 + 8, as: UInt64.self)
-                    a &+= UInt64(cacheLineSize)
-                }
+                hp_xts_tweaks(tweaks, pa.rawValue &+ UInt64(off), n)
             }
             // 2. Encrypt all tweaks with the tweak key in one call.
             var outl: Int32 = 0

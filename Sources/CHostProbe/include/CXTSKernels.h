@@ -4,6 +4,11 @@
 #ifndef KEYMM_CXTSKERNELS_H
 #define KEYMM_CXTSKERNELS_H
 #include <stddef.h>
+#include <stdint.h>
+
+/// Writes the plaintext tweaks of `lines` consecutive lines starting at physical address `pa`:
+/// out[16 i ..] = (pa + 64 i) as a 16-byte little-endian integer.
+void hp_xts_tweaks(void *out, uint64_t pa, size_t lines);
 
 /// For each of `lines` 64-byte lines i: T = the 16-byte encrypted tweak tweaks[i]; the line's four
 /// block masks are T, T*alpha, T*alpha^2, T*alpha^3 (XTS multiplication, little-endian, 0x87);
