@@ -57,6 +57,7 @@ public final class Cache {
     let stamps: UnsafeMutablePointer<UInt64>
     let data: UnsafeMutableRawPointer
     let dataBytes: Int
+    let metaBytes: Int
     /// Mutable scalars live behind a pointer: no dynamic exclusivity checks on the hot path.
     struct State {
         var tick: UInt64 = 1
@@ -105,15 +106,18 @@ public final class Cache {
         self.clock = clock
         st = .allocate(capacity: 1)
         st.initialize(to: State())
-        tags = .allocate(capacity: lines)
-        tags.initialize(repeating: 0, count: lines)
-        stamps = .allocate(capacity: lines)
-        stamps.initialize(repeating: 0, count: lines)
+        // Tags, stamps and line data live in anonymous host mappings: zero-filled (all ways
+        // invalid) and backed lazily; MADV_HUGEPAGE keeps the host TLB from thrashing on the
+        // random set and way accesses of a 32 MiB cache.
+        metaBytes = lines * 16
         dataBytes = lines * cacheLineSize
-        guard let p = mmap(nil, dataBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else {
-            tags.deallocate(); stamps.deallocate(); st.deallocate()
+        guard let meta = Cache.mapHuge(metaBytes) else { st.deallocate(); throw HardwareError("cannot reserve host memory for the cache tags") }
+        guard let p = Cache.mapHuge(dataBytes) else {
+            munmap(meta, metaBytes); st.deallocate()
             throw HardwareError("cannot reserve \(size) of host memory for the cache")
         }
+        tags = meta.bindMemory(to: UInt64.self, capacity: 2 * lines)
+        stamps = tags + lines
         data = p
         let cap = Cache.wbCapacity
         wbAddr = .allocate(capacity: cap); wbKey = .allocate(capacity: cap)
@@ -128,12 +132,21 @@ public final class Cache {
         // Plaintext of every KeyID lives in the cache: wipe it.
         memset(data, 0, dataBytes)
         munmap(data, dataBytes)
+        munmap(UnsafeMutableRawPointer(tags), metaBytes)
         memset(wbData, 0, Cache.wbCapacity * cacheLineSize); memset(gatherData, 0, Cache.wbCapacity * cacheLineSize)
         memset(pfData, 0, Cache.wbCapacity * cacheLineSize)
-        tags.deallocate(); stamps.deallocate(); st.deallocate()
+        st.deallocate()
         wbAddr.deallocate(); wbKey.deallocate(); wbData.deallocate()
         gatherAddr.deallocate(); gatherIdx.deallocate(); gatherData.deallocate()
         pfData.deallocate(); pfAddr.deallocate()
+    }
+
+    static func mapHuge(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else { return nil }
+        #if os(Linux)
+        _ = madvise(p, bytes, MADV_HUGEPAGE)
+        #endif
+        return p
     }
 
     // MARK: Primitives
