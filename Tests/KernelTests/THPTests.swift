@@ -41,7 +41,7 @@ import KeyMMHardware
         #expect(k.entryForTest(t, huge + 8192)?.isHuge == false)
     }
 
-    @Test func readFaultMapsHugeZeroPageThenWriteSplitsTo4K() throws {
+    @Test func writeToHugeZeroPageAllocatesATHP() throws {
         let k = try makeFaultKernel(thp: .always)
         let t = k.spawn()
         let vma = addVMA(t, huge, 2 << 20, [.read, .write], keyid: KeyID(2))
@@ -50,6 +50,43 @@ import KeyMMHardware
         #expect(e.isHuge && e.isSpecial && e.keyid(k.layout) == .tme)
         #expect(e.hugePFN(k.layout) == k.pgtable.hugeZeroPFN)
         #expect(vma.anonVMA != nil)                               // vmf_anon_prepare on a read
+        // do_huge_zero_wp_pmd (Linux 6.13+): the write replaces the huge zero PMD by a THP.
+        #expect(k.memWrite(t, VirtAddr(huge + 4096), [9]) == .ok(1))
+        let w = try #require(k.entryForTest(t, huge))
+        #expect(w.isHuge && !w.isSpecial && w.isWritable && w.keyid(k.layout) == KeyID(2))
+        #expect(k.readForTest(t, huge + 4096, 2) == [9, 0])
+        #expect(k.readForTest(t, huge + 123, 2) == [0, 0])
+        #expect(k.pgtable.thpSplitPMD == 0)
+    }
+
+    @Test func writeToHugeZeroPageSplitsWhenNoTHPCanBeAllocated() throws {
+        let k = try makeFaultKernel(thp: .always)
+        let t = k.spawn()
+        addVMA(t, huge, 2 << 20, [.read, .write], keyid: KeyID(2))
+        #expect(k.readForTest(t, huge + 123, 2) == [0, 0])
+        #expect(k.entryForTest(t, huge)?.isSpecial == true)
+        // Take every free frame (unmovable: compaction cannot help), then give two back.
+        var held: [PFN] = []
+        while let p = k.allocator.allocPages(order: .base, keyid: .tme, gfp: []) { held.append(p) }
+        k.allocator.putPage(held.removeLast())
+        k.allocator.putPage(held.removeLast())
+        #expect(k.memWrite(t, VirtAddr(huge + 4096), [9]) == .ok(1))
+        #expect(k.pgtable.thpFaultFallback == 1)
+        #expect(k.pgtable.thpSplitPMD == 1)
+        let w = try #require(k.entryForTest(t, huge + 4096))
+        #expect(!w.isHuge && !w.isSpecial && w.keyid(k.layout) == KeyID(2))
+        #expect(k.entryForTest(t, huge)?.pfn(k.layout) == k.pgtable.zeroPFN)
+        #expect(k.readForTest(t, huge + 4096, 2) == [9, 0])
+        for p in held { k.allocator.putPage(p) }
+    }
+
+    @Test func readFaultMapsHugeZeroPageThenWriteSplitsTo4K() throws {
+        let k = try makeFaultKernel(thp: .always)
+        let t = k.spawn()
+        let vma = addVMA(t, huge, 2 << 20, [.read, .write], keyid: KeyID(2))
+        #expect(k.readForTest(t, huge + 123, 2) == [0, 0])
+        // The THP setting changes before the write (no longer eligible): split, 4 KiB COW.
+        vma.vmFlags.insert(.noHugePage)
         #expect(k.memWrite(t, VirtAddr(huge + 4096), [9]) == .ok(1))
         // The huge zero PMD was split: the written page is a real page, the rest the 4K zero page.
         let w = try #require(k.entryForTest(t, huge + 4096))

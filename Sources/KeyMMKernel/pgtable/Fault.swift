@@ -110,7 +110,8 @@ extension Kernel {
         let pt = mm.pageTable
         if !write {
             guard let z = zeroPage() else { return .oom }
-            pt.set(slot, PTE.zeroPage(z, prot: vma.vmPageProt, layout: layout))
+            let zpte = PTE.zeroPage(z, prot: vma.vmPageProt, layout: layout)
+            pt.set(slot, !config.injectBugs.isEmpty && config.injectBugs.contains("encrypted-zero-page") ? zpte.with(keyid: userPageKeyID(vma), layout: layout) : zpte)   // seeded bug
             machine.clock.charge(.pteUpdate)
             return .ok
         }
@@ -199,6 +200,9 @@ extension Kernel {
     /// do_read_fault / do_cow_fault / do_shared_fault through the page cache.
     func doFileFault(_ mm: MM, _ vma: VMA, _ addr: VirtAddr, _ slot: Int, write: Bool) -> FaultResult {
         guard let file = vma.vmFile else { return .sigbus }
+        // do_cow_fault(): vmf_anon_prepare() runs before the file page is read, so a write to a
+        // private mapping beyond EOF (SIGBUS) still gives the VMA an anon_vma (merging sees it).
+        if write && !vma.vmFlags.contains(.shared) && anonVMA(for: vma, in: mm) == nil { return .oom }
         let index = vma.pageIndex(of: addr)
         let space = pageCache.mapping(for: file)
         guard index < space.sizeInPages else { return .sigbus }

@@ -85,6 +85,16 @@ extension Kernel {
             machine.clock.charge(.pteUpdate)
             return .ok
         }
+        guard let pfn = allocAnonFolioPMD(vma, haddr, anon: anon) else { return nil }
+        pt.set(pmdSlot, mkAnonHugePMD(pfn, vma, keyid: allocator.pageKeyID(pfn)))
+        machine.clock.charge(.pteUpdate)
+        return .ok
+    }
+
+    /// vma_alloc_anon_folio_pmd(): a zeroed order-9 anonymous folio with the VMA's KeyID and
+    /// its rmap (mapcount 1), or nil (counted as a fallback). GFP_TRANSHUGE (direct
+    /// compaction) for VM_HUGEPAGE VMAs, GFP_TRANSHUGE_LIGHT otherwise (defrag=madvise).
+    func allocAnonFolioPMD(_ vma: VMA, _ haddr: VirtAddr, anon: UInt64) -> PFN? {
         var gfp = vma.vmFlags.contains(.hugePage) ? GFPFlags.transHuge : GFPFlags.transHugeLight
         gfp.insert(.zero)
         guard let pfn = allocator.allocPages(order: .pmd, keyid: userPageKeyID(vma), node: policyNode(vma, haddr, order: .pmd), gfp: gfp) else {
@@ -94,10 +104,8 @@ extension Kernel {
         allocator.setMapping(pfn, mapping: anon, index: vma.pageIndex(of: haddr))
         allocator.setFlags(pfn, [.anon, .swapBacked, .uptodate])
         allocator.incMapcount(pfn)
-        pt.set(pmdSlot, mkAnonHugePMD(pfn, vma, keyid: allocator.pageKeyID(pfn)))
-        machine.clock.charge(.pteUpdate)
         pgtable.thpFaultAlloc &+= 1
-        return .ok
+        return pfn
     }
 
     /// A fault on an existing huge PMD. nil: the PMD was split, continue at the PTE level.
@@ -115,6 +123,16 @@ extension Kernel {
         }
         // do_huge_pmd_wp_page(): reuse an exclusive THP, otherwise split and COW 4 KiB pages.
         let head = pmd.hugePFN(layout)
+        let haddr = VirtAddr(addr.rawValue & ~pmdMask)
+        if isHugeZeroPFN(head), thpEligible(vma, addr), let anon = anonVMA(for: vma, in: mm),
+           let pfn = allocAnonFolioPMD(vma, haddr, anon: anon) {
+            // do_huge_zero_wp_pmd() (Linux 6.13+): the huge zero page is replaced by a THP.
+            pt.set(pmdSlot, .none)
+            flushTLBRange(mm, haddr, haddr.advanced(by: pmdSize))
+            pt.set(pmdSlot, mkAnonHugePMD(pfn, vma, keyid: allocator.pageKeyID(pfn)))
+            machine.clock.charge(.pteUpdate)
+            return .ok
+        }
         if !isHugeZeroPFN(head) && !pmd.isSpecial {
             let f = allocator.flags(head)
             if f.contains(.anon) && allocator.mapcount(head) == 1 && allocator.refcount(head) == 1 {
@@ -123,7 +141,7 @@ extension Kernel {
                 return .ok
             }
         }
-        splitHugePMD(mm, vma, pmdSlot: pmdSlot, haddr: VirtAddr(addr.rawValue & ~pmdMask))
+        splitHugePMD(mm, vma, pmdSlot: pmdSlot, haddr: haddr)
         return nil
     }
 
@@ -149,7 +167,8 @@ extension Kernel {
             if let z = zeroPage() {
                 var prot = vma.vmPageProt
                 if pmd.isProtNone { prot = PageProt(flags: PTEFlags(rawValue: pmd.raw & ~(PTEFlags.pse.rawValue | layout.pfnMask | layout.encryptionMask))) }
-                let e = PTE.zeroPage(z, prot: prot, layout: layout)
+                var e = PTE.zeroPage(z, prot: prot, layout: layout)
+                if config.injectBugs.contains("split-from-vm-page-prot") { e = e.with(keyid: vma.keyid, layout: layout) }   // seeded bug: from vm_page_prot
                 for i in 0..<hpagePMDNr { pt.set(base + i, e) }
             }
         } else {
@@ -165,8 +184,12 @@ extension Kernel {
                 for i in 1..<hpagePMDNr {
                     let p = head.advanced(by: i)
                     allocator.incMapcount(p)
-                    // Extra references (pins) stay on the head page only.
-                    if refs > 1 { for _ in 1..<refs { allocator.putPage(p) } }
+                    // Extra references stay on the head page only (gup_pin splits a huge
+                    // PMD before pinning, so a pinned THP is not expected here).
+                    if refs > 1 {
+                        for _ in 1..<refs { allocator.putPage(p) }
+                        allocator.clearFlags(p, .pinned)
+                    }
                 }
             }
         }
@@ -270,7 +293,9 @@ extension Kernel {
             return .allocHugePageFail
         }
         let keyid = userPageKeyID(vma)   // mktme/SME.swift: the VMA's KeyID (C-bit under SME)
-        allocator.prepEncryptedPage(new, order: .pmd, keyid: keyid, zero: false)
+        if !config.injectBugs.contains("khugepaged-skips-prep") {   // seeded bug
+            allocator.prepEncryptedPage(new, order: .pmd, keyid: keyid, zero: false)
+        }
         let newKeyID = allocator.pageKeyID(new)
         for i in 0..<hpagePMDNr {
             let e = pt[base + i]
