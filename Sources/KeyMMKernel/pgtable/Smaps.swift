@@ -15,46 +15,45 @@ extension Kernel {
         var pss: UInt64 = 0, pssDirty: UInt64 = 0, pssAnon: UInt64 = 0, pssFile: UInt64 = 0, pssLocked: UInt64 = 0
         let locked = !vma.vmFlags.isDisjoint(with: .lockedMask)
         let pt = mm.pageTable
+        func account(_ e: PTE, _ size: UInt64) {
+            if e.isSwap { st.swap &+= size; return }
+            guard e.mapsFrame, !e.isSpecial else { return }
+            let page = size == pmdSize ? e.hugePFN(layout) : e.pfn(layout)
+            if isZeroPFN(page) || isHugeZeroPFN(page) { return }
+            let f = allocator.flags(page)
+            let anon = f.contains(.anon)
+            let dirty = e.isDirty || f.contains(.dirty)
+            st.rss &+= size
+            if anon {
+                st.anonymous &+= size
+                if size == pmdSize { st.anonHuge &+= size }
+            }
+            if e.isAccessed || f.contains(.referenced) { st.referenced &+= size }
+            let mapcount = max(allocator.mapcount(page), 1)
+            let exclusive = allocator.refcount(page) == 1 || mapcount < 2
+            let p = exclusive ? size << pssShift : (size << pssShift) / UInt64(mapcount)
+            pss &+= p
+            if anon { pssAnon &+= p } else { pssFile &+= p }
+            if dirty { pssDirty &+= p }
+            if locked { pssLocked &+= p }
+            if exclusive {
+                if dirty { st.privateDirty &+= size } else { st.privateClean &+= size }
+            } else {
+                if dirty { st.sharedDirty &+= size } else { st.sharedClean &+= size }
+            }
+        }
         pt.forEachPMD(vma.vmStart, vma.vmEnd) { ps, a, next in
             let pmd = pt.raw(ps)
             if pmd == 0 { return }
-            var entries: [(PTE, UInt64)] = []
             if pmd & PTEFlags.pse.rawValue != 0 {
-                entries.append((PTE(raw: pmd), pmdSize))
+                account(PTE(raw: pmd), pmdSize)
             } else if PageTable.isTable(pmd) {
                 let base = pt.pteTableBase(pmd)
                 var v = a
                 while v < next {
                     let e = pt[base | PageTable.pteIndex(v)]
-                    if !e.isNone { entries.append((e, UInt64(pageSize))) }
+                    if !e.isNone { account(e, UInt64(pageSize)) }
                     v &+= UInt64(pageSize)
-                }
-            }
-            for (e, size) in entries {
-                if e.isSwap { st.swap &+= size; continue }
-                guard e.mapsFrame, !e.isSpecial else { continue }
-                let page = size == pmdSize ? e.hugePFN(layout) : e.pfn(layout)
-                if isZeroPFN(page) || isHugeZeroPFN(page) { continue }
-                let f = allocator.flags(page)
-                let anon = f.contains(.anon)
-                let dirty = e.isDirty || f.contains(.dirty)
-                st.rss &+= size
-                if anon {
-                    st.anonymous &+= size
-                    if size == pmdSize { st.anonHuge &+= size }
-                }
-                if e.isAccessed || f.contains(.referenced) { st.referenced &+= size }
-                let mapcount = max(allocator.mapcount(page), 1)
-                let exclusive = allocator.refcount(page) == 1 || mapcount < 2
-                let p = exclusive ? size << pssShift : (size << pssShift) / UInt64(mapcount)
-                pss &+= p
-                if anon { pssAnon &+= p } else { pssFile &+= p }
-                if dirty { pssDirty &+= p }
-                if locked { pssLocked &+= p }
-                if exclusive {
-                    if dirty { st.privateDirty &+= size } else { st.privateClean &+= size }
-                } else {
-                    if dirty { st.sharedDirty &+= size } else { st.sharedClean &+= size }
                 }
             }
         }
