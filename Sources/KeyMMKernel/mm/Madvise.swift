@@ -113,6 +113,13 @@ extension Kernel {
             return nil
         case .collapse:
             if !thpVMAAllowable(vma, forcedCollapse: true) { return .EINVAL }
+            // madvise_collapse() compares thps with (hend - hstart) >> 21 in unsigned
+            // arithmetic: a range inside one 2 MiB block that does not start on its
+            // boundary (hend < hstart) fails with SCAN_FAIL = EINVAL.
+            let hstart = (start.rawValue &+ pmdMask) & ~pmdMask
+            let hend = end.rawValue & ~pmdMask
+            if hend < hstart { return .EINVAL }
+            if hend == hstart { return nil }
             return glueCollapse(mm, vma, start, end)
         case .guardInstall:
             if !vma.vmFlags.isDisjoint(with: VMFlags.special.union([.hugeTLB, .locked])) { return .EINVAL }

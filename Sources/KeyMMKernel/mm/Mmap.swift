@@ -305,9 +305,12 @@ extension Kernel {
                          _ flags: MapFlags, _ vmFlags: VMFlags) -> Result<VirtAddr, Errno> {
         if len > taskSize { return .failure(.ENOMEM) }
         var r: Result<VirtAddr, Errno>
-        if file == nil && !flags.contains(.shared) && !flags.contains(.fixed) && addr.rawValue == 0
-            && len & pmdMask == 0 {
-            r = thpGetUnmappedArea(mm, len, flags)
+        if let f = file, !f.isShmem {
+            // Regular files (ext4's f_op): thp_get_unmapped_area.
+            r = thpGetUnmappedArea(mm, addr, len, off: pgoff << pageShift, flags)
+        } else if file == nil && !flags.contains(.shared) && addr.rawValue == 0 && len & pmdMask == 0 {
+            // Anonymous memory is treated as pgoff 0.
+            r = thpGetUnmappedArea(mm, addr, len, off: 0, flags)
         } else {
             r = archGetUnmappedAreaTopdown(mm, addr, len, flags)
         }
@@ -325,15 +328,23 @@ extension Kernel {
         return nil
     }
 
-    /// thp_get_unmapped_area_vmflags(): search len + 2 MiB and align to 2 MiB.
-    func thpGetUnmappedArea(_ mm: MM, _ len: UInt64, _ flags: MapFlags) -> Result<VirtAddr, Errno> {
-        let padded = len &+ pmdSize
-        if padded > len, case .success(let ret) = archGetUnmappedAreaTopdown(mm, VirtAddr(0), padded, flags) {
-            let offSub = (0 &- ret.rawValue) & pmdMask
-            if offSub == 0 { return .success(ret.advanced(by: pmdSize)) }
-            return .success(ret.advanced(by: offSub))
+    /// thp_get_unmapped_area_vmflags(): when the mapping covers a 2 MiB-aligned stretch of
+    /// its offsets, search len + 2 MiB (hint included) and align the result so offsets and
+    /// addresses agree modulo 2 MiB; else (or if that fails) an ordinary search.
+    func thpGetUnmappedArea(_ mm: MM, _ addr: VirtAddr, _ len: UInt64, off: UInt64, _ flags: MapFlags) -> Result<VirtAddr, Errno> {
+        let offEnd = off &+ len
+        let offAlign = (off &+ pmdMask) & ~pmdMask
+        if offEnd > offAlign && offEnd - offAlign >= pmdSize {
+            let padded = len &+ pmdSize
+            if padded > len, off &+ padded > off,
+               case .success(let ret) = archGetUnmappedAreaTopdown(mm, addr, padded, flags) {
+                if ret == addr { return .success(addr) }
+                let offSub = (off &- ret.rawValue) & pmdMask
+                if offSub == 0 { return .success(ret.advanced(by: pmdSize)) }
+                return .success(ret.advanced(by: offSub))
+            }
         }
-        return archGetUnmappedAreaTopdown(mm, VirtAddr(0), len, flags)
+        return archGetUnmappedAreaTopdown(mm, addr, len, flags)
     }
 
     /// vm_start_gap(): a VM_GROWSDOWN VMA keeps stack_guard_gap free below it.

@@ -249,13 +249,14 @@ extension Kernel {
         var seen = false
         var lastEnd = VirtAddr(0)
         var cursor = start
-        while let vma = firstIntersecting(mm, cursor, end) {
+        while cursor < end, let vma = firstIntersecting(mm, cursor, end) {
             let a = max(vma.vmStart, start)
             let len = min(end, vma.vmEnd).distance(from: a)
             if !seen && start < vma.vmStart { return .failure(.EFAULT) }
             let offset = seen ? vma.vmStart.distance(from: lastEnd) : 0
             lastEnd = vma.vmEnd
-            cursor = a.advanced(by: len)
+            // The walk resumes after the VMA as it was found (vma_iter_invalidate + pause).
+            cursor = vma.vmEnd
             var sub = VMARemap(addr: a, oldLen: len, newLen: len, flags: vrm.flags,
                                newAddr: target.advanced(by: offset))
             sub.vma = vma

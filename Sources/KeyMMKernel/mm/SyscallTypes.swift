@@ -34,10 +34,14 @@ public struct MapFlags: OptionSet, Hashable, Sendable {
 
     /// The map type (MAP_TYPE bits).
     @inlinable public var mapType: UInt32 { rawValue & 0x0f }
-    /// LEGACY_MAP_MASK: flags MAP_SHARED silently accepts and MAP_SHARED_VALIDATE checks.
+    /// MAP_ABOVE4G (x86).
+    public static let above4G = MapFlags(rawValue: 0x80)
+    /// MAP_HUGE_2MB | MAP_HUGE_1GB (the x86 huge page size field values, bits 26..30).
+    public static let hugeSizes = MapFlags(rawValue: 0x7C00_0000)
+    /// LEGACY_MAP_MASK (x86): flags MAP_SHARED silently accepts and MAP_SHARED_VALIDATE checks.
     public static let legacyMask: MapFlags = [.shared, .private, .fixed, .anonymous, .denyWrite, .executable,
                                                .uninitialized, .growsDown, .locked, .noReserve, .populate,
-                                               .nonBlock, .stack, .hugeTLB]
+                                               .nonBlock, .stack, .hugeTLB, .map32Bit, .above4G, .hugeSizes]
 }
 
 /// madvise(2) advice (MADV_*), with Linux's numbers. Unknown values are representable so

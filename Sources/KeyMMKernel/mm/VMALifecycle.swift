@@ -15,7 +15,7 @@ extension Kernel {
         new.anonVMA = vma.anonVMA
         new.vmOps = vma.vmOps
         new.anonName = vma.anonName
-        vmaGetKeyID(new)
+        if config.injectBugs.isEmpty || !config.injectBugs.contains("vma-dup-skips-keyid-ref") { vmaGetKeyID(new) }   // seeded bug
         return new
     }
 

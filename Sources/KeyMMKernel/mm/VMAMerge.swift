@@ -80,7 +80,7 @@ extension Kernel {
         if (vma.vmFlags.rawValue ^ vmg.flags.rawValue) & ~VMFlags.softDirty.rawValue != 0 { return false }
         if vma.vmFile !== vmg.file { return false }
         if vma.anonName != vmg.anonName { return false }
-        if vma.keyid != vmg.keyid { return false }
+        if vma.keyid != vmg.keyid && !config.injectBugs.contains("merge-across-keyids") { return false }   // seeded bug
         return true
     }
 

@@ -1,0 +1,64 @@
+// Differential tests: random programs and hand-written scenarios run on this machine's
+// kernel (Helpers/diffexec.c) and on KeyMM; every result and the final VMA layout of the
+// test region (maps header + VmFlags) must agree.
+//
+// KEYMM_DIFF_PROGRAMS (default 500), KEYMM_DIFF_LENGTH (default 40) and KEYMM_DIFF_SEED
+// (default 1) scale the random run. Skipped only when gcc is missing.
+import Foundation
+import Testing
+import KeyMMBase
+@testable import KeyMMKernel
+
+private func env(_ name: String) -> Int? {
+    ProcessInfo.processInfo.environment[name].flatMap { Int($0) }
+}
+
+@Suite(.serialized, .enabled(if: DifferentialHarness.findGCC() != nil, "gcc not found: differential tests skipped"))
+struct DifferentialTests {
+    /// Runs `programs` natively and in the model; returns the reports of diverging programs.
+    static func check(_ programs: [(id: Int, seed: UInt64?, ops: [DiffOp])]) throws -> (run: Int, failures: [String]) {
+        let (h, reason) = DifferentialHarness.get()
+        guard let h else {
+            print(reason ?? "differential harness unavailable")
+            return (0, [])
+        }
+        var failures: [String] = []
+        var run = 0
+        let batch = 500
+        var start = 0
+        let kernel = try h.makeKernel()
+        while start < programs.count {
+            let chunk = Array(programs[start..<min(start + batch, programs.count)])
+            let native = try h.runNative(chunk.map { ($0.id, $0.ops) })
+            for p in chunk {
+                let n = native[p.id] ?? ["<helper produced nothing>"]
+                let m = h.runModel(p.ops, kernel: kernel)
+                run += 1
+                if let rep = DifferentialHarness.compare(id: p.id, seed: p.seed, ops: p.ops, native: n, model: m) {
+                    failures.append(rep)
+                }
+            }
+            start += batch
+        }
+        return (run, failures)
+    }
+
+    @Test func randomProgramsAgreeWithTheKernel() throws {
+        let count = env("KEYMM_DIFF_PROGRAMS") ?? 500
+        let length = env("KEYMM_DIFF_LENGTH") ?? 40
+        let seed0 = UInt64(env("KEYMM_DIFF_SEED") ?? 1)
+        let gen = DiffProgramGenerator(regionPages: DifferentialHarness.regionPages)
+        let programs = (0..<count).map { i -> (id: Int, seed: UInt64?, ops: [DiffOp]) in
+            let seed = seed0 &* 1_000_003 &+ UInt64(i)
+            return (i, seed, gen.program(seed: seed, length: length))
+        }
+        let (run, failures) = try Self.check(programs)
+        let agree = run - failures.count
+        print("differential: \(run) programs x \(length) calls, \(agree) agree (\(run == 0 ? 0 : agree * 100 / run)%)")
+        if let first = failures.first {
+            let path = "/tmp/keymm-diff-failures-\(getpid()).txt"
+            try? failures.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            Issue.record("\(failures.count) of \(run) programs diverge (all reports: \(path)); first:\n\(first)")
+        }
+    }
+}
