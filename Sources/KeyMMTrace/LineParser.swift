@@ -125,24 +125,28 @@ extension LineParser {
     }
 
     /// `10:21:33`, `10:21:33.123456` (seconds since midnight) or `1700000000.123456`.
+    /// Whole seconds are summed as integers; the fraction is added once.
     mutating func parseTimestamp() throws(TraceError) -> Double {
         let start = pos
-        guard var seconds = scanSeconds() else { throw error("expected a timestamp") }
-        if peek() == 0x3a {
-            // hh:mm:ss[.frac]
-            var parts = 1
-            var total = seconds
-            while peek() == 0x3a, parts < 3 {
+        var whole: UInt64 = 0
+        var parts = 0
+        while true {
+            var field: UInt64 = 0
+            let fieldStart = pos
+            while pos < end, Self.isDigit(base[pos]), pos - fieldStart < 18 {
+                field = field * 10 + UInt64(base[pos] &- 0x30)
                 pos += 1
-                guard let next = scanSeconds() else {
-                    throw error("malformed timestamp '\(text(start, pos))'; timestamps are 10:21:33, 10:21:33.123456 or 1700000000.123456",
-                                column: start + 1)
-                }
-                total = total * 60 + next
-                parts += 1
             }
-            seconds = total
+            if pos == fieldStart {
+                throw error("malformed timestamp '\(text(start, pos))'; timestamps are 10:21:33, 10:21:33.123456 or 1700000000.123456",
+                            column: start + 1)
+            }
+            whole = whole &* 60 &+ field
+            parts += 1
+            if parts < 3, pos < end, base[pos] == 0x3a { pos += 1; continue }
+            break
         }
+        let seconds = Double(whole) + scanFraction()
         guard pos < end, Self.isBlank(base[pos]) else {
             throw error("expected a blank after the timestamp '\(text(start, pos))', found \(found()); \(AcceptedForms.line)")
         }
@@ -155,7 +159,7 @@ extension LineParser {
         guard let nameStart = scanIdentifier() else {
             throw error("expected a call NAME(ARGS), found \(found()); \(AcceptedForms.line)")
         }
-        var name = text(nameStart, pos)
+        var name = identifier(nameStart, pos)
         var spelled: String?
         if name == "syscall_0x1b2" || name == "syscall_434" {
             spelled = name
@@ -192,7 +196,7 @@ extension LineParser {
         guard let nameStart = scanIdentifier() else {
             throw error("expected a call name after '<...' (strace writes '<... NAME resumed>'), found \(found())")
         }
-        var name = text(nameStart, pos)
+        var name = identifier(nameStart, pos)
         if name == "syscall_0x1b2" || name == "syscall_434" { name = "encrypt_mprotect" }
         callName = name
         skipBlanks()
@@ -235,7 +239,7 @@ extension LineParser {
                 throw error("expected ')' to close the argument list of \(callName); \(AcceptedForms.argument)")
             }
             if args.count < 8 { columns[args.count] = pos < 0xffff ? UInt16(pos + 1) : 0 }
-            args.append(try parseValue(depth: 0))
+            args.append(try parseArgument())
             try skipBlanksAndComments()
             guard pos < end else {
                 throw error("expected ')' to close the argument list of \(callName); \(AcceptedForms.argument)")
@@ -260,6 +264,35 @@ extension LineParser {
         }
     }
 
+    /// One argument. Fast path for the common lone integer, constant or NULL followed by `,` or
+    /// `)`; anything else (or more) is re-parsed from the same place by the full value grammar.
+    @inline(__always)
+    mutating func parseArgument() throws(TraceError) -> TraceValue {
+        let start = pos
+        let c = base[pos]
+        if Self.isDigit(c) {
+            let v = try parseNumber(negative: false, start: start)
+            if pos < end, Self.isListEnd(base[pos]) { return v }
+            pos = start
+        } else if c == 0x2d, Self.isDigit(peek(1)) {
+            pos += 1
+            let v = try parseNumber(negative: true, start: start)
+            if pos < end, Self.isListEnd(base[pos]) { return v }
+            pos = start
+        } else if Self.isIdentStart(c) {
+            pos += 1
+            while pos < end, Self.isIdent(base[pos]) { pos += 1 }
+            if pos < end, base[pos] == 0x2c || base[pos] == 0x29 {
+                if pos - start == 4, c == 0x4e, base[start + 1] == 0x55, base[start + 2] == 0x4c, base[start + 3] == 0x4c {
+                    return .null
+                }
+                return .symbol(identifier(start, pos))
+            }
+            pos = start
+        }
+        return try parseValue(depth: 0)
+    }
+
     /// `[ = RESULT [(detail)]] [<duration>] [# comment]` up to the end of the line.
     mutating func parseResult(into result: inout TraceResult, detail: inout String?,
                               duration: inout Double?) throws(TraceError) {
@@ -277,7 +310,7 @@ extension LineParser {
                 result = .unknown
                 skipBlanks()
                 if peek() == 0x45, let s = scanIdentifier() { // ? ERESTARTSYS (To be restarted ...)
-                    let name = text(s, pos)
+                    let name = identifier(s, pos)
                     skipBlanks()
                     result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
                 }
@@ -291,7 +324,7 @@ extension LineParser {
                     let save = pos
                     skipBlanks()
                     if peek() == 0x45, let s = scanIdentifier() { // -1 ENOMEM (Cannot allocate memory)
-                        let name = text(s, pos)
+                        let name = identifier(s, pos)
                         skipBlanks()
                         result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
                     } else {

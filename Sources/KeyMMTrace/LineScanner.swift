@@ -58,6 +58,12 @@ struct LineParser {
         return true
     }
 
+    /// The identifier `[from, to)` (ASCII by construction) as a string.
+    @inline(__always)
+    func identifier(_ from: Int, _ to: Int) -> String {
+        String(decoding: UnsafeBufferPointer(start: base + from, count: to - from), as: UTF8.self)
+    }
+
     func text(_ from: Int, _ to: Int) -> String {
         let lo = max(0, min(from, end)), hi = max(lo, min(to, end))
         return String(decoding: UnsafeBufferPointer(start: base + lo, count: hi - lo), as: UTF8.self)
@@ -180,7 +186,6 @@ struct LineParser {
     }
 
     /// A decimal number with optional fraction (`10.25`, `0.000012`) as a Double, for timestamps.
-    /// The fraction is divided once (correctly rounded), so `0.000012` reads as the literal 0.000012.
     mutating func scanSeconds() -> Double? {
         guard pos < end, Self.isDigit(base[pos]) else { return nil }
         var whole: UInt64 = 0
@@ -188,21 +193,25 @@ struct LineParser {
             whole = whole &* 10 &+ UInt64(base[pos] &- 0x30)
             pos += 1
         }
-        var seconds = Double(whole)
-        if pos < end, base[pos] == 0x2e {
-            pos += 1
-            var fraction: UInt64 = 0
-            var digits = 0
-            while pos < end, Self.isDigit(base[pos]) {
-                if digits < 18 {
-                    fraction = fraction * 10 + UInt64(base[pos] &- 0x30)
-                    digits += 1
-                }
-                pos += 1
+        return Double(whole) + scanFraction()
+    }
+
+    /// `.DIGITS` at pos as a fraction (0 when there is none). The digits are read as an integer
+    /// and divided once (correctly rounded), so `.000012` reads as the literal 0.000012.
+    @inline(__always)
+    mutating func scanFraction() -> Double {
+        guard pos < end, base[pos] == 0x2e else { return 0 }
+        pos += 1
+        var fraction: UInt64 = 0
+        var digits = 0
+        while pos < end, Self.isDigit(base[pos]) {
+            if digits < 18 {
+                fraction = fraction * 10 + UInt64(base[pos] &- 0x30)
+                digits += 1
             }
-            if digits > 0 { seconds += Double(fraction) / Self.powersOfTen[digits] }
+            pos += 1
         }
-        return seconds
+        return digits > 0 ? Double(fraction) / Self.powersOfTen[digits] : 0
     }
 
     static let powersOfTen: [Double] = (0...18).map { n in (0..<n).reduce(1.0) { a, _ in a * 10 } }

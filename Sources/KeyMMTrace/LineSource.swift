@@ -25,11 +25,11 @@ struct SourceLine {
 final class LineSource {
     private var buffer: UnsafeMutablePointer<UInt8>
     private var capacity: Int
-    private var start = 0
-    private var end = 0
+    @exclusivity(unchecked) private var start = 0
+    @exclusivity(unchecked) private var end = 0
     private var fd: Int32
     private var eof: Bool
-    private(set) var lineNumber = 0
+    @exclusivity(unchecked) private(set) var lineNumber = 0
     /// Bytes consumed so far (lines and their newlines).
     private(set) var bytesRead = 0
     let maxLineLength: Int

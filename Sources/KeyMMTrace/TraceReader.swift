@@ -29,7 +29,7 @@ public final class TraceReader {
 
     private let source: LineSource
     @exclusivity(unchecked) private var joiner = EventJoiner()
-    private var finished = false
+    @exclusivity(unchecked) private var finished = false
 
     /// Lines longer than this (bytes) are reported as errors and skipped.
     public static let defaultMaxLineLength = 16 << 20

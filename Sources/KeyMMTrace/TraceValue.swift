@@ -124,9 +124,9 @@ public enum TraceValue: Sendable, Hashable {
     /// strace's in/out form `BEFORE => AFTER` (clone3's `{...} => {parent_tid=[42]}`).
     indirect case changed(TraceValue, TraceValue)
     /// A function-like form: `makedev(0x8, 0x1)`, `WIFEXITED(s)`, `inet_addr("127.0.0.1")`.
-    case call(String, [TraceValue])
+    indirect case call(String, [TraceValue])
     /// A file descriptor with strace `-y` decoration: `3</etc/ld.so.cache>` (number, path).
-    case fd(TraceInteger, String)
+    indirect case fd(TraceInteger, String)
     /// `NULL`.
     case null
     /// A lone `...` (strace elided the value).

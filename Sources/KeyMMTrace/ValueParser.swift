@@ -188,12 +188,12 @@ extension LineParser {
         if pos < end {
             let next = base[pos]
             if next == 0x28 { // NAME(...)
-                let name = text(start, pos)
+                let name = identifier(start, pos)
                 let (args, _) = try parseList(close: 0x29, what: "argument list of \(name)", depth: depth + 1)
                 return .call(name, args)
             }
             if next == 0x3d, peek(1) != 0x3d, peek(1) != 0x3e { // name=value
-                let name = text(start, pos)
+                let name = identifier(start, pos)
                 pos += 1
                 skipBlanks()
                 return .named(name, try parseValue(depth: depth + 1))
@@ -202,7 +202,7 @@ extension LineParser {
         if n == 4, base[start] == 0x4e, base[start + 1] == 0x55, base[start + 2] == 0x4c, base[start + 3] == 0x4c {
             return .null
         }
-        let symbol = text(start, pos)
+        let symbol = identifier(start, pos)
         if pos < end, base[pos] == 0x3c, peek(1) != 0x3c, !hasPrefix("<unfinished") {
             _ = try scanDecoration() // strace -y: AT_FDCWD</current/dir>; the directory is not kept
         }
