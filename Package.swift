@@ -70,18 +70,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
-            name: "KeyMMChecker",
-            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel"],
-            swiftSettings: strict
-        ),
-        .target(
             name: "KeyMMWorkloads",
-            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMChecker", "KeyMMTrace", "CHostProbe"],
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMTrace", "CHostProbe"],
             swiftSettings: strict
         ),
         .target(
             name: "KeyMM",
-            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMChecker", "KeyMMTrace", "KeyMMWorkloads"],
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMTrace", "KeyMMWorkloads"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -105,7 +100,6 @@ let package = Package(
         .testTarget(
             name: "KernelTests",
             dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel"],
-            exclude: ["Helpers"],
             swiftSettings: strict
         ),
         .testTarget(
