@@ -100,6 +100,7 @@ let package = Package(
         .testTarget(
             name: "KernelTests",
             dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel"],
+            exclude: ["Helpers"],
             swiftSettings: strict
         ),
         .testTarget(
