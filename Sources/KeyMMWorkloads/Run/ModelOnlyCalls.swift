@@ -15,7 +15,6 @@ extension SyscallDispatcher {
     mutating func executeMore(_ call: ModeledCall, a: inout Arguments, line: SyscallLine,
                               task: TaskStruct, kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
         let pid = task.pid
-        let keyrings = ProcessKeyrings(pid: pid.rawValue)
         switch call {
         case .add_key:
             let type = try a.string(0)
@@ -23,8 +22,8 @@ extension SyscallDispatcher {
             let payload: [UInt8]? = (try a.arg(2)).value.isNull ? nil : try a.bytes(2)
             let ring = KeySerial(try a.i32(a.count > 4 ? 4 : 3, [.keySpec]))
             let requested = line.result.int64Value.flatMap { $0 > 0 ? KeySerial(Int32(truncatingIfNeeded: $0)) : nil }
-            let r = kernel.keys.addKey(type: type, description: desc, payload: payload, keyring: ring,
-                                       cred: task.cred, process: keyrings, requestedSerial: requested)
+            let r = kernel.addKey(pid, type: type, description: desc, payload: payload, keyring: ring,
+                                  requestedSerial: requested)
             return Self.outcome(r.map { Int64($0.rawValue) })
         case .keyctl:
             let op = try a.i32(0, [.keyctl])
@@ -33,7 +32,7 @@ extension SyscallDispatcher {
             var payload: [UInt8]? = nil
             if op == 9, a.count > 2 { ring = KeySerial(try a.i32(2, [.keySpec])) }          // UNLINK
             if op == 2, a.count > 2, !(try a.arg(2)).value.isNull { payload = try a.bytes(2) } // UPDATE
-            let r = kernel.keys.keyctl(op, id, keyring: ring, payload: payload, cred: task.cred, process: keyrings)
+            let r = kernel.keyctl(pid, op, id, keyring: ring, payload: payload)
             return Self.outcome(r.map { Int64($0.value) })
         case .mem_write:
             let bytes = try a.bytes(1)
@@ -102,7 +101,7 @@ extension SyscallDispatcher {
         case .fstat, .newfstatat:
             return try stat(call, a: &a, task: task, kernel: kernel)
         default:
-            return nil
+            return try executeMKTME(call, a: &a, line: line, task: task, kernel: kernel)
         }
     }
 
@@ -136,6 +135,123 @@ extension SyscallDispatcher {
         case .sigsegv: "SIGSEGV"
         case .sigbus: "SIGBUS"
         case .sigkill: "SIGKILL"
+        }
+    }
+}
+
+// MARK: - MKTME calls (issue 4): encrypt_mprotect, pins, kernel-thread passes, NUMA syscalls,
+// sleeps (modeled time for key_gc_delay), clflush, vvar_map.
+extension SyscallDispatcher {
+    mutating func executeMKTME(_ call: ModeledCall, a: inout Arguments, line: SyscallLine,
+                               task: TaskStruct, kernel: Kernel) throws(TraceError) -> CallOutcome? {
+        let pid = task.pid
+        let recordedValue = line.result.errnoName == nil ? line.result.int64Value : nil
+        switch call {
+        case .encrypt_mprotect:
+            return Self.outcome(kernel.encryptMprotect(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
+                                                       prot: Prot(rawValue: UInt32(truncatingIfNeeded: try a.u64(2, [.prot]))),
+                                                       serial: KeySerial(try a.i32(3, [.keySpec]))))
+        case .clflush:
+            if let s = kernel.clflushUser(task, VirtAddr(try a.u64(0)), try a.u64(1)) { return .signal(Self.name(s)) }
+            return .value(0)
+        case .gup_pin:
+            let n = try a.i64(1)
+            guard n > 0, n <= 1 << 24 else {
+                throw TraceError(location: line.location(ofArgument: 1), message: "gup_pin of \(n) pages: NPAGES is 1 ... 16777216")
+            }
+            let want = recordedValue.flatMap { $0 > 0 && $0 <= Int64(Int32.max) ? Int32($0) : nil }
+            return Self.outcome(kernel.gupPin(task, VirtAddr(try a.u64(0)), Int(n), handle: want).map { Int64($0) })
+        case .gup_unpin:
+            return Self.outcome(kernel.gupUnpin(try a.i32(0)))
+        case .ksm_scan:
+            return .value(Int64(kernel.ksmScan()))
+        case .khugepaged_scan:
+            return .value(Int64(kernel.khugepagedScan()))
+        case .numa_balance:
+            return .value(Int64(kernel.numaBalance()))
+        case .reclaim:
+            let n = try a.i64(0)
+            guard n >= 0, n <= 1 << 24 else {
+                throw TraceError(location: line.location(ofArgument: 0), message: "reclaim of \(n) pages: NPAGES is 0 ... 16777216")
+            }
+            return .value(Int64(kernel.reclaim(Int(n))))
+        case .set_mempolicy:
+            return Self.outcome(kernel.setMempolicy(pid, mode: try a.i64(0, [.mpol]), nodemask: try nodemask(&a, 1),
+                                                    maxnode: a.count > 2 ? try a.u64(2) : 0))
+        case .mbind:
+            return Self.outcome(kernel.mbind(pid, start: VirtAddr(try a.u64(0)), length: try a.u64(1),
+                                             mode: try a.i64(2, [.mpol]), nodemask: try nodemask(&a, 3),
+                                             maxnode: a.count > 4 ? try a.u64(4) : 0,
+                                             flags: UInt32(truncatingIfNeeded: a.count > 5 ? try a.u64(5, [.mpol]) : 0)))
+        case .migrate_pages:
+            return Self.outcome(kernel.migratePagesSyscall(pid, target: try a.i32(0), maxnode: try a.u64(1),
+                                                           oldNodes: try nodemask(&a, 2), newNodes: try nodemask(&a, 3)))
+        case .move_pages:
+            let count = try a.i64(1)
+            let pages = try integers(&a, 2) ?? []
+            guard count >= 0, Int64(pages.count) >= count else {
+                throw TraceError(location: line.location(ofArgument: 2), message: "move_pages: COUNT is \(count) but the pages array has \(pages.count) addresses")
+            }
+            let nodes = try integers(&a, 3).map { $0.map { Int64(bitPattern: $0) } }
+            let flags = UInt32(truncatingIfNeeded: a.count > 5 ? try a.u64(5, [.mpol]) : 0)
+            let r = kernel.movePages(pid, target: try a.i32(0), pages: pages.prefix(Int(count)).map { VirtAddr($0) },
+                                     nodes: nodes, flags: flags)
+            return Self.outcome(r.map { Int64($0.0) })
+        case .nanosleep, .clock_nanosleep:
+            let i = call == .nanosleep ? 0 : 2
+            let ts = try a.arg(i)
+            let sec = try ts.field("tv_sec").asUInt64()
+            let nsec = try ts.field("tv_nsec").asUInt64()
+            var s = sec, ns = nsec
+            if call == .clock_nanosleep, a.count > 1, try a.u64(1) & 1 != 0 {
+                // TIMER_ABSTIME: sleep until that modeled time (seconds since boot).
+                let target = Double(sec) + Double(nsec) / 1e9
+                let delta = max(0, target - kernel.modeledSeconds)
+                s = UInt64(delta.rounded(.down))
+                ns = UInt64(((delta - Double(s)) * 1e9).rounded(.down))
+            }
+            return Self.outcome(kernel.nanosleep(pid, seconds: s, nanoseconds: min(ns, 999_999_999)))
+        case .vvar_map:
+            let npages = try a.i64(1)
+            let index = try a.i64(2)
+            var keyid: KeyID? = nil
+            if a.count > 3 {
+                switch kernel.keys.keyidForEncryptMprotect(serial: KeySerial(try a.i32(3, [.keySpec])), cred: task.cred,
+                                                           process: ProcessKeyrings(pid: pid.rawValue)) {
+                case .failure(let e): return .error(e)
+                case .success(let k): keyid = k
+                }
+            }
+            guard npages > 0, npages <= 512, index >= -1, index < npages else {
+                throw TraceError(location: line.location(ofArgument: 1), message: "vvar_map(ADDR, NPAGES, DECRYPTED_INDEX[, KEY_SERIAL]): NPAGES is 1 ... 512 and DECRYPTED_INDEX -1 (none) ... NPAGES-1")
+            }
+            return Self.outcome(kernel.vvarMap(task, addr: VirtAddr(try a.u64(0)), npages: Int(npages),
+                                               decryptedIndex: Int(index), encryptedKeyID: keyid).map { _ in () })
+        default:
+            return nil
+        }
+    }
+
+    /// A nodemask argument: NULL, one integer, or an array of 64-bit words (strace: [0x2]).
+    private func nodemask(_ a: inout Arguments, _ i: Int) throws(TraceError) -> [UInt64]? {
+        guard a.count > i else { return nil }
+        return try integers(&a, i)
+    }
+
+    /// An array-of-integers argument (NULL: nil; a single integer: one element).
+    private func integers(_ a: inout Arguments, _ i: Int) throws(TraceError) -> [UInt64]? {
+        let arg = try a.arg(i)
+        switch arg.value.unnamed {
+        case .null:
+            return nil
+        case .array(let elements, _):
+            var out: [UInt64] = []
+            for e in elements {
+                out.append(try TraceArgument(value: e, index: i, call: arg.call, location: arg.location).asUInt64())
+            }
+            return out
+        default:
+            return [try arg.asUInt64()]
         }
     }
 }
