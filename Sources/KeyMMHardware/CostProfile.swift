@@ -106,6 +106,11 @@ public struct CostProfile: Sendable, Hashable, Codable {
         return try JSONDecoder().decode(CostProfile.self, from: data)
     }
 
+    /// The profile `keymm calibrate` wrote (named "host-calibrated"; default file `keymm-costs.json`).
+    public static func hostCalibrated(file path: String = "keymm-costs.json") throws -> CostProfile {
+        try load(from: path)
+    }
+
     /// The profile as pretty, key-sorted JSON.
     public func jsonData() throws -> Data {
         let enc = JSONEncoder()

@@ -63,8 +63,7 @@ public final class EncryptionEngine {
 
     deinit {
         for k in 0..<slotCount { freeContexts(k) }
-        OPENSSL_cleanse(tweaks, 16 * EncryptionEngine.batchLines)
-        OPENSSL_cleanse(masks, cacheLineSize * EncryptionEngine.batchLines)
+        cleanseScratch()
         tweaks.deallocate()
         masks.deallocate()
         slots.deallocate()
@@ -127,8 +126,16 @@ public final class EncryptionEngine {
         slots[keyid.index].mode = .tme
     }
 
+    /// Wipes the scratch buffers (they hold the last batch's encrypted tweaks and masks, which are
+    /// derived from a tweak key). Called whenever a key changes or dies, and at deinit.
+    private func cleanseScratch() {
+        OPENSSL_cleanse(tweaks, 16 * EncryptionEngine.batchLines)
+        OPENSSL_cleanse(masks, cacheLineSize * EncryptionEngine.batchLines)
+    }
+
     private func freeContexts(_ k: Int) {
         // EVP_CIPHER_CTX_free cleanses the key schedule (OPENSSL_clear_free in the provider).
+        if slots[k].dataEnc != nil || slots[k].dataDec != nil || slots[k].tweakEnc != nil { cleanseScratch() }
         if let c = slots[k].dataEnc { EVP_CIPHER_CTX_free(c) }
         if let c = slots[k].dataDec { EVP_CIPHER_CTX_free(c) }
         if let c = slots[k].tweakEnc { EVP_CIPHER_CTX_free(c) }
