@@ -208,9 +208,9 @@ extension SyscallDispatcher {
                 let target = Double(sec) + Double(nsec) / 1e9
                 let delta = max(0, target - kernel.modeledSeconds)
                 s = UInt64(delta.rounded(.down))
-                ns = UInt64(((delta - Double(s)) * 1e9).rounded(.down))
+                ns = min(UInt64(((delta - Double(s)) * 1e9).rounded(.down)), 999_999_999)
             }
-            return Self.outcome(kernel.nanosleep(pid, seconds: s, nanoseconds: min(ns, 999_999_999)))
+            return Self.outcome(kernel.nanosleep(pid, seconds: s, nanoseconds: ns))
         case .vvar_map:
             let npages = try a.i64(1)
             let index = try a.i64(2)
