@@ -227,6 +227,9 @@ extension SyscallDispatcher {
             }
             return Self.outcome(kernel.vvarMap(task, addr: VirtAddr(try a.u64(0)), npages: Int(npages),
                                                decryptedIndex: Int(index), encryptedKeyID: keyid).map { _ in () })
+        case .hugetlb_map:
+            return Self.outcome(kernel.hugetlbMap(task, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
+                                                  prot: Prot(rawValue: UInt32(truncatingIfNeeded: try a.u64(2, [.prot])))).map { _ in () })
         default:
             return nil
         }

@@ -25,11 +25,11 @@ enum ModeledCall: String, CaseIterable {
     case mem_write, mem_read, mem_touch, virt_to_phys, phys_read, wbinvd, clflush
     case gup_pin, gup_unpin, ksm_scan, khugepaged_scan, reclaim, numa_balance, file_create
     case migrate_pages, move_pages, mbind, set_mempolicy
-    case nanosleep, clock_nanosleep, vvar_map
+    case nanosleep, clock_nanosleep, vvar_map, hugetlb_map
 
     static let byName: [String: ModeledCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
     /// Names of the model-only calls: a misspelling of one is an input error, not a skipped call.
-    static let modelOnlyPrefixes = ["mem_", "phys_", "virt_", "gup_", "ksm_", "khugepaged_", "file_", "numa_", "vvar_"]
+    static let modelOnlyPrefixes = ["mem_", "phys_", "virt_", "gup_", "ksm_", "khugepaged_", "file_", "numa_", "vvar_", "hugetlb_"]
 }
 
 /// Executes trace lines on a kernel.
