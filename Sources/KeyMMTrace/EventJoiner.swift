@@ -46,7 +46,10 @@ struct EventJoiner {
         case .call(let part):
             if part.unfinished {
                 let k = Self.key(part.line.pid)
-                if let stale = pending.removeValue(forKey: k) { complete(stale, result: .unfinished) }
+                if let stale = pending.removeValue(forKey: k) { // a second unfinished call: the first never resumed
+                    if isProcessCreation(stale.line.name) { pendingCreations -= 1 }
+                    complete(stale, result: .unfinished)
+                }
                 if isProcessCreation(part.line.name) { pendingCreations += 1 }
                 pending[k] = part
                 return nil

@@ -124,6 +124,19 @@ private func calls(_ events: [TraceEvent]) -> [SyscallLine] {
         #expect(c.count == 1 && c[0].result == .unfinished)
     }
 
+    @Test func aSecondUnfinishedCallEndsTheFirst() throws {
+        // The clone never resumes; the next unfinished call of the same PID ends it, and the
+        // unknown PID 9 is no longer held back once no creation is in flight.
+        let c = calls(try events("""
+            1  clone(child_stack=NULL, flags=SIGCHLD <unfinished ...>
+            1  read(0,  <unfinished ...>
+            9  close(3) = 0
+            1  <... read resumed>"", 1) = 0
+            """))
+        #expect(c.map(\.name) == ["clone", "close", "read"])
+        #expect(c[0].result == .unfinished)
+    }
+
     @Test func encryptMprotectResumesUnderEitherSpelling() throws {
         let c = calls(try events("""
             5  syscall_0x1b2(0x7f0000000000, 4096 <unfinished ...>
