@@ -203,7 +203,7 @@ extension SyscallDispatcher {
             let sec = try ts.field("tv_sec").asUInt64()
             let nsec = try ts.field("tv_nsec").asUInt64()
             var s = sec, ns = nsec
-            if call == .clock_nanosleep, a.count > 1, try a.u64(1) & 1 != 0 {
+            if call == .clock_nanosleep, a.count > 1, try a.u64(1) & 1 != 0, nsec < 1_000_000_000 {
                 // TIMER_ABSTIME: sleep until that modeled time (seconds since boot).
                 let target = Double(sec) + Double(nsec) / 1e9
                 let delta = max(0, target - kernel.modeledSeconds)
