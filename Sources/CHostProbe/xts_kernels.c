@@ -29,10 +29,11 @@ static void whiten_portable(const void *tweaks, void *masks, size_t lines, const
     }
 }
 
-static void unwhiten_portable(void *dst, const void *masks, size_t bytes) {
+static void unwhiten_portable(void *dst, const void *tweaks, const void *masks, size_t lines) {
+    (void)tweaks;
     uint8_t *d = dst;
     const uint8_t *m = masks;
-    for (size_t o = 0; o < bytes; o += 8) {
+    for (size_t o = 0; o < 64 * lines; o += 8) {
         uint64_t a, b;
         memcpy(&a, d + o, 8);
         memcpy(&b, m + o, 8);
@@ -52,6 +53,26 @@ static inline __m512i dbl4(__m512i x, __m512i k) {
     return _mm512_xor_si512(_mm512_slli_epi64(x, 1), fold);
 }
 
+// The masks of four lines from their encrypted tweaks t[0..3] (64 bytes): l0..l3 = [T, 2T, 4T, 8T].
+__attribute__((target("avx512f")))
+static inline void masks4(const uint8_t *t, __m512i k, __m512i *l0, __m512i *l1, __m512i *l2, __m512i *l3) {
+    __m512i a = _mm512_loadu_si512(t);                 // [T0 T1 T2 T3]
+    __m512i b = dbl4(a, k);                            // *alpha
+    __m512i c = dbl4(b, k);                            // *alpha^2
+    __m512i e = dbl4(c, k);                            // *alpha^3
+    // Transpose 4x4 of 128-bit elements: line j = [a_j b_j c_j e_j].
+    __m512i ab_lo = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0));   // a0 a1 b0 b1
+    __m512i ab_hi = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));   // a2 a3 b2 b3
+    __m512i ce_lo = _mm512_shuffle_i64x2(c, e, _MM_SHUFFLE(1, 0, 1, 0));   // c0 c1 e0 e1
+    __m512i ce_hi = _mm512_shuffle_i64x2(c, e, _MM_SHUFFLE(3, 2, 3, 2));   // c2 c3 e2 e3
+    *l0 = _mm512_shuffle_i64x2(ab_lo, ce_lo, _MM_SHUFFLE(2, 0, 2, 0));     // a0 b0 c0 e0
+    *l1 = _mm512_shuffle_i64x2(ab_lo, ce_lo, _MM_SHUFFLE(3, 1, 3, 1));     // a1 b1 c1 e1
+    *l2 = _mm512_shuffle_i64x2(ab_hi, ce_hi, _MM_SHUFFLE(2, 0, 2, 0));
+    *l3 = _mm512_shuffle_i64x2(ab_hi, ce_hi, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+// AVX-512 pre-whitening: masks are recomputed in the post-whitening pass (cheaper than storing
+// and reloading 4 KiB), except for a tail of fewer than 4 lines, which uses the stored masks.
 __attribute__((target("avx512f")))
 static void whiten_avx512(const void *tweaks, void *masks, size_t lines, const void *src, void *dst) {
     const __m512i k = _mm512_set_epi64(1, 0x87, 1, 0x87, 1, 0x87, 1, 0x87);
@@ -59,23 +80,8 @@ static void whiten_avx512(const void *tweaks, void *masks, size_t lines, const v
     uint8_t *m = masks, *d = dst;
     size_t i = 0;
     for (; i + 4 <= lines; i += 4) {
-        __m512i a = _mm512_loadu_si512(t + 16 * i);      // [T0 T1 T2 T3]
-        __m512i b = dbl4(a, k);                          // *alpha
-        __m512i c = dbl4(b, k);                          // *alpha^2
-        __m512i e = dbl4(c, k);                          // *alpha^3
-        // Transpose 4x4 of 128-bit elements: line j = [a_j b_j c_j e_j].
-        __m512i ab_lo = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0));   // a0 a1 b0 b1
-        __m512i ab_hi = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));   // a2 a3 b2 b3
-        __m512i ce_lo = _mm512_shuffle_i64x2(c, e, _MM_SHUFFLE(1, 0, 1, 0));   // c0 c1 e0 e1
-        __m512i ce_hi = _mm512_shuffle_i64x2(c, e, _MM_SHUFFLE(3, 2, 3, 2));   // c2 c3 e2 e3
-        __m512i l0 = _mm512_shuffle_i64x2(ab_lo, ce_lo, _MM_SHUFFLE(2, 0, 2, 0)); // a0 b0 c0 e0
-        __m512i l1 = _mm512_shuffle_i64x2(ab_lo, ce_lo, _MM_SHUFFLE(3, 1, 3, 1)); // a1 b1 c1 e1
-        __m512i l2 = _mm512_shuffle_i64x2(ab_hi, ce_hi, _MM_SHUFFLE(2, 0, 2, 0));
-        __m512i l3 = _mm512_shuffle_i64x2(ab_hi, ce_hi, _MM_SHUFFLE(3, 1, 3, 1));
-        _mm512_store_si512(m + 64 * i, l0);
-        _mm512_store_si512(m + 64 * (i + 1), l1);
-        _mm512_store_si512(m + 64 * (i + 2), l2);
-        _mm512_store_si512(m + 64 * (i + 3), l3);
+        __m512i l0, l1, l2, l3;
+        masks4(t + 16 * i, k, &l0, &l1, &l2, &l3);
         _mm512_storeu_si512(d + 64 * i, _mm512_xor_si512(_mm512_loadu_si512(s + 64 * i), l0));
         _mm512_storeu_si512(d + 64 * (i + 1), _mm512_xor_si512(_mm512_loadu_si512(s + 64 * (i + 1)), l1));
         _mm512_storeu_si512(d + 64 * (i + 2), _mm512_xor_si512(_mm512_loadu_si512(s + 64 * (i + 2)), l2));
@@ -85,10 +91,21 @@ static void whiten_avx512(const void *tweaks, void *masks, size_t lines, const v
 }
 
 __attribute__((target("avx512f")))
-static void unwhiten_avx512(void *dst, const void *masks, size_t bytes) {
-    uint8_t *d = dst;
+static void unwhiten_avx512(void *dst, const void *tweaks, const void *masks, size_t lines) {
+    const __m512i k = _mm512_set_epi64(1, 0x87, 1, 0x87, 1, 0x87, 1, 0x87);
+    const uint8_t *t = tweaks;
     const uint8_t *m = masks;
-    for (size_t o = 0; o < bytes; o += 64)
+    uint8_t *d = dst;
+    size_t i = 0;
+    for (; i + 4 <= lines; i += 4) {
+        __m512i l0, l1, l2, l3;
+        masks4(t + 16 * i, k, &l0, &l1, &l2, &l3);
+        _mm512_storeu_si512(d + 64 * i, _mm512_xor_si512(_mm512_loadu_si512(d + 64 * i), l0));
+        _mm512_storeu_si512(d + 64 * (i + 1), _mm512_xor_si512(_mm512_loadu_si512(d + 64 * (i + 1)), l1));
+        _mm512_storeu_si512(d + 64 * (i + 2), _mm512_xor_si512(_mm512_loadu_si512(d + 64 * (i + 2)), l2));
+        _mm512_storeu_si512(d + 64 * (i + 3), _mm512_xor_si512(_mm512_loadu_si512(d + 64 * (i + 3)), l3));
+    }
+    for (size_t o = 64 * i; o < 64 * lines; o += 64)
         _mm512_storeu_si512(d + o, _mm512_xor_si512(_mm512_loadu_si512(d + o), _mm512_load_si512(m + o)));
 }
 
@@ -114,7 +131,7 @@ typedef void (*tweaks_fn)(void *, uint64_t, size_t);
 static tweaks_fn tweaks_impl;
 
 typedef void (*whiten_fn)(const void *, void *, size_t, const void *, void *);
-typedef void (*unwhiten_fn)(void *, const void *, size_t);
+typedef void (*unwhiten_fn)(void *, const void *, const void *, size_t);
 static whiten_fn whiten_impl;
 static unwhiten_fn unwhiten_impl;
 static const char *kernel_name;
@@ -134,8 +151,8 @@ void hp_xts_whiten(const void *tweaks, void *masks, size_t lines, const void *sr
     whiten_impl(tweaks, masks, lines, src, dst);
 }
 
-void hp_xts_unwhiten(void *dst, const void *masks, size_t bytes) {
-    unwhiten_impl(dst, masks, bytes);
+void hp_xts_unwhiten(void *dst, const void *tweaks, const void *masks, size_t lines) {
+    unwhiten_impl(dst, tweaks, masks, lines);
 }
 
 void hp_xts_tweaks(void *out, uint64_t pa, size_t lines) {
@@ -150,8 +167,8 @@ int hp_xts_whiten_with(int kernel, const void *tweaks, void *masks, size_t lines
     return 0;
 }
 
-int hp_xts_unwhiten_with(int kernel, void *dst, const void *masks, size_t bytes) {
-    if (kernel == 0) { unwhiten_portable(dst, masks, bytes); return 1; }
-    if (kernel == 1 && __builtin_cpu_supports("avx512f")) { unwhiten_avx512(dst, masks, bytes); return 1; }
+int hp_xts_unwhiten_with(int kernel, void *dst, const void *tweaks, const void *masks, size_t lines) {
+    if (kernel == 0) { unwhiten_portable(dst, tweaks, masks, lines); return 1; }
+    if (kernel == 1 && __builtin_cpu_supports("avx512f")) { unwhiten_avx512(dst, tweaks, masks, lines); return 1; }
     return 0;
 }

@@ -218,7 +218,7 @@ public final class EncryptionEngine {
                 _ = EVP_DecryptUpdate(dctx, bp, &outl, bp, Int32(n * cacheLineSize))
             }
             // 5. Post-whitening.
-            hp_xts_unwhiten(dstp, masks, n * cacheLineSize)
+            hp_xts_unwhiten(dstp, tweaks, masks, n)
             done += n
         }
         return lines

@@ -174,16 +174,17 @@ import KeyMMBase
                 } } }
                 guard ok == 1 else { continue }   // no AVX-512 on this host: only the portable kernel runs
                 var back = dst
-                _ = back.withUnsafeMutableBytes { d in hp_xts_unwhiten_with(kernel, d.baseAddress, masks, 64 * lines) }
+                _ = tweaks.withUnsafeBytes { t in back.withUnsafeMutableBytes { d in hp_xts_unwhiten_with(kernel, d.baseAddress, t.baseAddress, masks, lines) } }
                 #expect(back == src)
-                out.append(dst + [UInt8](UnsafeRawBufferPointer(start: masks, count: 64 * lines)))
+                out.append(dst)
             }
             if out.count == 2 { #expect(out[0] == out[1], "\(lines) lines") }
-            // Block 1 of line 0 is block 0 times alpha: check one doubling by hand.
+            // Block 1 of line 0 is T0 times alpha: check one doubling by hand (dst ^ src = mask).
             let t0 = tweaks.withUnsafeBytes { ($0.load(as: UInt64.self), $0.load(fromByteOffset: 8, as: UInt64.self)) }
             let carry = t0.1 >> 63
             let lo = (t0.0 << 1) ^ ((0 &- carry) & 0x87), hi = (t0.1 << 1) | (t0.0 >> 63)
-            let m1 = out[0].withUnsafeBytes { ($0.load(fromByteOffset: 64 * lines + 16, as: UInt64.self), $0.load(fromByteOffset: 64 * lines + 24, as: UInt64.self)) }
+            let mask = (0..<16).map { out[0][16 + $0] ^ src[16 + $0] }
+            let m1 = mask.withUnsafeBytes { ($0.load(as: UInt64.self), $0.load(fromByteOffset: 8, as: UInt64.self)) }
             #expect(m1.0 == lo && m1.1 == hi)
         }
     }

@@ -29,4 +29,6 @@ double hp_syscall_ns(int calls, int reps);
 /// ns per first-touch write fault of an anonymous page (mmap, touch `pages` pages, munmap), including
 /// the kernel's page allocation and zeroing.
 double hp_page_fault_ns(int pages, int reps);
+/// ns per page of a whole mmap + first-touch write of `pages` pages + munmap cycle (bench `faults`).
+double hp_mmap_touch_munmap_ns(int pages, int reps);
 #endif

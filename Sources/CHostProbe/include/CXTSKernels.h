@@ -12,11 +12,12 @@ void hp_xts_tweaks(void *out, uint64_t pa, size_t lines);
 
 /// For each of `lines` 64-byte lines i: T = the 16-byte encrypted tweak tweaks[i]; the line's four
 /// block masks are T, T*alpha, T*alpha^2, T*alpha^3 (XTS multiplication, little-endian, 0x87);
-/// masks[64 i ..] receives them and dst[64 i ..] = src[64 i ..] ^ masks. `masks` must be 64-byte aligned.
+/// dst[64 i ..] = src[64 i ..] ^ masks. `masks` (64 * lines bytes, 64-byte aligned) is scratch
+/// the kernel may use to hand masks to hp_xts_unwhiten.
 void hp_xts_whiten(const void *tweaks, void *masks, size_t lines, const void *src, void *dst);
 
-/// dst ^= masks over `bytes` (a multiple of 64; `masks` 64-byte aligned).
-void hp_xts_unwhiten(void *dst, const void *masks, size_t bytes);
+/// dst ^= the same masks (from `tweaks`, or from `masks` as hp_xts_whiten left them), `lines` lines.
+void hp_xts_unwhiten(void *dst, const void *tweaks, const void *masks, size_t lines);
 
 /// Name of the kernel in use ("avx512" or "portable").
 const char *hp_xts_kernel_name(void);
@@ -24,5 +25,5 @@ const char *hp_xts_kernel_name(void);
 /// hp_xts_whiten / hp_xts_unwhiten with an explicit kernel (0 portable, 1 avx512), for tests that
 /// compare kernels; returns 0 (and does nothing) when this CPU cannot run that kernel.
 int hp_xts_whiten_with(int kernel, const void *tweaks, void *masks, size_t lines, const void *src, void *dst);
-int hp_xts_unwhiten_with(int kernel, void *dst, const void *masks, size_t bytes);
+int hp_xts_unwhiten_with(int kernel, void *dst, const void *tweaks, const void *masks, size_t lines);
 #endif
