@@ -127,6 +127,11 @@ static void tweaks_avx512(void *out, uint64_t pa, size_t lines) {
     if (i < lines) tweaks_portable(o + 16 * i, pa + 64 * (uint64_t)i, lines - i);
 }
 
+void hp_xts_tweaks_gather(void *out, const uint64_t *addrs, size_t lines) {
+    uint64_t *o = out;
+    for (size_t i = 0; i < lines; i++) { o[2 * i] = addrs[i] & ~(uint64_t)63; o[2 * i + 1] = 0; }
+}
+
 typedef void (*tweaks_fn)(void *, uint64_t, size_t);
 static tweaks_fn tweaks_impl;
 

@@ -195,10 +195,7 @@ public final class EncryptionEngine {
             let off = done * cacheLineSize
             // 1. Tweaks: the lines' physical addresses as 16-byte little-endian integers.
             if let addresses {
-                for i in 0..<n {
-                    tweaks.storeBytes(of: addresses[done + i] & ~UInt64(cacheLineSize - 1), toByteOffset: i * 16, as: UInt64.self)
-                    tweaks.storeBytes(of: 0, toByteOffset: i * 16 + 8, as: UInt64.self)
-                }
+                hp_xts_tweaks_gather(tweaks, addresses + done, n)
             } else {
                 hp_xts_tweaks(tweaks, pa.rawValue &+ UInt64(off), n)
             }

@@ -10,6 +10,9 @@
 /// out[16 i ..] = (pa + 64 i) as a 16-byte little-endian integer.
 void hp_xts_tweaks(void *out, uint64_t pa, size_t lines);
 
+/// The same for `lines` lines at the (line-aligned down) physical addresses addrs[i].
+void hp_xts_tweaks_gather(void *out, const uint64_t *addrs, size_t lines);
+
 /// For each of `lines` 64-byte lines i: T = the 16-byte encrypted tweak tweaks[i]; the line's four
 /// block masks are T, T*alpha, T*alpha^2, T*alpha^3 (XTS multiplication, little-endian, 0x87);
 /// dst[64 i ..] = src[64 i ..] ^ masks. `masks` (64 * lines bytes, 64-byte aligned) is scratch
