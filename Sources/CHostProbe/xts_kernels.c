@@ -177,3 +177,9 @@ int hp_xts_unwhiten_with(int kernel, void *dst, const void *tweaks, const void *
     if (kernel == 1 && __builtin_cpu_supports("avx512f")) { unwhiten_avx512(dst, tweaks, masks, lines); return 1; }
     return 0;
 }
+
+void hp_prefetch(const void *p, size_t bytes, int write) {
+    const char *c = p;
+    if (write) { for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 1, 3); }
+    else { for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3); }
+}

@@ -15,6 +15,7 @@
 // Invariants: at most one way per (line, KeyID); invalid ways have tag 0 and stamp 0; valid
 // stamps are unique and increase with use (LRU victim = smallest stamp, invalid ways first);
 // the write-back buffer is empty whenever control is outside this class.
+import CHostProbe
 import KeyMMBase
 #if canImport(Glibc)
 import Glibc
@@ -154,6 +155,19 @@ public final class Cache {
     @inline(__always) func setIndex(_ lineNo: UInt64) -> Int { Int(truncatingIfNeeded: lineNo % UInt64(sets)) }
     @inline(__always) func slotData(_ slot: Int) -> UnsafeMutableRawPointer { data + slot * cacheLineSize }
     @inline(__always) static func tag(_ lineNo: UInt64, _ keyid: UInt16) -> UInt64 { lineNo << lineShift | validBit | UInt64(keyid) }
+
+    /// Prefetches (host) the tags and LRU stamps of the sets of `count` consecutive lines from `lineNo`.
+    @inline(__always) func prefetchSets(_ lineNo: UInt64, _ count: Int) {
+        var first = setIndex(lineNo)
+        var left = min(count, sets)
+        while left > 0 {
+            let n = min(left, sets - first)
+            hp_prefetch(tags + first * ways, n * ways * 8, 1)
+            hp_prefetch(stamps + first * ways, n * ways * 8, 1)
+            left -= n
+            first = 0
+        }
+    }
 
     /// The way holding (line, KeyID), or -1.
     @inline(__always) func find(_ lineNo: UInt64, _ keyid: UInt16) -> Int {

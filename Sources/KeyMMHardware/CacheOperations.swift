@@ -25,6 +25,7 @@ extension Cache {
     /// 64 full-line stores of zeros to a frame through `keyid` (no fills).
     public func zeroPage(_ pfn: PFN, keyid: KeyID) {
         let first = pfn.rawValue << 6
+        prefetchSets(first, linesPerPage)
         var alias = false
         for l in 0..<UInt64(linesPerPage) {
             let (slot, _) = lookupOrAllocate(first + l, keyid.rawValue, aliasDirty: &alias)
@@ -37,6 +38,7 @@ extension Cache {
 
     /// Copies a frame: 64 loads through `srcKeyID`, then 64 full-line stores through `dstKeyID`.
     public func copyPage(from src: PFN, srcKeyID: KeyID, to dst: PFN, dstKeyID: KeyID) {
+        prefetchSets(dst.rawValue << 6, linesPerPage)
         withPageBuffer { buf in
             loadBytes(src.rawValue << pageShift, srcKeyID.rawValue, buf, pageSize, chargeAccess: false)
             storeBytes(dst.rawValue << pageShift, dstKeyID.rawValue, UnsafeRawPointer(buf), pageSize, chargeAccess: false)
@@ -86,6 +88,7 @@ extension Cache {
         var out = 0
         while chunk <= lastLine {
             let n = Int(min(lastLine - chunk + 1, UInt64(Cache.wbCapacity)))
+            if n > 1 { prefetchSets(chunk, n) }
             let missMask = n > 1 ? prefetch(chunk, n, keyid) : 0
             for l in 0..<n {
                 let lineNo = chunk + UInt64(l)

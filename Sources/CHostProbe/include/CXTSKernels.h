@@ -29,4 +29,7 @@ const char *hp_xts_kernel_name(void);
 /// compare kernels; returns 0 (and does nothing) when this CPU cannot run that kernel.
 int hp_xts_whiten_with(int kernel, const void *tweaks, void *masks, size_t lines, const void *src, void *dst);
 int hp_xts_unwhiten_with(int kernel, void *dst, const void *tweaks, const void *masks, size_t lines);
+/// Software prefetch of [p, p + bytes) into the host cache (write intent when `write`): the model's
+/// cache walks 64 consecutive sets per page, whose tags the host prefetchers do not bring in fast enough.
+void hp_prefetch(const void *p, size_t bytes, int write);
 #endif
