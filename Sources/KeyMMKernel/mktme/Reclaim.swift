@@ -76,15 +76,25 @@ extension Kernel {
 
     /// pageout() + try_to_unmap() of one anonymous page: false if some mapping could not be found.
     func swapOutPage(_ page: PFN) -> Bool {
-        // Every PTE mapping the page (rmap, or a full search for mappings rmap cannot reach).
+        // Every PTE mapping the page: the rmap walk (try_to_unmap), or — for mappings it cannot
+        // reach — a search of every page table.
         var places: [(MM, VirtAddr, Int)] = []
-        var seen = Set<ObjectIdentifier>()
-        for pid in tasks.keys.sorted() {
-            guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
-            for vma in mm.vmas where vma.isAnonymous {
-                forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { a, e, huge in
-                    if !huge, !e.isSpecial, e.pfn(self.layout) == page, let s = mm.pageTable.pteSlot(a) {
-                        places.append((mm, a, s))
+        rmapWalk(page) { mm, _, a in
+            if let s = mm.pageTable.pteSlot(a), mm.pageTable[s].mapsFrame, !mm.pageTable[s].isSpecial,
+               mm.pageTable[s].pfn(self.layout) == page, !places.contains(where: { $0.0 === mm && $0.2 == s }) {
+                places.append((mm, a, s))
+            }
+        }
+        if places.count != Int(allocator.mapcount(page)) {
+            places = []
+            var seen = Set<ObjectIdentifier>()
+            for pid in tasks.keys.sorted() {
+                guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
+                for vma in mm.vmas where vma.isAnonymous {
+                    forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { a, e, huge in
+                        if !huge, !e.isSpecial, e.pfn(self.layout) == page, let s = mm.pageTable.pteSlot(a) {
+                            places.append((mm, a, s))
+                        }
                     }
                 }
             }
