@@ -67,7 +67,7 @@ public enum BenchFormatter {
                 cells.append(c)
             }
             out += "\(w)\n" + align(cells)
-            for r in rows { if let e = r.extra, !e.isEmpty { for k in e.keys.sorted() { out += "  \(k): \(e[k]!.text)\n" } } }
+            out += extras(rows)
             out += "\n"
         }
         if !report.host.isEmpty {
@@ -75,6 +75,20 @@ public enum BenchFormatter {
             for k in report.host.keys.sorted() { out += "  \(k): \(report.host[k]!.text)\n" }
         }
         return out
+    }
+
+    /// Row extras: a key/value list for one row, a key x policy table for several.
+    static func extras(_ rows: [BenchRow]) -> String {
+        let withExtra = rows.filter { !($0.extra ?? [:]).isEmpty }
+        guard !withExtra.isEmpty else { return "" }
+        if withExtra.count == 1, let e = withExtra[0].extra {
+            return e.keys.sorted().map { "  \($0): \(e[$0]!.text)\n" }.joined()
+        }
+        var keys = Set<String>()
+        for r in withExtra { keys.formUnion(r.extra!.keys) }
+        var cells = [["extra"] + withExtra.map(\.policy)]
+        for k in keys.sorted() { cells.append([k] + withExtra.map { $0.extra?[k]?.text ?? "-" }) }
+        return "\n" + align(cells)
     }
 
     /// Aligns cells in columns: first column left-aligned, the rest right-aligned.
