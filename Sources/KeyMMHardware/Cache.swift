@@ -130,8 +130,9 @@ public final class Cache {
     }
 
     deinit {
-        // Plaintext of every KeyID lives in the cache: wipe it.
-        memset(data, 0, dataBytes)
+        // Plaintext of every KeyID lives in the cache's data mapping: unmapping returns it to the
+        // host kernel, which zeroes pages before any reuse (a memset here would first fault in
+        // every untouched page of a 32 MiB mapping). The small heap buffers are wiped.
         munmap(data, dataBytes)
         munmap(UnsafeMutableRawPointer(tags), metaBytes)
         memset(wbData, 0, Cache.wbCapacity * cacheLineSize); memset(gatherData, 0, Cache.wbCapacity * cacheLineSize)
