@@ -100,10 +100,24 @@ public struct CostProfile: Sendable, Hashable, Codable {
     }
 
     /// Loads a profile from a JSON file (`costs=FILE`). Events missing from the file keep their defaults.
+    /// Throws `HardwareError` with a one-line message naming the file.
     public static func load(from path: String) throws -> CostProfile {
-        let url = URL(fileURLWithPath: path)
-        let data = try Data(contentsOf: url)
-        return try JSONDecoder().decode(CostProfile.self, from: data)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw HardwareError("\(path): cannot read the cost profile")
+        }
+        do {
+            return try JSONDecoder().decode(CostProfile.self, from: data)
+        } catch let error as DecodingError {
+            let why: String
+            switch error {
+            case .dataCorrupted(let c): why = c.debugDescription
+            case .keyNotFound(let k, _): why = "missing key \(k.stringValue)"
+            case .typeMismatch(_, let c), .valueNotFound(_, let c):
+                why = "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: ".")): \(c.debugDescription)"
+            @unknown default: why = "\(error)"
+            }
+            throw HardwareError("\(path): not a cost profile: \(why)")
+        }
     }
 
     /// The profile `keymm calibrate` wrote (named "host-calibrated"; default file `keymm-costs.json`).

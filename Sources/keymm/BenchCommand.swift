@@ -59,7 +59,7 @@ struct Bench: ParsableCommand {
         do { try model.validate() } catch { throw BenchUsageError(message: error.description) }
         var costs = CostProfile.default
         if let file = model.costsFile {
-            do { costs = try CostProfile.load(from: file) } catch { throw BenchUsageError(message: "cannot load cost profile \(file): \(error)") }
+            do { costs = try CostProfile.load(from: file) } catch { throw BenchUsageError(message: "\(error)") }
         }
         var selected: [any BenchWorkload] = []
         for name in workloads {

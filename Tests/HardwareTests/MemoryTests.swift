@@ -95,6 +95,7 @@ import KeyMMBase
         #expect(r[.syscall] == 9 && r[.zeroPage] == CostProfile.default[.zeroPage])
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(CostProfile.self, from: Data(#"{"cycles": {"nope": 1}}"#.utf8)) }
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(CostProfile.self, from: Data(#"{"schema": 2}"#.utf8)) }
+        #expect(throws: HardwareError.self) { try CostProfile.load(from: "/nonexistent/keymm-costs.json") }
         let names = CostEvent.allCases.map(\.name), counters = CostEvent.allCases.map(\.counterName) + Counter.allCases.map(\.name)
         #expect(Set(names).count == names.count && Set(counters).count == counters.count)
         #expect(CostEvent.allCases.enumerated().allSatisfy { $0.offset == $0.element.rawValue })
