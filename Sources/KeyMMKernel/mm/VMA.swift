@@ -133,22 +133,24 @@ public extension VMOperations {
 
 /// struct vm_area_struct.
 public final class VMA {
+    // Field order is the memory layout: what lookups and merge checks read (range, flags,
+    // file, anon_vma, then prot/KeyID, policy, name, ops) fills the first two cache lines.
     public var vmStart: VirtAddr
     public var vmEnd: VirtAddr
     /// Offset in pages into the file, or vmStart >> PAGE_SHIFT for anonymous memory.
     public var vmPgoff: UInt64
     public var vmFlags: VMFlags
-    /// The protection bits its PTEs are built from, KeyID included.
-    public var vmPageProt: PageProt
     public var vmFile: MappedFile?
     public var anonVMA: AnonVMA?
-    /// anon_vma_chain: every anon_vma this VMA is linked to (own + ancestors' after fork).
-    public var anonVMAChain: [AnonVMA] = []
-    public var vmOps: VMOperations?
-    /// anon_vma_name (prctl PR_SET_VMA_ANON_NAME), shown as [anon:NAME].
-    public var anonName: String?
+    /// The protection bits its PTEs are built from, KeyID included.
+    public var vmPageProt: PageProt
     /// NUMA memory policy (mbind); VMAs with different policies never merge.
     public var memoryPolicy: MemoryPolicy
+    /// anon_vma_name (prctl PR_SET_VMA_ANON_NAME), shown as [anon:NAME].
+    public var anonName: String?
+    public var vmOps: VMOperations?
+    /// anon_vma_chain: every anon_vma this VMA is linked to (own + ancestors' after fork).
+    public var anonVMAChain: [AnonVMA] = []
 
     public init(start: VirtAddr, end: VirtAddr, pgoff: UInt64, flags: VMFlags, pageProt: PageProt,
                 file: MappedFile? = nil, memoryPolicy: MemoryPolicy = .default) {

@@ -76,11 +76,12 @@ extension Kernel {
     /// is_mergeable_vma(): flags (but soft-dirty), file, policy, anon name, KeyID.
     func isMergeableVMA(_ vmg: VMAMergeState, mergeNext: Bool) -> Bool {
         guard let vma = mergeNext ? vmg.next : vmg.prev else { return false }
-        if vma.memoryPolicy != vmg.policy { return false }
+        // (All must hold; the cheapest, most discriminating checks come first.)
         if (vma.vmFlags.rawValue ^ vmg.flags.rawValue) & ~VMFlags.softDirty.rawValue != 0 { return false }
         if vma.vmFile !== vmg.file { return false }
-        if vma.anonName != vmg.anonName { return false }
         if vma.keyid != vmg.keyid && !config.injectBugs.contains("merge-across-keyids") { return false }   // seeded bug
+        if vma.memoryPolicy != vmg.policy { return false }
+        if vma.anonName != vmg.anonName { return false }
         return true
     }
 
@@ -305,11 +306,16 @@ extension Kernel {
         vma.vmOps?.open(new)
         adjustTransHuge(mm, vma, vma.vmStart, addr, nil)
         if newBelow {
-            mm.adjust(vma, start: addr, end: vma.vmEnd, pgoff: vma.pageIndex(of: addr))
+            // The lower half takes vma's slot in the tree; vma moves up to `addr`.
+            let pg = vma.pageIndex(of: addr)
+            mm.vmas.replace(vma, with: new)
+            vma.vmStart = addr
+            vma.vmPgoff = pg
+            mm.vmas.insert(vma)
         } else {
-            mm.adjust(vma, start: vma.vmStart, end: addr, pgoff: vma.vmPgoff)
+            vma.vmEnd = addr
+            mm.vmas.insert(new)
         }
-        mm.vmas.insert(new)
         machine.clock.charge(.vmaOp)
         return nil
     }
@@ -333,6 +339,13 @@ extension Kernel {
         var vmg = VMAMergeState(prev: prev, vma: vma, start: start, end: end)
         vmg.flags = newFlags
         return vmaModify(mm, &vmg)
+    }
+
+    /// vma_shrink(): cut `vma` down to [start, end) (one side only), unmapping nothing.
+    func vmaShrink(_ mm: MM, _ vma: VMA, start: VirtAddr, end: VirtAddr, pgoff: UInt64) {
+        adjustTransHuge(mm, vma, start, end, nil)
+        mm.adjust(vma, start: start, end: end, pgoff: pgoff)
+        machine.clock.charge(.vmaOp)
     }
 
     /// vma_merge_extend(): grow `vma` by `delta` bytes in place (mremap), merging with next.

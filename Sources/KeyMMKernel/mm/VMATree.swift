@@ -2,8 +2,9 @@
 //
 // A B+tree keyed by vm_start: internal nodes hold separator keys and children, leaves hold
 // (vm_start, VMA) pairs and are doubly linked so in-order walks in both directions are O(1)
-// per step. Lookup, insertion and removal are O(log n) with a fan-out of `order` (64), so
-// a 1M-VMA address space is four levels deep.
+// per step. Lookup, insertion and removal are O(log n). Nodes keep their keys and pointers
+// inline (InlineArray, fan-out 16), so one node is one allocation and a lookup in a 1M-VMA
+// tree touches five nodes — few cache misses, which is what keeps large trees fast.
 //
 // Invariants:
 // - keys are the vm_start of the VMA stored next to them; VMAs never overlap, so ordering by
@@ -24,7 +25,7 @@ public struct VMACursor {
     /// The VMA at this position, nil past either end.
     @inlinable public var vma: VMA? {
         guard let l = leaf, index >= 0, index < l.count else { return nil }
-        return l.vmas[index]
+        return l.vma(index)
     }
     /// The next position in address order.
     @inlinable public func next() -> VMACursor {
@@ -43,29 +44,81 @@ public struct VMACursor {
 
 /// An ordered set of non-overlapping VMAs with O(log n) lookup by address.
 public final class VMATree: Sequence {
-    /// Maximum entries in a node.
-    public static let order = 64
+    /// Maximum entries (leaf) or children (internal) in a node.
+    public static let order = 16
     @usableFromInline static let minFill = order / 2
 
+    /// A tree node. Leaves keep VMAs in `slots`, internal nodes their children; one slot of
+    /// slack absorbs an overflow before the node splits. Field order is chosen so that the
+    /// header, the count, the leaf flag and the keys share the first cache lines.
     public final class Node {
-        @usableFromInline var keys: [UInt64]
-        /// Leaves: the VMAs, parallel to `keys`.
-        @usableFromInline var vmas: [VMA]
-        /// Internal nodes: children (keys.count + 1 of them).
-        @usableFromInline var children: [Node]
-        @usableFromInline let isLeaf: Bool
-        @usableFromInline var next: Node?
-        @usableFromInline weak var prev: Node?
-        init(leaf: Bool) {
-            isLeaf = leaf
-            keys = []
-            vmas = []
-            children = []
-            keys.reserveCapacity(VMATree.order + 1)
-            if leaf { vmas.reserveCapacity(VMATree.order + 1) } else { children.reserveCapacity(VMATree.order + 2) }
-        }
         /// Entries (leaf) or children (internal).
-        @inlinable var count: Int { isLeaf ? keys.count : children.count }
+        @usableFromInline var count: Int = 0
+        @usableFromInline let isLeaf: Bool
+        @usableFromInline var keys: InlineArray<17, UInt64> = InlineArray(repeating: 0)
+        /// Leaf: the VMAs (`VMA`); internal: the children (`Node`).
+        @usableFromInline var slots: InlineArray<18, AnyObject?> = InlineArray(repeating: nil)
+        @usableFromInline var next: Node?
+        // unowned(unsafe): a weak reference would give every node a side table (slow retains);
+        // the link is rewritten whenever the leaf level changes, so it never dangles.
+        @usableFromInline unowned(unsafe) var prev: Node?
+        init(leaf: Bool) { isLeaf = leaf }
+
+        /// Leaf entry i.
+        @inlinable func vma(_ i: Int) -> VMA { unsafeDowncast(slots[i].unsafelyUnwrapped, to: VMA.self) }
+
+        /// Keys in use: `count` in a leaf, `count - 1` in an internal node.
+        @inlinable var keyCount: Int { isLeaf ? count : count - 1 }
+
+        /// Index of the first key > k among the keys in use.
+        @inlinable func upperBound(_ k: UInt64) -> Int {
+            var lo = 0, hi = keyCount
+            while lo < hi {
+                let mid = (lo &+ hi) >> 1
+                if keys[mid] <= k { lo = mid &+ 1 } else { hi = mid }
+            }
+            return lo
+        }
+
+        @inlinable func child(_ i: Int) -> Node { unsafeDowncast(slots[i].unsafelyUnwrapped, to: Node.self) }
+
+        /// Leaf: insert (k, v) at i.
+        func insertEntry(_ k: UInt64, _ v: VMA, at i: Int) {
+            var j = count
+            while j > i { keys[j] = keys[j - 1]; slots[j] = slots[j - 1]; j -= 1 }
+            keys[i] = k
+            slots[i] = v
+            count += 1
+        }
+
+        /// Leaf: remove entry i.
+        func removeEntry(at i: Int) {
+            var j = i
+            while j + 1 < count { keys[j] = keys[j + 1]; slots[j] = slots[j + 1]; j += 1 }
+            count -= 1
+            slots[count] = nil
+        }
+
+        /// Internal: insert separator k at key index i and child c at child index i + 1.
+        func insertChild(_ k: UInt64, _ c: Node, after i: Int) {
+            var j = count - 1
+            while j > i { keys[j] = keys[j - 1]; j -= 1 }
+            keys[i] = k
+            j = count
+            while j > i + 1 { slots[j] = slots[j - 1]; j -= 1 }
+            slots[i + 1] = c
+            count += 1
+        }
+
+        /// Internal: remove key i and child i + 1.
+        func removeChild(keyIndex i: Int) {
+            var j = i
+            while j + 1 < count - 1 { keys[j] = keys[j + 1]; j += 1 }
+            j = i + 1
+            while j + 1 < count { slots[j] = slots[j + 1]; j += 1 }
+            count -= 1
+            slots[count] = nil
+        }
     }
 
     @usableFromInline var root: Node
@@ -78,30 +131,23 @@ public final class VMATree: Sequence {
 
     // MARK: searching
 
-    /// Index of the first key > k in a sorted array (binary search).
-    @inlinable static func upperBound(_ keys: [UInt64], _ k: UInt64) -> Int {
-        var lo = 0, hi = keys.count
-        while lo < hi {
-            let mid = (lo &+ hi) >> 1
-            if keys[mid] <= k { lo = mid &+ 1 } else { hi = mid }
-        }
-        return lo
+    /// The leaf where key `k` belongs and the index of the first key > k in it.
+    @inlinable func descend(_ k: UInt64) -> (Node, Int) {
+        var n = root
+        while !n.isLeaf { n = n.child(n.upperBound(k)) }
+        return (n, n.upperBound(k))
     }
 
     /// The position of the first VMA whose vm_start > k.
     @inlinable func upperBoundCursor(_ k: UInt64) -> VMACursor {
-        var n = root
-        while !n.isLeaf { n = n.children[VMATree.upperBound(n.keys, k)] }
-        let i = VMATree.upperBound(n.keys, k)
-        if i < n.keys.count { return VMACursor(leaf: n, index: i) }
+        let (n, i) = descend(k)
+        if i < n.count { return VMACursor(leaf: n, index: i) }
         return VMACursor(leaf: n.next, index: 0)
     }
 
     /// The position of the last VMA whose vm_start <= k (invalid cursor if none).
     @inlinable func floorCursor(_ k: UInt64) -> VMACursor {
-        var n = root
-        while !n.isLeaf { n = n.children[VMATree.upperBound(n.keys, k)] }
-        let i = VMATree.upperBound(n.keys, k)
+        let (n, i) = descend(k)
         if i > 0 { return VMACursor(leaf: n, index: i - 1) }
         guard let p = n.prev else { return VMACursor(leaf: nil, index: 0) }
         return VMACursor(leaf: p, index: p.count - 1)
@@ -149,14 +195,14 @@ public final class VMATree: Sequence {
     /// Position of the lowest VMA.
     public var first: VMACursor {
         var n = root
-        while !n.isLeaf { n = n.children[0] }
+        while !n.isLeaf { n = n.child(0) }
         return VMACursor(leaf: n.count > 0 ? n : nil, index: 0)
     }
 
     /// Position of the highest VMA.
     public var last: VMACursor {
         var n = root
-        while !n.isLeaf { n = n.children[n.children.count - 1] }
+        while !n.isLeaf { n = n.child(n.count - 1) }
         return VMACursor(leaf: n.count > 0 ? n : nil, index: n.count - 1)
     }
 
@@ -193,9 +239,10 @@ public final class VMATree: Sequence {
         let k = vma.vmStart.rawValue
         if let (sepKey, right) = insert(k, vma, into: root) {
             let newRoot = Node(leaf: false)
-            newRoot.keys.append(sepKey)
-            newRoot.children.append(root)
-            newRoot.children.append(right)
+            newRoot.slots[0] = root
+            newRoot.slots[1] = right
+            newRoot.keys[0] = sepKey
+            newRoot.count = 2
             root = newRoot
         }
         count += 1
@@ -204,36 +251,51 @@ public final class VMATree: Sequence {
     /// Returns a split-off right sibling and its separator when `n` overflowed.
     private func insert(_ k: UInt64, _ vma: VMA, into n: Node) -> (UInt64, Node)? {
         if n.isLeaf {
-            let i = VMATree.upperBound(n.keys, k)
-            n.keys.insert(k, at: i)
-            n.vmas.insert(vma, at: i)
-            guard n.keys.count > VMATree.order else { return nil }
+            n.insertEntry(k, vma, at: n.upperBound(k))
+            guard n.count > VMATree.order else { return nil }
             let right = Node(leaf: true)
-            let half = n.keys.count / 2
-            right.keys.append(contentsOf: n.keys[half...])
-            right.vmas.append(contentsOf: n.vmas[half...])
-            n.keys.removeSubrange(half...)
-            n.vmas.removeSubrange(half...)
+            let half = n.count / 2
+            for j in half..<n.count {
+                right.keys[j - half] = n.keys[j]
+                right.slots[j - half] = n.slots[j]
+                n.slots[j] = nil
+            }
+            right.count = n.count - half
+            n.count = half
             right.next = n.next
             right.next?.prev = right
             right.prev = n
             n.next = right
             return (right.keys[0], right)
         }
-        let ci = VMATree.upperBound(n.keys, k)
-        guard let (sep, newChild) = insert(k, vma, into: n.children[ci]) else { return nil }
-        n.keys.insert(sep, at: ci)
-        n.children.insert(newChild, at: ci + 1)
-        guard n.children.count > VMATree.order else { return nil }
+        let ci = n.upperBound(k)
+        guard let (sep, newChild) = insert(k, vma, into: n.child(ci)) else { return nil }
+        n.insertChild(sep, newChild, after: ci)
+        guard n.count > VMATree.order else { return nil }
+        // Split: children[half...] go right; keys[half-1] moves up.
         let right = Node(leaf: false)
-        let half = n.children.count / 2
-        // keys[half-1] moves up; children[half...] go right.
+        let half = n.count / 2
         let up = n.keys[half - 1]
-        right.keys.append(contentsOf: n.keys[half...])
-        right.children.append(contentsOf: n.children[half...])
-        n.keys.removeSubrange((half - 1)...)
-        n.children.removeSubrange(half...)
+        for j in half..<n.count {
+            right.slots[j - half] = n.slots[j]
+            n.slots[j] = nil
+        }
+        for j in half..<(n.count - 1) { right.keys[j - half] = n.keys[j] }
+        right.count = n.count - half
+        n.count = half
         return (up, right)
+    }
+
+    /// Puts `new` where `old` is; both must have the same vm_start (split_vma's lower half
+    /// taking the place of the VMA it came from).
+    public func replace(_ old: VMA, with new: VMA) {
+        let (n, i) = descend(old.vmStart.rawValue)
+        if i > 0, n.slots[i - 1] === old, new.vmStart == old.vmStart {
+            n.slots[i - 1] = new
+            return
+        }
+        remove(old)
+        insert(new)
     }
 
     // MARK: removal
@@ -244,70 +306,91 @@ public final class VMATree: Sequence {
         let removed = remove(vma.vmStart.rawValue, vma, from: root)
         guard removed else { return false }
         count -= 1
-        if !root.isLeaf && root.children.count == 1 { root = root.children[0] }
+        if !root.isLeaf && root.count == 1 { root = root.child(0) }
         return true
     }
 
     private func remove(_ k: UInt64, _ vma: VMA, from n: Node) -> Bool {
         if n.isLeaf {
-            let i = VMATree.upperBound(n.keys, k) - 1
-            guard i >= 0, n.keys[i] == k, n.vmas[i] === vma else { return false }
-            n.keys.remove(at: i)
-            n.vmas.remove(at: i)
+            let i = n.upperBound(k) - 1
+            guard i >= 0, n.keys[i] == k, n.slots[i] === vma else { return false }
+            n.removeEntry(at: i)
             return true
         }
-        let ci = VMATree.upperBound(n.keys, k)
-        let child = n.children[ci]
+        let ci = n.upperBound(k)
+        let child = n.child(ci)
         guard remove(k, vma, from: child) else { return false }
         if child.count < VMATree.minFill { rebalance(n, ci) }
         return true
     }
 
-    /// Restores the minimum fill of n.children[ci] by borrowing from or merging with a sibling.
+    /// Restores the minimum fill of n.slots[ci] by borrowing from or merging with a sibling.
     private func rebalance(_ n: Node, _ ci: Int) {
-        let child = n.children[ci]
-        if ci > 0, n.children[ci - 1].count > VMATree.minFill {
-            let left = n.children[ci - 1]
+        let child = n.child(ci)
+        if ci > 0, n.child(ci - 1).count > VMATree.minFill {
+            let left = n.child(ci - 1)
             if child.isLeaf {
-                child.keys.insert(left.keys.removeLast(), at: 0)
-                child.vmas.insert(left.vmas.removeLast(), at: 0)
+                let last = left.count - 1
+                child.insertEntry(left.keys[last], left.vma(last), at: 0)
+                left.removeEntry(at: last)
                 n.keys[ci - 1] = child.keys[0]
             } else {
-                child.keys.insert(n.keys[ci - 1], at: 0)
-                child.children.insert(left.children.removeLast(), at: 0)
-                n.keys[ci - 1] = left.keys.removeLast()
+                // Rotate right: left's last child moves to child's front.
+                let moved = left.slots[left.count - 1]
+                let movedKey = left.keys[left.count - 2]
+                left.slots[left.count - 1] = nil
+                left.count -= 1
+                var j = child.count
+                while j > 0 { child.slots[j] = child.slots[j - 1]; j -= 1 }
+                j = child.count - 1
+                while j > 0 { child.keys[j] = child.keys[j - 1]; j -= 1 }
+                child.slots[0] = moved
+                child.keys[0] = n.keys[ci - 1]
+                child.count += 1
+                n.keys[ci - 1] = movedKey
             }
             return
         }
-        if ci + 1 < n.children.count, n.children[ci + 1].count > VMATree.minFill {
-            let right = n.children[ci + 1]
+        if ci + 1 < n.count, n.child(ci + 1).count > VMATree.minFill {
+            let right = n.child(ci + 1)
             if child.isLeaf {
-                child.keys.append(right.keys.removeFirst())
-                child.vmas.append(right.vmas.removeFirst())
+                child.insertEntry(right.keys[0], right.vma(0), at: child.count)
+                right.removeEntry(at: 0)
                 n.keys[ci] = right.keys[0]
             } else {
-                child.keys.append(n.keys[ci])
-                child.children.append(right.children.removeFirst())
-                n.keys[ci] = right.keys.removeFirst()
+                // Rotate left: right's first child moves to child's end.
+                child.keys[child.count - 1] = n.keys[ci]
+                child.slots[child.count] = right.slots[0]
+                child.count += 1
+                n.keys[ci] = right.keys[0]
+                var j = 0
+                while j + 1 < right.count { right.slots[j] = right.slots[j + 1]; j += 1 }
+                j = 0
+                while j + 1 < right.count - 1 { right.keys[j] = right.keys[j + 1]; j += 1 }
+                right.count -= 1
+                right.slots[right.count] = nil
             }
             return
         }
         // Merge with a sibling: (left, right) = (ci-1, ci) or (ci, ci+1).
         let li = ci > 0 ? ci - 1 : ci
-        guard li + 1 < n.children.count else { return }
-        let left = n.children[li], right = n.children[li + 1]
+        guard li + 1 < n.count else { return }
+        let left = n.child(li), right = n.child(li + 1)
         if left.isLeaf {
-            left.keys.append(contentsOf: right.keys)
-            left.vmas.append(contentsOf: right.vmas)
+            for j in 0..<right.count {
+                left.keys[left.count + j] = right.keys[j]
+                left.slots[left.count + j] = right.slots[j]
+            }
+            left.count += right.count
             left.next = right.next
             left.next?.prev = left
         } else {
-            left.keys.append(n.keys[li])
-            left.keys.append(contentsOf: right.keys)
-            left.children.append(contentsOf: right.children)
+            left.keys[left.count - 1] = n.keys[li]
+            for j in 0..<(right.count - 1) { left.keys[left.count + j] = right.keys[j] }
+            for j in 0..<right.count { left.slots[left.count + j] = right.slots[j] }
+            left.count += right.count
         }
-        n.keys.remove(at: li)
-        n.children.remove(at: li + 1)
+        n.removeChild(keyIndex: li)
     }
 
     /// Removes every VMA.
@@ -341,17 +424,21 @@ public final class VMATree: Sequence {
 
     private func checkNode(_ n: Node, lo: UInt64?, hi: UInt64?, isRoot: Bool) -> String? {
         if !isRoot && n.count < VMATree.minFill { return "underfull node (\(n.count))" }
+        if n.count > VMATree.order { return "overfull node (\(n.count))" }
         if n.isLeaf {
-            for k in n.keys {
+            for j in 0..<n.count {
+                let k = n.keys[j]
                 if let lo, k < lo { return "key below separator" }
                 if let hi, k >= hi { return "key above separator" }
+                if n.slots[j] == nil { return "empty leaf slot" }
             }
             return nil
         }
-        if n.keys.count + 1 != n.children.count { return "keys/children mismatch" }
-        for (i, ch) in n.children.enumerated() {
+        if isRoot && n.count < 2 { return "internal root with one child" }
+        for i in 0..<n.count {
+            guard let chObj = n.slots[i], let ch = chObj as? Node else { return "missing child" }
             let l = i == 0 ? lo : n.keys[i - 1]
-            let h = i == n.keys.count ? hi : n.keys[i]
+            let h = i == n.count - 1 ? hi : n.keys[i]
             if let e = checkNode(ch, lo: l, hi: h, isRoot: false) { return e }
         }
         return nil
