@@ -70,13 +70,18 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "KeyMMChecker",
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "KeyMMWorkloads",
-            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMTrace", "CHostProbe"],
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMChecker", "KeyMMTrace", "CHostProbe"],
             swiftSettings: strict
         ),
         .target(
             name: "KeyMM",
-            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMTrace", "KeyMMWorkloads"],
+            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMChecker", "KeyMMTrace", "KeyMMWorkloads"],
             swiftSettings: strict
         ),
         .executableTarget(

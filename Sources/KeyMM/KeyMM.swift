@@ -9,5 +9,6 @@
 @_exported import KeyMMHardware
 @_exported import KeyMMKeys
 @_exported import KeyMMKernel
+@_exported import KeyMMChecker
 @_exported import KeyMMTrace
 @_exported import KeyMMWorkloads

@@ -97,6 +97,7 @@ public final class Kernel {
         self.allocator = PageAllocator(machine: machine, policy: config.policy,
                                        keyidRefs: mc.encryption == .sme ? nil : keys.references)
         self.pageCache = PageCache()
+        allocator.injectBugs = config.injectBugs   // seeded bugs (KeyMMChecker/SeededBugs.swift)
         installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
     }
 

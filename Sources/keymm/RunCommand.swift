@@ -101,13 +101,14 @@ func execute(file: String, config: ModelConfig, options: RunOptions, output: Out
     if options.lenient && runner.divergences.count > 10 {
         print("... and \(runner.divergences.count - 10) more divergences")
     }
+    for v in runner.violations { print(v.description) }
     if let stopped {
         printError(stopped.description)
         printError("note: the \(runner.calls) calls before \(stopped.location.file):\(stopped.location.line) executed; nothing after it did")
     }
     if !output.quiet {
         let rate = runner.compared == 0 ? 100.0 : 100.0 * Double(runner.reproduced) / Double(runner.compared)
-        print("\(file): \(runner.calls) calls, \(runner.reproduced)/\(runner.compared) recorded results reproduced (\(String(format: "%.2f", rate))%), \(runner.divergences.count) divergences")
+        print("\(file): \(runner.calls) calls, \(runner.reproduced)/\(runner.compared) recorded results reproduced (\(String(format: "%.2f", rate))%), \(runner.divergences.count) divergences, \(runner.violations.count) invariant violations")
         if options.lenient {
             let skipped = runner.notModeled.values.reduce(0, +)
             print("  not modeled: \(skipped) calls of \(runner.notModeled.count) other system calls; unparsed lines skipped: \(runner.skippedInputCount)")
@@ -132,5 +133,5 @@ func execute(file: String, config: ModelConfig, options: RunOptions, output: Out
         }
     }
     if stopped != nil { throw ExitCode(2) }
-    return RunOutcome(divergences: runner.divergences.count, violations: 0)
+    return RunOutcome(divergences: runner.divergences.count, violations: runner.violations.count)
 }

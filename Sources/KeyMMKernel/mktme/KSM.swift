@@ -50,7 +50,8 @@ extension Kernel {
                     guard allocator.refcount(page) == allocator.mapcount(page) else { continue }
                     machine.clock.charge(.ksmCompare)
                     let keyid = allocator.pageKeyID(page)
-                    let key = KSMKey(keyid: keyid, contents: kernelRead(page, count: pageSize))
+                    let bug = !config.injectBugs.isEmpty && config.injectBugs.contains("ksm-across-keyids")   // seeded bug: contents only
+                    let key = KSMKey(keyid: bug ? .tme : keyid, contents: kernelRead(page, count: pageSize))
                     if let stable = ksmStableLookup(key) {
                         ksmReplacePTE(mm, vma, a, slot, with: stable)
                         merged += 1

@@ -41,7 +41,8 @@ extension PageAllocator {
         var gfp: GFPFlags = .highUserMovable
         if flags(h).contains(.head) { gfp.insert(.compound) }
         if node != nil { gfp.insert(.thisNode) }
-        return allocPages(order: order, keyid: pageKeyID(h), node: node, gfp: gfp)
+        let bug = !injectBugs.isEmpty && injectBugs.contains("migrate-drops-keyid")   // seeded bug
+        return allocPages(order: order, keyid: bug ? .tme : pageKeyID(h), node: node, gfp: gfp)
     }
 
     /// migrate_pages() of one page: moves the allocated block holding `source` to a new block on

@@ -17,7 +17,10 @@ extension PageAllocator {
     /// Flushes a frame through its current KeyID and gives it `keyid` (one KeyID switch).
     @inline(__always)
     func switchKeyID(_ pfn: UInt64, _ p: UnsafeMutablePointer<PageMeta>, to keyid: UInt16) {
-        machine.flushPage(PFN(pfn), keyid: KeyID(p.pointee.keyid))
+        // Seeded bug (KeyMMChecker/SeededBugs.swift): the KeyID changes without the flush.
+        if injectBugs.isEmpty || !injectBugs.contains("skip-flush-on-keyid-change") {
+            machine.flushPage(PFN(pfn), keyid: KeyID(p.pointee.keyid))
+        }
         p.pointee.keyid = keyid
         clock.count(.keyidSwitches)
     }
@@ -44,9 +47,11 @@ extension PageAllocator {
             }
         case .integrated, .eager, .perKeyID:
             // prep_encrypted_page(): flush through the old KeyID if it differs, set, then zero.
+            let zeroFirst = zero && !injectBugs.isEmpty && injectBugs.contains("zero-before-keyid")   // seeded bug
             for i in 0..<n {
                 let f = pfn + UInt64(i)
                 let p = head + i
+                if zeroFirst && p.pointee.keyid != kid { machine.flushPage(PFN(f), keyid: KeyID(p.pointee.keyid)); machine.clearPage(PFN(f), keyid: KeyID(p.pointee.keyid)); p.pointee.keyid = kid; clock.count(.keyidSwitches); continue }
                 if p.pointee.keyid != kid { switchKeyID(f, p, to: kid) }
                 if zero { machine.clearPage(PFN(f), keyid: k) }
             }
@@ -76,13 +81,13 @@ extension PageAllocator {
     }
 
     func getKeyIDRefs(_ k: KeyID, _ n: Int) {
-        guard let refs = keyidRefs else { return }
+        guard let refs = keyidRefs, injectBugs.isEmpty || !injectBugs.contains("free-keyid-while-referenced") else { return }
         clock.charge(.keyidRef)
         refs.get(k, n)
     }
 
     func putKeyIDRefs(_ k: KeyID, _ n: Int) {
-        guard let refs = keyidRefs else { return }
+        guard let refs = keyidRefs, injectBugs.isEmpty || !injectBugs.contains("free-keyid-while-referenced") else { return }
         clock.charge(.keyidRef)
         refs.put(k, n)
     }

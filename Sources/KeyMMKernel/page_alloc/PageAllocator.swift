@@ -29,6 +29,8 @@ public final class PageAllocator {
     /// rmap) to the second, which already holds a copy of the contents and the source's KeyID.
     /// Return false if the page cannot be unmapped (e.g. pinned); nothing is then changed.
     public var migratePage: ((PFN, PFN) -> Bool)?
+    /// Seeded bugs switched on by name (KernelConfig.injectBugs; KeyMMChecker/SeededBugs.swift).
+    public var injectBugs: Set<String> = []
     /// Problems found so far (bad frees, poison corruption, misuse); verify() includes them.
     public private(set) var anomalies: [String] = []
 

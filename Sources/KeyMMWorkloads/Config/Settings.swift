@@ -7,6 +7,7 @@
 // gives the same config (later settings win).
 import Foundation
 import KeyMMBase
+import KeyMMChecker
 import KeyMMHardware
 import KeyMMKernel
 
@@ -42,6 +43,8 @@ public struct ModelConfig: Sendable {
         ("max-map-count", "a positive integer (Linux default 65530)"),
         ("user-keys", "on or off (off models PATCHv2, which dropped user keys)"),
         ("costs", "a cost-profile JSON file written by `keymm calibrate`"),
+        ("encrypt-anon", "on or off (on: every new anonymous private mapping gets the KeyID of a boot-time mktme key, the series' kernel-build experiment)"),
+        ("inject-bug", "a seeded bug (docs/invariants.md), comma-separated for several, or none: " + SeededBug.names),
     ]
 
     /// Applies one `KEY=VALUE` setting.
@@ -99,9 +102,17 @@ public struct ModelConfig: Sendable {
             kernel.thp = t
         case "max-map-count": kernel.maxMapCount = try int(1...Int(Int32.max))
         case "user-keys": kernel.userKeys = try onOff()
+        case "encrypt-anon": kernel.encryptAnon = try onOff()
         case "costs":
             guard !value.isEmpty else { throw bad() }
             costsFile = value
+        case "inject-bug":
+            var names: Set<String> = []
+            for n in value.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !n.isEmpty && n != "none" {
+                guard let bug = SeededBug.named(n) else { throw bad() }
+                names.formUnion(bug.kernelNames)
+            }
+            kernel.injectBugs = names
         default:
             throw SettingError(message: "unknown setting '\(key)'; known: \(Self.keys.map(\.key).joined(separator: ", "))")
         }

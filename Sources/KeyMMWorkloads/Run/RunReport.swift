@@ -8,6 +8,7 @@
 // snapshot, which holds none.
 import Foundation
 import KeyMMBase
+import KeyMMChecker
 import KeyMMHardware
 import KeyMMKernel
 import KeyMMKeys
@@ -84,6 +85,8 @@ extension ModelConfig {
             "max-map-count": String(kernel.maxMapCount), "user-keys": kernel.userKeys ? "on" : "off",
         ]
         if let c = costsFile { s["costs"] = c }
+        let bugs = SeededBug.all.filter { kernel.injectBugs.contains($0.name) }.map(\.name)
+        if !bugs.isEmpty { s["inject-bug"] = bugs.joined(separator: ",") }
         return s
     }
 }
@@ -104,7 +107,7 @@ extension ScenarioRunner {
             }
         }
         return RunReport(files: files, config: config.settings, calls: calls, compared: compared, reproduced: reproduced,
-                         divergences: divergences, violations: [], inferred: inferred, notModeled: notModeled,
+                         divergences: divergences, violations: violations.map(\.description), inferred: inferred, notModeled: notModeled,
                          skippedInput: skippedInput.map(\.description),
                          counters: kernel?.machine.clock.snapshot ?? [:], modeledCycles: kernel?.machine.clock.cycles ?? 0,
                          processes: processes, keys: kernel?.keys.snapshot(), stoppedBy: stoppedBy?.description)

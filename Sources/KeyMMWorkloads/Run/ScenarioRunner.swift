@@ -10,6 +10,7 @@
 // and everything before it has executed (the report says so); the same file and config give
 // the same outcome, bit for bit.
 import KeyMMBase
+import KeyMMChecker
 import KeyMMHardware
 import KeyMMKernel
 import KeyMMKeys
@@ -39,6 +40,9 @@ public struct RunOptions: Sendable {
     /// Replay mode: lines that do not parse, calls the model does not know and pids never
     /// started are counted and skipped instead of stopping the run.
     public var lenient = false
+    /// The invariant checker's options (nil: no checking). On by default: every modeled call
+    /// is followed by the checks of docs/invariants.md (Sources/KeyMMChecker).
+    public var checker: CheckerOptions? = CheckerOptions()
     public init() {}
 }
 
@@ -58,6 +62,10 @@ public final class ScenarioRunner {
     /// Compared calls whose recorded result the model reproduced.
     public private(set) var reproduced = 0
     public private(set) var divergences: [Divergence] = []
+    /// The invariant checker (nil when RunOptions.checker is nil), attached at boot.
+    public private(set) var checker: InvariantChecker?
+    /// Broken invariants, each as `FILE:LINE: violation: NAME: detail`.
+    public private(set) var violations: [Violation] = []
     /// Calls of system calls the model does not model (read, write, ...), by name.
     public private(set) var notModeled: [String: Int] = [:]
     /// Regions replay assumed the exec built.
@@ -91,6 +99,7 @@ public final class ScenarioRunner {
             let machine = try Machine(config: config.machine, costs: costs)
             let k = try Kernel(machine: machine, config: config.kernel)
             kernel = k
+            if let o = options.checker { checker = InvariantChecker(kernel: k, options: o) }
             return k
         } catch let e as ModelConfig.SettingError {
             throw RunInputError(location: SourceLocation(file: "<config>", line: 1, column: 1), message: e.message)
@@ -156,6 +165,8 @@ public final class ScenarioRunner {
     /// Executes one call and compares its outcome with the recorded result.
     public func execute(_ line: SyscallLine) throws(RunInputError) {
         let kernel = try boot()
+        let checked = checker != nil && Self.isModeled(line.name) ? Self.checkedCall(line, index: calls) : nil
+        if let checked { checker?.beforeCall(checked) }
         let outcome: CallOutcome?
         do { outcome = try dispatcher.execute(line, on: kernel, lenient: options.lenient) } catch {
             throw RunInputError(error)
@@ -165,6 +176,7 @@ public final class ScenarioRunner {
             notModeled[line.name, default: 0] += 1
             return
         }
+        if let checked, let checker { violations += checker.afterCall(checked, outcome: Self.checkedOutcome(outcome)) }
         calls += 1
         echo?(Self.format(line, outcome))
         switch line.result {

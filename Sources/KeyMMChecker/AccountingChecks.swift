@@ -1,0 +1,172 @@
+// The accounting half of the sweep: frames (frame-accounting) and KeyID references
+// (keyid-refcount-balance, keyid-reuse-while-referenced).
+//
+// frame-accounting: every frame an entry maps is allocated (else it was freed while mapped);
+// each allocated frame's mapcount equals the entries mapping it; each reference owner's
+// refcount (a compound page's head) covers its mappings + gup pins + the page cache's
+// reference; the allocator's own verify() finds nothing; new allocator anomalies (bad frees,
+// double frees) are violations.
+// keyid-refcount-balance: for each MKTME KeyID, count = (1 if its key is live) + VMAs with that
+// KeyID (each distinct mm once) + allocated 4 KiB frames whose page_keyid is that KeyID (when
+// the allocator counts page references: not under policy none, not under SME); every new
+// KeyIDReferences anomaly (put below zero, get on a free KeyID, ...) is a violation.
+// keyid-reuse-while-referenced: a KeyID programmed during a call (a new key, or CLEAR_KEY when
+// released) had no references but its own key's at that moment, and after the call nothing
+// (no VMA, no allocated page) still uses it with its previous key.
+import KeyMMBase
+import KeyMMKeys
+import KeyMMKernel
+
+extension InvariantChecker {
+    func checkFrameAccounting(_ frames: AllocatedFrames, _ census: MappingCensus) {
+        guard options.enabled.contains(.frameAccounting) else { return }
+        let alloc = kernel.allocator
+        // References that are not page-table entries: pins and the page cache.
+        var extra: [UInt64: Int] = [:]
+        for h in kernel.mktme.pinHandles {
+            for f in kernel.mktme.pinnedFrames(handle: h) ?? [] { extra[f.rawValue, default: 0] += 1 }
+        }
+        for space in kernel.pageCache.allMappings {
+            for f in space.pages.values { extra[f.rawValue, default: 0] += 1 }
+        }
+        let uses = census.uses
+        func checkRefs(_ owner: PFN, _ want: Int) {
+            let have = Int(alloc.refcount(owner))
+            if have < want {
+                report(.frameAccounting, key: "refcount:\(owner.rawValue)",
+                       "\(Fmt.pfn(owner)) has refcount \(have) but its mappings, pins and page-cache entry hold \(want)")
+            }
+        }
+        for (head, order) in frames.blocks {
+            // A compound page's references are on its head; otherwise each frame has its own.
+            let compound = order.rawValue > 0 && alloc.compoundOrder(head) == order
+            var blockRefs = 0
+            for i in 0..<order.pages {
+                let f = head.advanced(by: i)
+                let u = uses.use(f.rawValue)
+                let counted = Int(u?.maps ?? 0)
+                let mc = Int(alloc.mapcount(f))
+                if mc != counted {
+                    let where_ = u.map { " (first: pid \($0.pid) VA \(Fmt.hex($0.va)))" } ?? ""
+                    report(.frameAccounting, key: "mapcount:\(f.rawValue)",
+                           "\(Fmt.pfn(f)) has mapcount \(mc) but \(counted) page-table entries map it\(where_)")
+                }
+                let refs = counted + (extra.isEmpty ? 0 : extra[f.rawValue] ?? 0)
+                if compound { blockRefs += refs } else if refs > 0 { checkRefs(f, refs) }
+            }
+            if compound && blockRefs > 0 { checkRefs(head, blockRefs) }
+        }
+        // Mapped frames that are not allocated: freed (or never allocated) while mapped.
+        var orphans: [UInt64] = []
+        for f in census.uses.touched where !allocated.contains(f) { orphans.append(f) }
+        for f in orphans.sorted() {
+            let u = census.uses.use(f)
+            report(.frameAccounting, key: "free:\(f)",
+                   "\(Fmt.pfn(PFN(f))) is mapped by pid \(u?.pid ?? 0) at VA \(Fmt.hex(u?.va ?? 0)) (\(u?.maps ?? 0) entries) but the allocator has it free")
+        }
+        var pinnedFree: [UInt64] = []
+        for f in extra.keys where !allocated.contains(f) { pinnedFree.append(f) }
+        for f in pinnedFree.sorted() {
+            report(.frameAccounting, key: "pinfree:\(f)",
+                   "\(Fmt.pfn(PFN(f))) is held by a gup pin or the page cache but the allocator has it free")
+        }
+    }
+
+    /// New allocator anomalies and its structural self-check.
+    func checkAllocator() {
+        guard options.enabled.contains(.frameAccounting) else { return }
+        let alloc = kernel.allocator
+        let anomalies = alloc.anomalies
+        if anomalies.count > allocatorAnomaliesSeen {
+            for (i, a) in anomalies[allocatorAnomaliesSeen...].enumerated() {
+                report(.frameAccounting, key: "alloc-anomaly:\(allocatorAnomaliesSeen + i)", "allocator: \(a)")
+            }
+            allocatorAnomaliesSeen = anomalies.count
+        }
+        let problems = alloc.verify()
+        if problems.count > anomalies.count {
+            for p in problems[anomalies.count...] {
+                report(.frameAccounting, key: "verify:\(p)", "allocator verify(): \(p)")
+            }
+        }
+    }
+
+    /// Whether the allocator holds one KeyID reference per allocated page with a non-zero KeyID.
+    var pageReferencesCounted: Bool {
+        kernel.allocator.keyidRefs != nil && kernel.config.policy != .none
+    }
+
+    func checkKeyIDBalance(_ frames: AllocatedFrames, _ census: MappingCensus) {
+        let refs = kernel.keys.references
+        if options.enabled.contains(.keyidRefcountBalance) {
+            let anomalies = refs.anomalies
+            if anomalies.count > keyidAnomaliesSeen {
+                for (i, a) in anomalies[keyidAnomaliesSeen...].enumerated() {
+                    report(.keyidRefcountBalance, key: "anomaly:\(keyidAnomaliesSeen + i)", "KeyID references: \(a)")
+                }
+                keyidAnomaliesSeen = anomalies.count
+            }
+        }
+        guard options.enabled.contains(.keyidRefcountBalance), let range = refs.range else { return }
+        let pages = pageReferencesCounted
+        for k in range {
+            let i = Int(k)
+            let keyid = KeyID(k)
+            let state = refs.state(keyid)
+            var own = 0
+            if case .inUse = state { own = 1 }
+            let v = i < census.vmasPerKeyID.count ? census.vmasPerKeyID[i] : 0
+            let p = pages && i < frames.pagesPerKeyID.count ? frames.pagesPerKeyID[i] : 0
+            let expected = own + v + p
+            let actual = refs.count(keyid)
+            if expected != actual {
+                var detail = "\(keyid) (\(state)) has count \(actual) but the references that exist are \(expected): own key \(own) + \(v) VMA(s) + \(p) page(s)"
+                if let (pid, v) = census.firstVMA[i] { detail += "; e.g. pid \(pid) \(Fmt.vma(v.vmStart, v.vmEnd))" }
+                report(.keyidRefcountBalance, key: "\(k)", detail)
+            }
+        }
+    }
+
+    /// What still uses `keyid`: VMAs (distinct mms) and allocated frames with that page_keyid.
+    func usersOf(_ keyid: KeyID) -> (vmas: Int, pages: Int, example: String?) {
+        var vmas = 0, pages = 0
+        var example: String?
+        for (pid, mm) in kernel.distinctMMs {
+            for v in mm.vmas where v.keyid == keyid {
+                vmas += 1
+                if example == nil { example = "pid \(pid) \(Fmt.vma(v.vmStart, v.vmEnd))" }
+            }
+        }
+        if kernel.config.policy != .none {
+            let alloc = kernel.allocator
+            alloc.forEachAllocatedBlock { head, order in
+                for i in 0..<order.pages where alloc.pageKeyID(head.advanced(by: i)) == keyid {
+                    pages += 1
+                    if example == nil { example = "\(Fmt.pfn(head.advanced(by: i))) (refcount \(alloc.refcount(head.advanced(by: i))), mapcount \(alloc.mapcount(head.advanced(by: i))))" }
+                }
+            }
+        }
+        return (vmas, pages, example)
+    }
+
+    /// keyid-reuse-while-referenced for the KeyIDs programmed during this call.
+    func checkKeyIDProgramming() {
+        guard options.enabled.contains(.keyidReuseWhileReferenced), !programmedDuringCall.isEmpty else { return }
+        let index = currentSite?.index ?? 0
+        var done = Set<UInt16>()
+        for (k, what, others) in programmedDuringCall {
+            if others != 0 {
+                report(.keyidReuseWhileReferenced, key: "others:\(k.rawValue):\(index)",
+                       "\(k) was programmed (\(what)) while its count held \(others) reference(s) besides its key's own")
+            }
+            guard done.insert(k.rawValue).inserted else { continue }
+            let u = usersOf(k)
+            let state = kernel.keys.references.state(k)
+            // A freshly programmed key has no users yet; a cleared KeyID must have none left.
+            if u.vmas + u.pages > 0 {
+                report(.keyidReuseWhileReferenced, key: "users:\(k.rawValue):\(index)",
+                       "\(k) was reprogrammed (\(what), now \(state)) while \(u.vmas) VMA(s) and \(u.pages) allocated page(s) still use it; e.g. \(u.example ?? "?")")
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+// The invariants the checker knows, the violations it reports, and the call context a
+// violation is pinned to. One statement per invariant is in docs/invariants.md; this enum is
+// the single list of names (the fuzzer, the shrinker and `#@ set` lines use these spellings).
+//
+// Invariants: `Invariant.allCases` is in report priority order (root causes before their
+// symptoms: a mapping with the wrong KeyID is reported before the stale cache line it makes),
+// so the first violation of a call names the mistake, not its echo.
+import KeyMMBase
+
+/// A named invariant of the model.
+public enum Invariant: String, CaseIterable, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// A KeyID is programmed (a new key or CLEAR_KEY) while something still uses it.
+    case keyidReuseWhileReferenced = "keyid-reuse-while-referenced"
+    /// A KeyID's reference count differs from the references that exist (own + VMAs + pages).
+    case keyidRefcountBalance = "keyid-refcount-balance"
+    /// mprotect / pkey_mprotect changed the KeyID (encryption bits) of a PTE.
+    case mprotectChangedEncryption = "mprotect-changed-encryption"
+    /// A VMA took over address space of another KeyID (VMAs with different KeyIDs merged).
+    case mergedAcrossKeyIDs = "merged-across-keyids"
+    /// KSM shares one frame between mappings of different KeyIDs.
+    case ksmCrossKeyID = "ksm-cross-keyid"
+    /// The zero page (or huge zero page) is mapped with a KeyID other than 0.
+    case encryptedZeroPage = "encrypted-zero-page"
+    /// A present PTE's KeyID differs from its page's page_keyid or (normal VMAs) its VMA's.
+    case pteKeyIDMismatch = "pte-keyid-mismatch"
+    /// A page-table entry maps a frame outside every VMA of its mm.
+    case pteOutsideVMA = "pte-outside-vma"
+    /// Allocator and page-table accounting disagree (leaked, doubly owned or freed-while-mapped
+    /// frames, mapcount or refcount wrong, allocator self-check).
+    case frameAccounting = "frame-accounting"
+    /// A cache line of a frame is held under a KeyID other than the frame's page_keyid.
+    case staleCacheLine = "stale-cache-line"
+    /// The zero page's contents are not all zero.
+    case zeroPageModified = "zero-page-modified"
+    /// A read through one KeyID returned plaintext written through another.
+    case crossKeyIDPlaintext = "cross-keyid-plaintext"
+    /// DRAM holds plaintext written through an encrypting KeyID.
+    case plaintextInDRAM = "plaintext-in-dram"
+
+    public var description: String { rawValue }
+
+    /// Report order (lower first).
+    public var priority: Int { Invariant.allCases.firstIndex(of: self) ?? 0 }
+
+    /// The one-line statement (docs/invariants.md has the same text).
+    public var statement: String {
+        switch self {
+        case .keyidReuseWhileReferenced: "a KeyID is never reprogrammed (new key or CLEAR_KEY) while a VMA or an allocated page still uses it, nor while its count is non-zero"
+        case .keyidRefcountBalance: "each KeyID's reference count equals the references that exist: its live key's own + one per VMA + one per allocated 4 KiB page with that page_keyid"
+        case .encryptedZeroPage: "the zero page and the huge zero page are mapped only with KeyID 0 (no encryption bits)"
+        case .mprotectChangedEncryption: "mprotect/pkey_mprotect never change the KeyID (encryption bits) of an entry that keeps its frame"
+        case .ksmCrossKeyID: "a KSM page is mapped only through its own KeyID, from VMAs of that KeyID"
+        case .mergedAcrossKeyIDs: "an address keeps its VMA's KeyID across every call but encrypt_mprotect and calls that replace the mapping (VMAs of different KeyIDs never merge)"
+        case .pteKeyIDMismatch: "every PTE that maps a page carries that page's page_keyid and, in a normal VMA, the VMA's KeyID"
+        case .pteOutsideVMA: "no page-table entry maps anything outside the VMAs of its mm"
+        case .frameAccounting: "every mapped frame is allocated, its mapcount equals the entries mapping it, its refcount covers mappings + pins + page cache, and the allocator's own check passes"
+        case .staleCacheLine: "no cache line of an allocated frame is held under a KeyID other than the frame's page_keyid"
+        case .zeroPageModified: "the zero pages read as zeros through KeyID 0"
+        case .crossKeyIDPlaintext: "no read through KeyID B returns plaintext written through KeyID A != B (or through an earlier key of the same KeyID)"
+        case .plaintextInDRAM: "DRAM never holds plaintext written through an encrypting KeyID"
+        }
+    }
+}
+
+/// Where a violation was seen: the call after which (or during which) the checker found it.
+public struct CallSite: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The input file ("<fuzz>" for generated programs).
+    public var file: String
+    /// 1-based line in `file` (0: not from a file).
+    public var line: Int
+    /// The call in strace syntax, e.g. `1 mprotect(0x7f0000000000, 8192, PROT_READ)`.
+    public var call: String
+    /// Calls executed before this one (0-based index of the call in the run).
+    public var index: Int
+    public init(file: String, line: Int, call: String, index: Int) {
+        self.file = file; self.line = line; self.call = call; self.index = index
+    }
+    public var description: String { "\(file):\(line)" }
+}
+
+/// One broken invariant, with everything needed to find the culprit.
+public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var invariant: Invariant
+    /// What exactly is wrong: the page/PFN, cache line, KeyID, VMA, process.
+    public var detail: String
+    /// The call after which it was found (nil before any call).
+    public var site: CallSite?
+
+    public init(_ invariant: Invariant, _ detail: String, site: CallSite? = nil) {
+        self.invariant = invariant
+        self.detail = detail
+        self.site = site
+    }
+
+    /// `FILE:LINE: violation: NAME: detail` (the contract's report line).
+    public var description: String {
+        let place = site.map { "\($0.file):\($0.line): " } ?? ""
+        return "\(place)violation: \(invariant.rawValue): \(detail)"
+    }
+}
+
+/// Formatting helpers shared by the checks (hex the way the kernel prints).
+enum Fmt {
+    static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+    static func va(_ v: VirtAddr) -> String { hex(v.rawValue) }
+    static func pfn(_ p: PFN) -> String { "PFN " + hex(p.rawValue) }
+    static func vma(_ start: VirtAddr, _ end: VirtAddr) -> String { "VMA \(hex(start.rawValue))-\(hex(end.rawValue))" }
+}
