@@ -24,11 +24,7 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Write the result to FILE instead of standard output.")
     var output: String?
 
-    @Option(name: .long, help: "Configuration file (TOML).")
-    var config: String?
-
-    @Option(name: .long, help: "A setting KEY=VALUE (repeatable), e.g. memory=4G, cache=32M, costs=FILE.")
-    var set: [String] = []
+    @OptionGroup var modelOptions: ModelOptions
 
     @Flag(name: .long, help: "Shorter runs (smoke test).")
     var quick = false
@@ -48,15 +44,8 @@ struct Bench: ParsableCommand {
     struct BenchUsageError: Error { var message: String }
 
     func runBench() throws {
-        var model = ModelConfig()
-        if let config {
-            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { throw BenchUsageError(message: "cannot read \(config)") }
-            do { try model.applyTOML(text, file: config) } catch { throw BenchUsageError(message: error.description) }
-        }
-        for s in set {
-            do { try model.apply(s) } catch { throw BenchUsageError(message: error.description) }
-        }
-        do { try model.validate() } catch { throw BenchUsageError(message: error.description) }
+        let model: ModelConfig
+        do { model = try modelOptions.modelConfig() } catch { throw BenchUsageError(message: error.message) }
         var costs = CostProfile.default
         if let file = model.costsFile {
             do { costs = try CostProfile.load(from: file) } catch { throw BenchUsageError(message: "\(error)") }
