@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(
             name: "TraceTests",
             dependencies: [
-                "KeyMMTrace",
+                "KeyMMBase", "KeyMMTrace",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["libfuzzer"],

@@ -4,6 +4,7 @@
 // Scale with KEYMM_FUZZ_INPUTS (default 1500 per property, kept small for CI); the 1M run:
 //   KEYMM_FUZZ_INPUTS=1000000 swift test -c release --scratch-path .build-trace --filter FuzzTests
 import Testing
+import KeyMMBase
 import PropertyBased
 import KeyMMTrace
 #if canImport(Glibc)
@@ -91,22 +92,13 @@ func checkParserAnswers(_ bytes: [UInt8]) {
 }
 
 /// A small deterministic generator for mutations (the property library supplies the seed).
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+typealias SplitMix = SeededGenerator
 
 let interestingBytes: [UInt8] = Array("\"\\()[]{}<>,|=.-#x0123456789 \t\n:/*~&!?+@ELPROT_NULL".utf8) + [0, 0xff, 0x80, 0xc3]
 
 /// 1-6 seed lines, each mutated 0-4 times (insert, delete, duplicate, replace, truncate).
 func mutatedInput(seed: UInt64) -> [UInt8] {
-    var rng = SplitMix(state: seed)
+    var rng = SplitMix(seed: seed)
     var out: [UInt8] = []
     for n in 0..<Int.random(in: 1...6, using: &rng) {
         if n > 0 { out.append(0x0a) }

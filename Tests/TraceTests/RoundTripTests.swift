@@ -48,7 +48,7 @@ private func randomValue(_ rng: inout SplitMix, depth: Int, top: Bool) -> TraceV
 }
 
 private func randomCall(seed: UInt64) -> SyscallLine {
-    var rng = SplitMix(state: seed)
+    var rng = SplitMix(seed: seed)
     let args = (0..<Int.random(in: 0...6, using: &rng)).map { _ in randomValue(&rng, depth: 0, top: true) }
     let results: [TraceResult] = [
         .none, .unknown, .signal("SIGSEGV"),
