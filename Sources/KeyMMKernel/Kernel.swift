@@ -48,6 +48,10 @@ public struct KernelConfig: Sendable {
     public var softDirty: Bool = false
     /// Pages the overcommit heuristic allows one accountable mapping (0: the machine's RAM).
     public var overcommitPages: UInt64 = 0
+    /// The MKTME series' kernel-build experiment (bench `macro`, `--set encrypt-anon=on`): at boot
+    /// the kernel adds one "mktme" type=cpu key and every new anonymous private mapping (mmap, brk)
+    /// gets its KeyID. No effect when MKTME is off (policy `none`). See mktme/EncryptAnon.swift.
+    public var encryptAnon: Bool = false
     public init() {}
 }
 
@@ -67,6 +71,8 @@ public final class Kernel {
     public let pgtable = PgtableState()
     /// Kernel-wide MKTME state: boot decision and direct-map layout, pins, swap, KSM (mktme/).
     public let mktme: MKTMEState
+    /// The KeyID every new anonymous private VMA gets (KeyID 0 unless `KernelConfig.encryptAnon`).
+    public internal(set) var encryptAnonKeyID: KeyID = .tme
 
     /// The model's file system: path -> inode.
     public internal(set) var filesystem: [String: MappedFile] = [:]
@@ -99,6 +105,7 @@ public final class Kernel {
         self.pageCache = PageCache()
         allocator.injectBugs = config.injectBugs   // seeded bugs (KeyMMChecker/SeededBugs.swift)
         installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
+        setupEncryptAnon()   // mktme/EncryptAnon.swift: KernelConfig.encryptAnon
     }
 
     /// Creates a process with an empty address space. `pid` nil picks the next free pid.

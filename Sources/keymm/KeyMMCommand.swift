@@ -26,6 +26,6 @@ struct KeyMMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keymm",
         abstract: "An executable model of the Linux mm with multi-key memory encryption (MKTME).",
-        subcommands: [Demo.self, Run.self, Replay.self, Bench.self, Calibrate.self, Fuzz.self]
+        subcommands: [Demo.self, Run.self, Replay.self, Bench.self, Calibrate.self, Fuzz.self, Report.self]
     )
 }

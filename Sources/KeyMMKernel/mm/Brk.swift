@@ -76,13 +76,14 @@ extension Kernel {
         var result: VMA? = nil
         if let v = vma, v.vmEnd == addr {
             var vmg = VMAMergeState(start: addr, end: addr.advanced(by: len), flags: flags,
-                                    pgoff: addr.pageNumber, file: nil)
+                                    pgoff: addr.pageNumber, file: nil, keyid: encryptAnonKeyID)
             vmg.prev = v
             vmg.justExpand = true
             result = vmaMergeNewRange(mm, &vmg)
         }
         if result == nil {
-            let new = vmAreaAlloc(start: addr, end: addr.advanced(by: len), pgoff: addr.pageNumber, flags: flags)
+            let new = vmAreaAlloc(start: addr, end: addr.advanced(by: len), pgoff: addr.pageNumber, flags: flags,
+                                  keyid: encryptAnonKeyID)   // encrypt-anon (mktme/EncryptAnon.swift)
             mm.vmas.insert(new)
             result = new
         }

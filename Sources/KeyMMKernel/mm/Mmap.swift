@@ -127,7 +127,8 @@ extension Kernel {
         }
         if flags.contains(.noReserve), !config.overcommitNever { vmFlags.insert(.noReserve) }
 
-        let r = mmapRegion(task, file, VirtAddr(addr), len, vmFlags, pgoff)
+        let r = mmapRegion(task, file, VirtAddr(addr), len, vmFlags, pgoff,
+                           keyid: anonKeyID(file: file, flags: vmFlags))   // encrypt-anon (mktme/EncryptAnon.swift)
         if case .success = r, vmFlags.contains(.locked) || flags.intersection([.populate, .nonBlock]) == .populate {
             populate = len
         }
@@ -226,14 +227,6 @@ extension Kernel {
         vmaSetPageProt(vma)
         machine.clock.charge(.vmaOp)
         return .success(addr)
-    }
-
-    /// shmem_zero_setup(): shared anonymous memory is a fresh shmem file.
-    func shmemZeroSetup(_ vma: VMA, size: UInt64) {
-        let f = MappedFile(path: "/dev/zero (deleted)", inode: nextShmemInode, device: (0, 1), size: size)
-        nextShmemInode &+= 1
-        f.isShmem = true
-        vma.vmFile = f
     }
 
     // MARK: munmap

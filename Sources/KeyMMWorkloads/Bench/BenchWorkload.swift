@@ -59,6 +59,11 @@ public enum BenchRegistry {
         FootprintWorkload(),
         // ---- APPEND NEW WORKLOADS BELOW THIS LINE (one line each) ----
         AllocFreeWorkload(),
+        FaultsWorkload(),
+        VMAsWorkload(),
+        MacroWorkload(),
+        TenantsWorkload(),
+        KeyIDPressureWorkload(),
     ]
 
     /// The workload with this name, if any.

@@ -1,0 +1,372 @@
+// `keymm report`: one self-contained HTML file (inline CSS and SVG, no script, no network) from
+// bench JSON results (docs/bench-json.md) and, optionally, run JSON (docs/run-json.md).
+//
+// Charts: modeled overhead (ratio_vs_none) per policy per workload; flushed lines and KeyID
+// switches per workload and policy (log scale); the modeled cost breakdown of each row (counters
+// priced with a cost profile); KeyID occupancy over time (keyid-pressure's `occupancy` series);
+// the address space of each process in a run colored by KeyID (`processes[].vmas[].keyid`).
+//
+// Invariants: the output depends only on the inputs (deterministic: inputs in order, keys sorted);
+// every string from an input is HTML-escaped; bad JSON is reported with FILE:LINE:COLUMN.
+import Foundation
+import KeyMMHardware
+
+/// A report input that could not be read or is not valid JSON.
+public struct ReportInputError: Error, CustomStringConvertible, Sendable {
+    public let file: String
+    public let line: Int
+    public let column: Int
+    public let message: String
+    public var description: String { "\(file):\(line):\(column): error: \(message)" }
+}
+
+/// Builds the HTML report.
+public struct HTMLReport {
+    /// Bench reports, in input order, with their file names.
+    public var benches: [(file: String, report: BenchReport)] = []
+    /// Run results (run JSON), as JSON trees, with their file names.
+    public var runs: [(file: String, json: JSONValue)] = []
+    /// Prices for the cost breakdown.
+    public var costs: CostProfile = .default
+
+    public init() {}
+
+    /// Reads one input file: a bench report (`results`) or a run result (`processes`).
+    public mutating func add(file: String) throws(ReportInputError) {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ReportInputError(file: file, line: 1, column: 1, message: "cannot read file")
+        }
+        try add(data: data, name: file)
+    }
+
+    /// Adds one input given as bytes.
+    public mutating func add(data: Data, name: String) throws(ReportInputError) {
+        if let (offset, msg) = JSONSyntax.firstError(in: Array(data)) {
+            let (l, c) = JSONSyntax.lineColumn(Array(data), offset)
+            throw ReportInputError(file: name, line: l, column: c, message: "invalid JSON: \(msg)")
+        }
+        let tree: JSONValue
+        do { tree = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw ReportInputError(file: name, line: 1, column: 1, message: "invalid JSON: \(error)")
+        }
+        guard case .object(let o) = tree else {
+            throw ReportInputError(file: name, line: 1, column: 1, message: "expected a JSON object (bench or run result)")
+        }
+        if o["results"] != nil {
+            do { benches.append((name, try JSONDecoder().decode(BenchReport.self, from: data))) } catch {
+                throw ReportInputError(file: name, line: 1, column: 1, message: "not a bench result (docs/bench-json.md): \(error)")
+            }
+        } else if o["processes"] != nil || o["calls"] != nil {
+            runs.append((name, tree))
+        } else {
+            throw ReportInputError(file: name, line: 1, column: 1, message: "neither a bench result (`results`) nor a run result (`processes`)")
+        }
+    }
+
+    /// All bench rows, in input order.
+    var rows: [BenchRow] { benches.flatMap(\.report.results) }
+
+    /// The whole HTML document.
+    public func render() -> String {
+        var h = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><title>KeyMM report</title>
+        <style>
+        body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1140px}
+        h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ccc}
+        table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
+        th{background:#f3f3f3}td.l,th.l{text-align:left}.note{color:#666;font-size:12px}
+        svg{display:block;margin:8px 0}svg text{font:11px system-ui,sans-serif}
+        </style></head><body>
+        <h1>KeyMM report</h1>
+
+        """
+        h += "<p class=\"note\">Inputs: " + (benches.map(\.file) + runs.map(\.file)).map(htmlEscape).joined(separator: ", ")
+            + ". Modeled cycles come from the cost clock (deterministic); wall seconds are host time.</p>\n"
+        if !rows.isEmpty {
+            h += section("Modeled overhead per policy (modeled cycles / MKTME off)", overheadChart())
+            h += section("Flushed cache lines and KeyID switches (log scale)", flushChart())
+            h += section("Cost breakdown (counters priced with the \(htmlEscape(costs.name)) cost profile)", breakdownChart())
+            if let occ = occupancyChart() { h += section("KeyID occupancy over time (keyid-pressure)", occ) }
+            h += section("Rows", rowTable())
+            h += section("Host", hostTable())
+        }
+        for run in runs { h += section("Address space by KeyID: \(htmlEscape(run.file))", addressSpace(run.json)) }
+        h += "</body></html>\n"
+        return h
+    }
+
+    // MARK: charts
+
+    static let policyOrder = ["none", "wrapper", "integrated", "eager", "per-keyid", "all"]
+    static let policyColor = ["none": "#9e9e9e", "wrapper": "#d62728", "integrated": "#2ca02c", "eager": "#ff7f0e",
+                              "per-keyid": "#1f77b4", "all": "#7f7f7f"]
+    static let keyidColors = ["#e0e0e0", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+                              "#17becf", "#bcbd22"]
+
+    func section(_ title: String, _ body: String) -> String { "<h2>\(title)</h2>\n\(body)\n" }
+
+    var workloads: [String] {
+        var seen: [String] = []
+        for r in rows where r.policy != "all" && !seen.contains(r.workload) { seen.append(r.workload) }
+        return seen
+    }
+
+    var policies: [String] {
+        let present = Set(rows.filter { $0.policy != "all" }.map(\.policy))
+        return Self.policyOrder.filter(present.contains) + present.subtracting(Self.policyOrder).sorted()
+    }
+
+    func row(_ w: String, _ p: String) -> BenchRow? { rows.last { $0.workload == w && $0.policy == p } }
+
+    func legend(_ x: Int, _ y: Int) -> String {
+        var s = "", dx = x
+        for p in policies {
+            s += "<rect x=\"\(dx)\" y=\"\(y - 9)\" width=\"10\" height=\"10\" fill=\"\(Self.policyColor[p] ?? "#555")\"/>"
+            s += "<text x=\"\(dx + 14)\" y=\"\(y)\">\(htmlEscape(p))</text>"
+            dx += 24 + 7 * p.count
+        }
+        return s
+    }
+
+    /// Grouped bars: one group per workload, one bar per policy; `value` nil skips a bar.
+    func groupedBars(value: (BenchRow) -> Double?, log: Bool, label: (Double) -> String, series: [String]? = nil) -> String {
+        let ws = workloads, ps = series ?? policies
+        guard !ws.isEmpty, !ps.isEmpty else { return "<p class=\"note\">no policy rows</p>" }
+        let barW = 14, gap = 26, left = 60, top = 24, height = 240
+        let groupW = ps.count * barW + gap
+        let width = left + ws.count * groupW + 20
+        var vals: [Double] = []
+        for w in ws { for p in ps { if let r = row(w, p), let v = value(r) { vals.append(v) } } }
+        let maxV = max(vals.max() ?? 1, log ? 10 : 1)
+        func y(_ v: Double) -> Double {
+            if log { return Double(height) * (1 - log10(max(v, 1)) / max(log10(maxV), 1)) }
+            return Double(height) * (1 - v / (maxV * 1.08))
+        }
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(top + height + 60)\" viewBox=\"0 0 \(width) \(top + height + 60)\">"
+        s += "<g transform=\"translate(0,\(top))\">"
+        // Axis and grid.
+        let ticks: [Double] = log ? (0...Int(log10(maxV).rounded(.up))).map { pow(10, Double($0)) }
+                                  : (0...4).map { maxV * 1.08 * Double($0) / 4 }
+        for t in ticks {
+            let yy = y(t)
+            s += "<line x1=\"\(left)\" x2=\"\(width - 10)\" y1=\"\(svgNum(yy))\" y2=\"\(svgNum(yy))\" stroke=\"#eee\"/>"
+            s += "<text x=\"\(left - 4)\" y=\"\(svgNum(yy + 4))\" text-anchor=\"end\">\(htmlEscape(label(t)))</text>"
+        }
+        if !log, maxV >= 1 {
+            let y1 = y(1)
+            s += "<line x1=\"\(left)\" x2=\"\(width - 10)\" y1=\"\(svgNum(y1))\" y2=\"\(svgNum(y1))\" stroke=\"#333\" stroke-dasharray=\"4 3\"/>"
+        }
+        for (gi, w) in ws.enumerated() {
+            let gx = left + gi * groupW + gap / 2
+            for (pi, p) in ps.enumerated() {
+                guard let r = row(w, p), let v = value(r) else { continue }
+                let yy = y(v), x = gx + pi * barW
+                s += "<rect x=\"\(x)\" y=\"\(svgNum(yy))\" width=\"\(barW - 2)\" height=\"\(svgNum(max(Double(height) - yy, 0)))\" fill=\"\(Self.policyColor[p] ?? "#555")\">"
+                s += "<title>\(htmlEscape(w)) / \(htmlEscape(p)): \(htmlEscape(label(v)))</title></rect>"
+            }
+            s += "<text x=\"\(gx + ps.count * barW / 2)\" y=\"\(height + 16)\" text-anchor=\"middle\">\(htmlEscape(w))</text>"
+        }
+        s += "<line x1=\"\(left)\" x2=\"\(left)\" y1=\"0\" y2=\"\(height)\" stroke=\"#333\"/>"
+        s += "<line x1=\"\(left)\" x2=\"\(width - 10)\" y1=\"\(height)\" y2=\"\(height)\" stroke=\"#333\"/>"
+        s += legend(left, height + 42)
+        s += "</g></svg>"
+        return s
+    }
+
+    func overheadChart() -> String {
+        groupedBars(value: { $0.ratioVsNone }, log: false, label: { String(format: "%.2fx", $0) })
+            + "<p class=\"note\">Bar height: modeled cycles of the workload under the policy divided by the same workload with MKTME off (policy none, dashed line = 1x).</p>"
+    }
+
+    func flushChart() -> String {
+        groupedBars(value: { Double($0.counters["flushed_lines"] ?? 0) }, log: true, label: { Self.compact($0) })
+            + "<p class=\"note\">flushed_lines per workload and policy.</p>"
+            + groupedBars(value: { Double($0.counters["keyid_switches"] ?? 0) }, log: true, label: { Self.compact($0) })
+            + "<p class=\"note\">keyid_switches (a frame changing KeyID) per workload and policy.</p>"
+    }
+
+    /// Stacked horizontal bars: each row's modeled cycles split by event (counter × price).
+    func breakdownChart() -> String {
+        var events: [(name: String, price: UInt64)] = []
+        for e in CostEvent.allCases { events.append((e.counterName, costs[e])) }
+        let palette = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+                       "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+                       "#756bb1", "#636363", "#fdae6b", "#9ecae1", "#a1d99b", "#bcbddc"]
+        let rs = rows.filter { $0.policy != "all" }
+        guard !rs.isEmpty else { return "<p class=\"note\">no policy rows</p>" }
+        let left = 190, barH = 14, width = 1100, plotW = width - left - 20
+        var used: [String] = []
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(rs.count * (barH + 4) + 80)\">"
+        for (i, r) in rs.enumerated() {
+            let y = 10 + i * (barH + 4)
+            s += "<text x=\"\(left - 6)\" y=\"\(y + 11)\" text-anchor=\"end\">\(htmlEscape(r.workload)) / \(htmlEscape(r.policy))</text>"
+            var parts: [(String, Double)] = []
+            for e in events { if let n = r.counters[e.name], n > 0, e.price > 0 { parts.append((e.name, Double(n) * Double(e.price))) } }
+            let total = parts.reduce(0) { $0 + $1.1 }
+            guard total > 0 else { continue }
+            var x = Double(left)
+            for (name, c) in parts {
+                if !used.contains(name) { used.append(name) }
+                let w = c / total * Double(plotW)
+                let color = palette[(used.firstIndex(of: name) ?? 0) % palette.count]
+                s += "<rect x=\"\(svgNum(x))\" y=\"\(y)\" width=\"\(svgNum(w))\" height=\"\(barH)\" fill=\"\(color)\"><title>\(htmlEscape(name)): \(Self.compact(c)) cycles (\(String(format: "%.1f", c / total * 100))%)</title></rect>"
+                x += w
+            }
+        }
+        var lx = left, ly = rs.count * (barH + 4) + 30
+        for (i, name) in used.enumerated() {
+            let w = 20 + 7 * name.count
+            if lx + w > width { lx = left; ly += 16 }
+            s += "<rect x=\"\(lx)\" y=\"\(ly - 9)\" width=\"10\" height=\"10\" fill=\"\(palette[i % palette.count])\"/><text x=\"\(lx + 13)\" y=\"\(ly)\">\(htmlEscape(name))</text>"
+            lx += w
+        }
+        s += "</svg>"
+        return s + "<p class=\"note\">Each bar is 100% of the row's priced counters; hover a segment for its cycles. Prices: \(htmlEscape(costs.name)) profile (modeled cycles in the rows were charged with the profile named in each row's extras).</p>"
+    }
+
+    /// Stacked areas of in-use / dead / free KeyIDs per turn, from keyid-pressure rows.
+    func occupancyChart() -> String? {
+        let rs = rows.filter { $0.workload == "keyid-pressure" && $0.policy != "none" }
+        guard !rs.isEmpty else { return nil }
+        var out = ""
+        for r in rs {
+            guard case .array(let series)? = r.extra?["occupancy"], !series.isEmpty else { continue }
+            var pts: [(Double, Double, Double, Double)] = []
+            for v in series {
+                guard case .array(let a) = v, a.count >= 4, let t = a[0].number, let u = a[1].number, let d = a[2].number, let fr = a[3].number else { continue }
+                pts.append((t, u, d, fr))
+            }
+            guard let last = pts.last else { continue }
+            let total = max(pts.map { $0.1 + $0.2 + $0.3 }.max() ?? 1, 1)
+            let left = 50, w = 520, hgt = 160
+            func x(_ t: Double) -> Double { Double(left) + t / max(last.0, 1) * Double(w) }
+            func y(_ v: Double) -> Double { 10 + Double(hgt) * (1 - v / total) }
+            // Bands by index into (turn, in_use, dead, free): lower edge = sum of columns 1..<lo, upper = 1..<hi.
+            func edge(_ p: (Double, Double, Double, Double), _ upTo: Int) -> Double {
+                [p.1, p.2, p.3].prefix(upTo).reduce(0, +)
+            }
+            func band(_ lo: Int, _ hi: Int, _ color: String, _ name: String) -> String {
+                var q = pts.map { "\(svgNum(x($0.0))),\(svgNum(y(edge($0, hi))))" }
+                q += pts.reversed().map { "\(svgNum(x($0.0))),\(svgNum(y(edge($0, lo))))" }
+                return "<polygon points=\"\(q.joined(separator: " "))\" fill=\"\(color)\"><title>\(name)</title></polygon>"
+            }
+            var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(left + w + 150)\" height=\"\(hgt + 50)\">"
+            s += band(0, 1, "#d62728", "in use")
+            s += band(1, 2, "#ff7f0e", "dead (key destroyed, pages still referencing)")
+            s += band(2, 3, "#cfe8cf", "free")
+            for k in 0...Int(total) {
+                s += "<text x=\"\(left - 6)\" y=\"\(svgNum(y(Double(k)) + 4))\" text-anchor=\"end\">\(k)</text>"
+            }
+            s += "<text x=\"\(left)\" y=\"\(hgt + 28)\">turn 0</text><text x=\"\(left + w)\" y=\"\(hgt + 28)\" text-anchor=\"end\">turn \(Int(last.0))</text>"
+            s += "<rect x=\"\(left + w + 12)\" y=\"20\" width=\"10\" height=\"10\" fill=\"#d62728\"/><text x=\"\(left + w + 26)\" y=\"29\">in use</text>"
+            s += "<rect x=\"\(left + w + 12)\" y=\"40\" width=\"10\" height=\"10\" fill=\"#ff7f0e\"/><text x=\"\(left + w + 26)\" y=\"49\">dead</text>"
+            s += "<rect x=\"\(left + w + 12)\" y=\"60\" width=\"10\" height=\"10\" fill=\"#cfe8cf\"/><text x=\"\(left + w + 26)\" y=\"69\">free</text>"
+            s += "<text x=\"\(left + w + 12)\" y=\"95\">policy \(htmlEscape(r.policy))</text>"
+            let refused = r.extra?["enokey_refusals"]?.number ?? 0
+            s += "<text x=\"\(left + w + 12)\" y=\"112\">ENOKEY: \(Int(refused))</text>"
+            s += "</svg>"
+            out += s
+        }
+        return out.isEmpty ? nil : out + "<p class=\"note\">KeyID slots per turn: in use by a live key, dead (key destroyed, pinned pages still hold references), free.</p>"
+    }
+
+    /// One strip per process: its VMAs in address order, width by log2(pages), color by KeyID.
+    func addressSpace(_ run: JSONValue) -> String {
+        guard case .object(let o) = run, case .array(let procs)? = o["processes"], !procs.isEmpty else {
+            return "<p class=\"note\">no processes in this run result</p>"
+        }
+        var s = ""
+        var keyidsSeen: Set<Int> = []
+        let width = 1100, left = 70, stripH = 26
+        var body = ""
+        for (i, p) in procs.enumerated() {
+            guard case .object(let po) = p, case .array(let vmas)? = po["vmas"] else { continue }
+            let pid = po["pid"]?.number.map { String(Int($0)) } ?? "?"
+            var items: [(w: Double, keyid: Int, title: String)] = []
+            for v in vmas {
+                guard case .object(let vo) = v else { continue }
+                let start = vo["start"]?.text ?? "", end = vo["end"]?.text ?? ""
+                let a = UInt64(start.dropFirst(2), radix: 16) ?? 0, b = UInt64(end.dropFirst(2), radix: 16) ?? 0
+                let pages = Double(max(b > a ? (b - a) >> 12 : 1, 1))
+                let keyid = Int(vo["keyid"]?.number ?? 0)
+                keyidsSeen.insert(keyid)
+                let path: String = { if case .string(let p)? = vo["path"] { return " " + p }; return "" }()
+                items.append((log2(pages) + 1, keyid, "\(start)-\(end) \(vo["perms"]?.text ?? "") KeyID \(keyid)\(path)"))
+            }
+            let total = max(items.reduce(0) { $0 + $1.w }, 1)
+            let y = 8 + i * (stripH + 8)
+            body += "<text x=\"\(left - 6)\" y=\"\(y + 17)\" text-anchor=\"end\">pid \(htmlEscape(pid))</text>"
+            var x = Double(left)
+            for it in items {
+                let w = it.w / total * Double(width - left - 10)
+                body += "<rect x=\"\(svgNum(x))\" y=\"\(y)\" width=\"\(svgNum(max(w - 1, 0.5)))\" height=\"\(stripH)\" fill=\"\(keyidColor(it.keyid))\" stroke=\"#fff\" stroke-width=\"0.5\"><title>\(htmlEscape(it.title))</title></rect>"
+                x += w
+            }
+        }
+        let h = 8 + procs.count * (stripH + 8) + 30
+        s += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(h)\">" + body
+        var lx = left
+        for k in keyidsSeen.sorted() {
+            s += "<rect x=\"\(lx)\" y=\"\(h - 18)\" width=\"10\" height=\"10\" fill=\"\(keyidColor(k))\" stroke=\"#999\" stroke-width=\"0.5\"/><text x=\"\(lx + 14)\" y=\"\(h - 9)\">KeyID \(k)\(k == 0 ? " (TME / no key)" : "")</text>"
+            lx += k == 0 ? 150 : 70
+        }
+        s += "</svg><p class=\"note\">Each VMA in address order (gaps not drawn); width grows with log2 of its pages; hover for its range, permissions, KeyID and path.</p>"
+        return s
+    }
+
+    func keyidColor(_ k: Int) -> String { Self.keyidColors[k >= 0 && k < Self.keyidColors.count ? k : (abs(k) % 9) + 1] }
+
+    // MARK: tables
+
+    func rowTable() -> String {
+        var s = "<table><tr><th class=\"l\">workload</th><th class=\"l\">policy</th><th>modeled cycles</th><th>vs none</th><th>flushed lines</th><th>keyid switches</th><th>host rate</th><th>wall s</th></tr>"
+        for r in rows {
+            s += "<tr><td class=\"l\">\(htmlEscape(r.workload))</td><td class=\"l\">\(htmlEscape(r.policy))</td><td>\(Self.compact(Double(r.modeledCycles)))</td>"
+            s += "<td>\(r.ratioVsNone.map { String(format: "%.3fx", $0) } ?? "")</td>"
+            s += "<td>\(r.counters["flushed_lines"] ?? 0)</td><td>\(r.counters["keyid_switches"] ?? 0)</td>"
+            s += "<td>\(r.hostRate.map { htmlEscape(Self.compact($0.value) + " " + $0.unit) } ?? "")</td><td>\(String(format: "%.2f", r.wallSeconds))</td></tr>"
+        }
+        return s + "</table>"
+    }
+
+    func hostTable() -> String {
+        var s = "<table>"
+        for b in benches {
+            for k in b.report.host.keys.sorted() {
+                s += "<tr><td class=\"l\">\(htmlEscape(k))</td><td class=\"l\">\(htmlEscape(b.report.host[k]?.text ?? ""))</td></tr>"
+            }
+        }
+        return s + "</table>"
+    }
+
+    // MARK: helpers
+
+    static func compact(_ v: Double) -> String {
+        let a = abs(v)
+        if a >= 1e9 { return String(format: "%.2fG", v / 1e9) }
+        if a >= 1e6 { return String(format: "%.2fM", v / 1e6) }
+        if a >= 1e4 { return String(format: "%.1fk", v / 1e3) }
+        if a == a.rounded() { return String(Int(v)) }
+        return String(format: "%.2f", v)
+    }
+}
+
+func svgNum(_ d: Double) -> String { String(format: "%.1f", d.isFinite ? d : 0) }
+
+/// HTML-escapes text.
+func htmlEscape(_ s: String) -> String {
+    var o = ""
+    o.reserveCapacity(s.count)
+    for c in s {
+        switch c {
+        case "&": o += "&amp;"
+        case "<": o += "&lt;"
+        case ">": o += "&gt;"
+        case "\"": o += "&quot;"
+        case "'": o += "&#39;"
+        default: o.append(c)
+        }
+    }
+    return o
+}
