@@ -229,6 +229,14 @@ extension Kernel {
         return .success(addr)
     }
 
+    /// shmem_zero_setup(): shared anonymous memory is a fresh shmem file.
+    func shmemZeroSetup(_ vma: VMA, size: UInt64) {
+        let f = MappedFile(path: "/dev/zero (deleted)", inode: nextShmemInode, device: (0, 1), size: size)
+        nextShmemInode &+= 1
+        f.isShmem = true
+        vma.vmFile = f
+    }
+
     // MARK: munmap
 
     /// munmap(2).
