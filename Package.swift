@@ -122,5 +122,10 @@ let package = Package(
             dependencies: ["KeyMM"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "CheckerTests",
+            dependencies: ["KeyMM"],
+            swiftSettings: strict
+        ),
     ]
 )

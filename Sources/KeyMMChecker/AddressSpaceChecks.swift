@@ -93,8 +93,14 @@ extension InvariantChecker {
     func checkProtectionSnapshot() {
         guard let pid = protSnapshotPid, let task = kernel.task(pid) else { return }
         let pt = task.mm.pageTable
+        let zero = kernel.pgtable.zeroPFN, hugeZero = kernel.pgtable.hugeZeroPFN
+        func isZero(_ f: PFN) -> Bool {
+            f == zero || (hugeZero.map { f >= $0 && f.rawValue < $0.rawValue &+ UInt64(hpagePMDNr) } ?? false)
+        }
         for (va, pfn, k) in protSnapshot {
-            guard let now = PageTableWalk.translate(pt, va), now.pfn == pfn, now.keyid != k else { continue }
+            // Same frame, or the zero page both times (a huge zero PMD split into zero PTEs).
+            guard let now = PageTableWalk.translate(pt, va), now.pfn == pfn || (isZero(now.pfn) && isZero(pfn)),
+                  now.keyid != k else { continue }
             report(.mprotectChangedEncryption, key: "\(pid):\(va.rawValue)",
                    "pid \(pid) VA \(Fmt.va(va)): the entry of \(Fmt.pfn(pfn)) had \(k) before the call and has \(now.keyid) after it")
         }

@@ -51,8 +51,9 @@ extension InvariantChecker {
 
     /// Whether a VMA is "normal" for the KeyID rule (anonymous or file, no driver hooks).
     @inline(__always) func isNormalVMA(_ v: VMA) -> Bool {
-        v.vmOps == nil && v.vmFlags.isDisjoint(with: [.pfnMap, .mixedMap, .io])
+        v.vmOps == nil && v.vmFlags.rawValue & InvariantChecker.driverFlags == 0
     }
+    static let driverFlags = VMFlags([.pfnMap, .mixedMap, .io]).rawValue
 
     func sweepPageTables(_ work: inout Int) -> MappingCensus {
         let alloc = kernel.allocator

@@ -55,7 +55,7 @@ public struct SeededBug: Sendable, Hashable {
         SeededBug(name: "split-from-vm-page-prot", kernelNames: ["split-from-vm-page-prot", "split-pmd-from-vm-page-prot"],
                   location: "pgtable/THP.swift, splitHugePMD (PTE.splitEntryFromVMAProt, and the huge zero PMD's entries)",
                   mistake: "split_huge_pmd() builds the 4 KiB entries' encryption bits from vm_page_prot instead of the source PMD (seed 003)",
-                  caughtBy: [.encryptedZeroPage], notApplicable: "policy=none, SME"),
+                  caughtBy: [.encryptedZeroPage, .mprotectChangedEncryption], notApplicable: "policy=none, SME"),
         SeededBug(name: "merge-across-keyids", kernelNames: ["merge-across-keyids"],
                   location: "mm/VMAMerge.swift, isMergeableVMA (is_mergeable_vma)",
                   mistake: "is_mergeable_vma() forgets the KeyID comparison, so VMAs of different KeyIDs merge",

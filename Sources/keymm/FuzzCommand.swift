@@ -43,6 +43,9 @@ struct Fuzz: ParsableCommand {
     @Flag(name: .long, help: "Print only a violation and the file written.")
     var quiet = false
 
+    @Flag(name: .customLong("keep-going"), help: "Campaign mode: go on after a violation; shrink the first of each policy, count the rest.")
+    var keepGoing = false
+
     @OptionGroup var model: ModelOptions
 
     func run() throws {
@@ -56,6 +59,7 @@ struct Fuzz: ParsableCommand {
             options.seed = seed
             options.episodeLength = episode
             options.sweepEvery = max(sweepEvery, 1)
+            options.keepGoing = keepGoing
             options.without = Set((without ?? "").split(separator: ",").map { String($0) })
             options.model = try fuzzModel()
             if policy == "all" {
@@ -91,6 +95,12 @@ struct Fuzz: ParsableCommand {
                 }
                 let rate = r.seconds > 0 ? Double(r.ops) / r.seconds : 0
                 print("policy \(r.policy.rawValue): \(r.ops) calls in \(r.episodes) episodes, \(String(format: "%.1f", r.seconds)) s (\(Int(rate)) calls/s): \(r.finding == nil ? "no violation" : "VIOLATION")")
+                for (name, n) in r.violationsByInvariant.sorted(by: { $0.key < $1.key }) {
+                    print("  \(n) episode(s) broke \(name)")
+                }
+                for (e, v) in r.unrelated.prefix(3) {
+                    print("  note: episode \(e) broke \(v.invariant.rawValue) without the injected bug too (a model problem, not the bug's): \(v.detail)")
+                }
             }
         }
         guard let f = found else { return }

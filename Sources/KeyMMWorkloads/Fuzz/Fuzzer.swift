@@ -36,6 +36,9 @@ public struct FuzzOptions: Sendable {
     public var sweepEvery = 1
     /// Calls the generator never makes (e.g. to get past a known model bug).
     public var without: Set<String> = []
+    /// Campaign mode: after a violation go on with the next episode (and policy); the first
+    /// violation of each policy is shrunk at the end, the rest are counted by invariant.
+    public var keepGoing = false
     public init() {}
 }
 
@@ -68,6 +71,11 @@ public struct FuzzPolicyResult: Sendable {
     public var finding: FuzzFinding?
     /// True when the injected bug cannot show under this policy (skipped).
     public var skipped = false
+    /// With an injected bug: violations that fire on the unmodified model too (so they are not
+    /// the bug's), as (episode, violation); fuzzing went on after them.
+    public var unrelated: [(episode: Int, violation: Violation)] = []
+    /// Keep-going mode: episodes that broke an invariant, counted by the invariant's name.
+    public var violationsByInvariant: [String: Int] = [:]
 }
 
 /// The fuzzer.
@@ -90,10 +98,10 @@ public final class Fuzzer {
     }
 
     /// The model of one episode.
-    func model(_ policy: AllocatorPolicy, episode: Int) -> ModelConfig {
+    func model(_ policy: AllocatorPolicy, episode: Int, bug: Bool = true) -> ModelConfig {
         var m = options.model
         m.kernel.policy = policy
-        if let bug = options.injectBug { m.kernel.injectBugs.formUnion(bug.kernelNames) }
+        if bug, let b = options.injectBug { m.kernel.injectBugs.formUnion(b.kernelNames) }
         var g = SeededGenerator.derived(seed: options.seed, purpose: UInt64(episode) << 8 | UInt64(policyIndex(policy)))
         m.machine.seed = g.next() >> 1
         return m
@@ -124,6 +132,9 @@ public final class Fuzzer {
             var ops = 0
             var episode = 0
             var finding: FuzzFinding?
+            var unrelated: [(Int, Violation)] = []
+            var first: (episode: Int, lines: [String], violation: Violation, ops: Int)?
+            var counts: [String: Int] = [:]
             while ops < options.ops && finding == nil {
                 let len = min(options.episodeLength, options.ops - ops)
                 let r = runEpisode(policy, episode: episode, calls: len) { n in
@@ -131,14 +142,27 @@ public final class Fuzzer {
                 }
                 ops += r.executed
                 if let v = r.violation {
-                    finding = shrink(policy, episode: episode, lines: r.lines, violation: v, opsToFind: ops)
+                    if options.injectBug != nil,
+                       firstFiring(r.lines, config: model(policy, episode: episode, bug: false), target: v.invariant) != nil {
+                        // The unmodified model breaks the same invariant here: not the bug's doing.
+                        unrelated.append((episode, v))
+                    } else if options.keepGoing {
+                        counts[v.invariant.rawValue, default: 0] += 1
+                        if first == nil { first = (episode, r.lines, v, ops) }
+                    } else {
+                        finding = shrink(policy, episode: episode, lines: r.lines, violation: v, opsToFind: ops)
+                    }
                 }
                 episode += 1
             }
-            results.append(FuzzPolicyResult(policy: policy, ops: ops, episodes: episode,
-                                            seconds: Date().timeIntervalSince(start), finding: finding))
+            if let f = first { finding = shrink(policy, episode: f.episode, lines: f.lines, violation: f.violation, opsToFind: f.ops) }
+            var result = FuzzPolicyResult(policy: policy, ops: ops, episodes: episode,
+                                          seconds: Date().timeIntervalSince(start), finding: finding)
+            result.unrelated = unrelated
+            result.violationsByInvariant = counts
+            results.append(result)
             done += options.ops
-            if finding != nil { break }
+            if finding != nil && !options.keepGoing { break }
         }
         progress?(total, total)
         return results

@@ -33,6 +33,8 @@ struct ProgramGenerator {
     let memory: UInt64
     /// Calls never generated (`keymm fuzz --without`), e.g. to get past a known model bug.
     var without: Set<String> = []
+    /// Lines of a planned sequence (a macro), emitted interleaved with random calls.
+    var queue: [String] = []
     static let base: UInt64 = 0x7e00_0000_0000
     static let slot: UInt64 = 8 << 20
     static let slots: UInt64 = 24
@@ -115,13 +117,86 @@ struct ProgramGenerator {
 
     /// The next line of the program (pid prefix, call, and the id the runner should assign).
     mutating func next(_ k: Kernel?) -> String {
-        guard !without.isEmpty else { return candidate(k) }
+        guard !without.isEmpty else { return planned(k) }
         for _ in 0..<64 {
-            let line = candidate(k)
+            let line = planned(k)
             let name = line.drop { $0 != " " }.dropFirst().prefix { $0 != "(" }
             if !without.contains(String(name)) { return line }
         }
         return "1 wbinvd()"
+    }
+
+    /// A line of the current macro (most of the time, while one runs), else a random call;
+    /// sometimes starts a macro.
+    mutating func planned(_ k: Kernel?) -> String {
+        if !queue.isEmpty && chance(60) { return queue.removeFirst() }
+        if queue.isEmpty && chance(2) { queue = macro(k) }
+        return candidate(k)
+    }
+
+    /// A short sequence aimed at a deep path: encrypted THP collapse/split, pinned pages outliving
+    /// their VMA and key, tenants with equal pages under KSM, VMAs of different KeyIDs side by side.
+    mutating func macro(_ k: Kernel?) -> [String] {
+        let ps = pids(k)
+        let pid = pick(ps) ?? 1
+        let p = "\(pid) "
+        let base = Self.base + UInt64(below(Int(Self.slots))) * Self.slot
+        var out: [String] = []
+        var serial = pick(serials)
+        if serial == nil || chance(50) {
+            out.append(p + addKeyLine())
+            serial = serials.last
+        }
+        let s = serial ?? 1000
+        switch below(4) {
+        case 0:   // encrypted THP: 4 KiB faults, MADV_HUGEPAGE, khugepaged; or a huge zero page split
+            let len: UInt64 = 2 << 20
+            out.append(p + "mmap(\(Self.hex(base)), \(len), PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)")
+            out.append(p + "encrypt_mprotect(\(Self.hex(base)), \(len), PROT_READ|PROT_WRITE, \(s))")
+            if chance(50) {
+                for _ in 0..<(1 + below(4)) {
+                    out.append(p + "mem_write(\(Self.hex(base + UInt64(below(512)) * 4096 + UInt64(below(64)) * 64)), \(Self.literal(randomBytes(16 + below(48)))))")
+                }
+                out.append(p + "madvise(\(Self.hex(base)), \(len), MADV_HUGEPAGE)")
+                out.append(p + (chance(70) ? "khugepaged_scan()" : "madvise(\(Self.hex(base)), \(len), MADV_COLLAPSE)"))
+            } else {
+                out.append(p + "madvise(\(Self.hex(base)), \(len), MADV_HUGEPAGE)")
+                out.append(p + "mem_read(\(Self.hex(base + UInt64(below(512)) * 4096)), 64)")
+            }
+            out.append(p + "mprotect(\(Self.hex(base + UInt64(below(512)) * 4096)), \(4096 * (1 + below(8))), PROT_READ)")
+            out.append(p + "mem_read(\(Self.hex(base + UInt64(below(512)) * 4096)), 64)")
+        case 1:   // a pinned encrypted page outlives its VMA and its key
+            out.append(p + "mmap(\(Self.hex(base)), 16384, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)")
+            out.append(p + "encrypt_mprotect(\(Self.hex(base)), 16384, PROT_READ|PROT_WRITE, \(s))")
+            out.append(p + "mem_write(\(Self.hex(base + 64)), \(Self.literal(randomBytes(32))))")
+            out.append(p + "gup_pin(\(Self.hex(base)), \(1 + below(4))) = \(nextPin)")
+            nextPin += 1
+            out.append(p + "munmap(\(Self.hex(base)), 16384)")
+            out.append(p + "keyctl(\(chance(50) ? "KEYCTL_INVALIDATE" : "KEYCTL_REVOKE"), \(s))")
+            if chance(50) { out.append(p + "nanosleep({tv_sec=400, tv_nsec=0}, NULL)") }
+            out.append(p + addKeyLine())
+        case 2:   // two tenants, equal pages, KSM
+            let content = randomBytes(24)
+            let other = "\(nextSerial)"
+            out.append(p + addKeyLine())
+            for (i, key) in [String(s), other].enumerated() {
+                let a = base + UInt64(i) * 0x10_0000
+                out.append(p + "mmap(\(Self.hex(a)), 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)")
+                if i == 0 || chance(80) { out.append(p + "encrypt_mprotect(\(Self.hex(a)), 8192, PROT_READ|PROT_WRITE, \(key))") }
+                out.append(p + "mem_write(\(Self.hex(a + 128)), \(Self.literal(content)))")
+                out.append(p + "madvise(\(Self.hex(a)), 8192, MADV_MERGEABLE)")
+            }
+            out.append(p + "ksm_scan()")
+            out.append(p + "mem_read(\(Self.hex(base + 128)), 64)")
+        default:  // VMAs of different KeyIDs side by side, then made alike
+            out.append(p + "mmap(\(Self.hex(base)), 16384, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)")
+            out.append(p + "encrypt_mprotect(\(Self.hex(base + 4096)), 8192, PROT_READ|PROT_WRITE, \(s))")
+            out.append(p + "mprotect(\(Self.hex(base)), 16384, PROT_READ)")
+            out.append(p + "mprotect(\(Self.hex(base)), 16384, PROT_READ|PROT_WRITE)")
+            out.append(p + "mmap(\(Self.hex(base + 16384)), 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)")
+            out.append(p + "mem_write(\(Self.hex(base + 8192)), \(Self.literal(randomBytes(16))))")
+        }
+        return out
     }
 
     mutating func candidate(_ k: Kernel?) -> String {

@@ -27,6 +27,7 @@ extension Fuzzer {
 
     func shrink(_ policy: AllocatorPolicy, episode: Int, lines: [String], violation: Violation, opsToFind: Int) -> FuzzFinding {
         let config = model(policy, episode: episode)
+        let unmodified = model(policy, episode: episode, bug: false)
         let target = violation.invariant
         var runs = 0
         var cur = lines
@@ -34,6 +35,8 @@ extension Fuzzer {
             guard runs < options.maxShrinkRuns else { return false }
             runs += 1
             guard let i = firstFiring(c, config: config, target: target) else { return false }
+            // With an injected bug the candidate must need it: the unmodified model stays clean.
+            if options.injectBug != nil && firstFiring(Array(c[0...i]), config: unmodified, target: target) != nil { return false }
             cur = Array(c[0...i])
             return true
         }
@@ -127,6 +130,7 @@ extension Fuzzer {
         var head: [String] = []
         head.append("# Found by keymm fuzz --seed \(options.seed) --policy \(policy.rawValue)"
                      + (options.injectBug.map { " --inject-bug \($0.name)" } ?? "")
+                     + (options.without.isEmpty ? "" : " --without \(options.without.sorted().joined(separator: ","))")
                      + " after \(opsToFind) calls (episode \(episode)).")
         if let bug = options.injectBug {
             head.append("# Injected bug \(bug.name): \(bug.mistake) (\(bug.location)).")
