@@ -81,6 +81,8 @@ public final class Kernel {
     @usableFromInline var nextAnonVMAId: UInt64 = 1
     /// Inode counter of the internal shmem mount (shared anonymous memory).
     @usableFromInline var nextShmemInode: UInt64 = 1
+    /// Numbers open file descriptions (struct file identity: merging compares vm_file).
+    var nextOpenID: UInt64 = 1
 
     /// Builds a kernel on `machine`.
     public init(machine: Machine, config: KernelConfig) throws {

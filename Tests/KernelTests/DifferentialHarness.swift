@@ -166,8 +166,23 @@ final class DifferentialHarness: @unchecked Sendable {
         return k
     }
 
+    /// Debugging aid: runs `ops` and prints the region's VMAs with their anon_vma state.
+    func runModelKeepingTask(_ ops: [DiffOp], kernel k: Kernel) -> [String] {
+        let lines = runModel(ops, kernel: k, keep: { task in
+            for v in task.mm.vmas where v.vmStart.rawValue < DifferentialHarness.base + DifferentialHarness.size
+                && v.vmEnd.rawValue > DifferentialHarness.base {
+                print("  \(String(v.vmStart.rawValue - DifferentialHarness.base, radix: 16))-\(String(v.vmEnd.rawValue - DifferentialHarness.base, radix: 16)) pgoff \(String(v.vmPgoff, radix: 16)) anon \(v.anonVMA.map { String($0.id) } ?? "-") chain \(v.anonVMAChain.map { String($0.id) }) flags \(k.vmFlagsMnemonics(v.vmFlags))")
+            }
+        })
+        return lines
+    }
+
     /// Runs one program in a fresh process of `kernel`; the same lines the helper prints.
     func runModel(_ ops: [DiffOp], kernel k: Kernel) -> [String] {
+        runModel(ops, kernel: k, keep: nil)
+    }
+
+    func runModel(_ ops: [DiffOp], kernel k: Kernel, keep: ((TaskStruct) -> Void)?) -> [String] {
         let base = DifferentialHarness.base
         let size = DifferentialHarness.size
         var task = k.spawn()
@@ -243,6 +258,7 @@ final class DifferentialHarness: @unchecked Sendable {
                 }
             }
         }
+        keep?(task)
         lines.append("M")
         for vma in task.mm.vmas where vma.vmStart.rawValue < base + size && vma.vmEnd.rawValue > base {
             var l = k.mapsLine(task.mm, vma)
@@ -252,7 +268,20 @@ final class DifferentialHarness: @unchecked Sendable {
         }
         k.exit(task.pid)
         for p in waiting.reversed() { k.exit(p) }
+        leakCheck(k)
         return lines
+    }
+
+    /// Most frames ever free after a program's processes exited, and the latest count.
+    private var maxFreeAfter = 0
+    private var lastFreeAfter = 0
+    /// Frames that did not come back (the model's own invariant: once every process of a
+    /// program exited, only the test file's page cache and the zero pages may stay allocated).
+    var leakedFrames: Int { max(maxFreeAfter - lastFreeAfter, 0) }
+
+    private func leakCheck(_ k: Kernel) {
+        lastFreeAfter = k.allocator.freeFrames
+        maxFreeAfter = max(maxFreeAfter, lastFreeAfter)
     }
 
     // MARK: comparing

@@ -144,6 +144,18 @@ struct DifferentialScenarioTests {
             .mmap(addrMode: 1, off: pg(40), len: 0, prot: RW, flags: privAnonFixed, fdsel: 0, offset: 0),
             .mmap(addrMode: 1, off: pg(40), len: len(1), prot: RW, flags: privAnonFixed, fdsel: 0, offset: 5),
         ]),
+        // Merging compares vm_file (the struct file), not the inode: contiguous mappings of one
+        // file through the same fd merge, through two different opens they do not.
+        ("file_merge_same_fd_only", [
+            .mmap(addrMode: 1, off: pg(0), len: len(3), prot: RO, flags: 0x02 | 0x10, fdsel: 2, offset: 0),
+            .mmap(addrMode: 1, off: pg(3), len: len(3), prot: RO, flags: 0x02 | 0x10, fdsel: 2, offset: len(3)),
+            .mmap(addrMode: 1, off: pg(6), len: len(3), prot: RO, flags: 0x02 | 0x10, fdsel: 1, offset: len(6)),
+            .mmap(addrMode: 1, off: pg(20), len: len(4), prot: RW, flags: 0x01 | 0x10, fdsel: 1, offset: 0),
+            .mprotect(off: pg(21), len: len(1), prot: RO),
+            .mprotect(off: pg(21), len: len(1), prot: RW),
+            .mremap(off: pg(6), oldLen: len(3), newLen: len(3), flags: 3, newOff: pg(40)),
+            .mmap(addrMode: 1, off: pg(37), len: len(3), prot: RO, flags: 0x02 | 0x10, fdsel: 1, offset: len(3)),
+        ]),
         // protection_keys.c error paths that hold on every CPU (pkey 0, bad keys, pkey_free).
         ("pkey_errors", [
             mapAnon(0, 4),

@@ -40,6 +40,9 @@ struct DifferentialTests {
             }
             start += batch
         }
+        if h.leakedFrames > 600 {
+            failures.append("model leaked \(h.leakedFrames) page frames over \(run) programs (processes exited)")
+        }
         return (run, failures)
     }
 

@@ -44,7 +44,7 @@ extension Kernel {
         let ignore: VMFlags = [.read, .write, .exec, .softDirty]
         return a.vmEnd == b.vmStart
             && a.memoryPolicy == b.memoryPolicy
-            && a.vmFile === b.vmFile
+            && a.vmFile === b.vmFile && a.fileOpenID == b.fileOpenID
             && (a.vmFlags.rawValue ^ b.vmFlags.rawValue) & ~ignore.rawValue == 0
             && b.vmPgoff == a.vmPgoff &+ (b.vmStart.distance(from: a.vmStart) >> pageShift)
     }

@@ -44,7 +44,8 @@ extension Kernel {
         if flags.contains(.truncate) && mode != 0 { f.size = 0 }
         var fd = task.files.lowestFree()
         if let w = wanted, w >= 0, task.files.fds[w] == nil { fd = w }
-        task.files.fds[fd] = FileTable.OpenFile(file: f, accessMode: mode)
+        task.files.fds[fd] = FileTable.OpenFile(file: f, accessMode: mode, openID: nextOpenID)
+        nextOpenID &+= 1
         return .success(fd)
     }
 

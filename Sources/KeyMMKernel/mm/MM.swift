@@ -89,6 +89,9 @@ public final class FileTable {
         public let file: MappedFile
         /// O_ACCMODE bits: 0 O_RDONLY, 1 O_WRONLY, 2 O_RDWR.
         public let accessMode: Int32
+        /// The open file description's identity (struct file *): VMAs mapped through
+        /// different opens of one inode have different vm_file and never merge.
+        public var openID: UInt64 = 0
         public var readable: Bool { accessMode == 0 || accessMode == 2 }
         public var writable: Bool { accessMode == 1 || accessMode == 2 }
     }

@@ -197,6 +197,7 @@ extension Kernel {
             guard let vma = mm.vma(containing: a) else { return .ENOMEM }
             if !gupCheckVMAFlags(task, vma, write: write) { return .EINVAL }
             let vend = min(end, vma.vmEnd)
+            if write { gupPrepareAnon(task, vma, a, vend) }
             while a < vend {
                 switch handleMMFault(task, a, write ? .write : .read) {
                 case .ok: break

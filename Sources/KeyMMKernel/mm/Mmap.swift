@@ -128,7 +128,7 @@ extension Kernel {
         if flags.contains(.noReserve), !config.overcommitNever { vmFlags.insert(.noReserve) }
 
         let r = mmapRegion(task, file, VirtAddr(addr), len, vmFlags, pgoff,
-                           keyid: anonKeyID(file: file, flags: vmFlags))   // encrypt-anon (mktme/EncryptAnon.swift)
+                           keyid: anonKeyID(file: file, flags: vmFlags), openID: open?.openID ?? 0)   // encrypt-anon (mktme/EncryptAnon.swift)
         if case .success = r, vmFlags.contains(.locked) || flags.intersection([.populate, .nonBlock]) == .populate {
             populate = len
         }
@@ -171,7 +171,8 @@ extension Kernel {
 
     /// mmap_region(): map [addr, addr+len) with `vmFlags`, replacing what is there.
     func mmapRegion(_ task: TaskStruct, _ file: MappedFile?, _ addr: VirtAddr, _ len: UInt64,
-                    _ vmFlagsIn: VMFlags, _ pgoff: UInt64, keyid: KeyID = .tme) -> Result<VirtAddr, Errno> {
+                    _ vmFlagsIn: VMFlags, _ pgoff: UInt64, keyid: KeyID = .tme,
+                    openID: UInt64 = 0) -> Result<VirtAddr, Errno> {
         let mm = task.mm
         var vmFlags = vmFlagsIn
         let end = addr.advanced(by: len)
@@ -201,12 +202,14 @@ extension Kernel {
         var vma: VMA? = nil
         if prev != nil || next != nil {
             var vmg = VMAMergeState(start: addr, end: end, flags: vmFlags, pgoff: pgoff, file: file, keyid: keyid)
+            vmg.fileOpenID = openID
             vmg.prev = prev
             vmg.next = next
             vma = vmaMergeNewRange(mm, &vmg)
         }
         if vma == nil {
             let new = vmAreaAlloc(start: addr, end: end, pgoff: pgoff, flags: vmFlags, keyid: keyid, file: file)
+            new.fileOpenID = openID
             if file == nil && vmFlags.contains(.shared) {
                 shmemZeroSetup(new, size: len)
             }
@@ -227,14 +230,6 @@ extension Kernel {
         vmaSetPageProt(vma)
         machine.clock.charge(.vmaOp)
         return .success(addr)
-    }
-
-    /// shmem_zero_setup(): shared anonymous memory is a fresh shmem file.
-    func shmemZeroSetup(_ vma: VMA, size: UInt64) {
-        let f = MappedFile(path: "/dev/zero (deleted)", inode: nextShmemInode, device: (0, 1), size: size)
-        nextShmemInode &+= 1
-        f.isShmem = true
-        vma.vmFile = f
     }
 
     // MARK: munmap

@@ -47,7 +47,20 @@ extension Kernel {
         if f.contains(.lockOnFault) { return nil }
         if f.isDisjoint(with: [.read, .write, .exec]) { return .EFAULT }
         let write = f.intersection([.write, .shared]) == .write
+        if write { gupPrepareAnon(task, vma, start, end) }
         return populate(task, vma, start, end, write: write)
+    }
+
+    /// A get_user_pages write fault on a private file mapping prepares the anon_vma before the
+    /// file page is looked up (do_cow_fault → vmf_anon_prepare), so even a range beyond EOF
+    /// (which then fails with SIGBUS/EFAULT) leaves the VMA with an anon_vma. The host's CPU
+    /// fault path does not (measured on 6.18), which is why this lives here and not in the
+    /// shared fault handler.
+    func gupPrepareAnon(_ task: TaskStruct, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) {
+        let f = vma.vmFlags
+        guard vma.vmFile != nil, vma.anonVMA == nil, f.contains(.write), !f.contains(.shared),
+              start < end, f.isDisjoint(with: [.io, .pfnMap]) else { return }
+        anonVMAPrepare(vma, in: task.mm)
     }
 
     /// smaps counters of one VMA.

@@ -76,6 +76,8 @@ public final class MappedFile: Hashable {
     public var size: UInt64
     /// A shmem inode (shared anonymous memory: "/dev/zero (deleted)"); no write-back.
     public var isShmem: Bool = false
+    /// VMAs mapping this file (the i_mmap count); a shmem inode dies with its last one.
+    public internal(set) var mapCount: Int = 0
     public init(path: String, inode: UInt64, device: (major: UInt32, minor: UInt32) = (0, 0), size: UInt64) {
         self.path = path
         self.inode = inode
@@ -141,6 +143,9 @@ public final class VMA {
     public var vmPgoff: UInt64
     public var vmFlags: VMFlags
     public var vmFile: MappedFile?
+    /// Which open of `vmFile` the mapping came from (the struct file pointer's identity;
+    /// 0 for anonymous memory and for shmem files, which are unique per mapping anyway).
+    public var fileOpenID: UInt64 = 0
     public var anonVMA: AnonVMA?
     /// The protection bits its PTEs are built from, KeyID included.
     public var vmPageProt: PageProt

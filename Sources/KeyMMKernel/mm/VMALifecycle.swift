@@ -15,7 +15,9 @@ extension Kernel {
         new.anonVMA = vma.anonVMA
         new.vmOps = vma.vmOps
         new.anonName = vma.anonName
+        new.fileOpenID = vma.fileOpenID
         if config.injectBugs.isEmpty || !config.injectBugs.contains("vma-dup-skips-keyid-ref") { vmaGetKeyID(new) }   // seeded bug
+        fileMapped(new.vmFile)
         return new
     }
 
@@ -25,6 +27,7 @@ extension Kernel {
         let vma = VMA(start: start, end: end, pgoff: pgoff, flags: flags,
                       pageProt: PageProt(vmFlags: flags, keyid: keyid), file: file)
         vmaGetKeyID(vma)
+        fileMapped(file)
         return vma
     }
 
@@ -45,6 +48,7 @@ extension Kernel {
         if close, let ops = vma.vmOps, ops.hasClose { ops.close(vma) }
         unlinkAnonVMAs(vma)
         vmaPutKeyID(vma)
+        fileUnmapped(vma.vmFile)
         machine.clock.charge(.vmaOp)
     }
 

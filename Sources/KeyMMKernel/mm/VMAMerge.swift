@@ -23,6 +23,7 @@ struct VMAMergeState {
     var pgoff: UInt64
     var flags: VMFlags
     var file: MappedFile?
+    var fileOpenID: UInt64 = 0
     var anonVMA: AnonVMA?
     var policy: MemoryPolicy
     var anonName: String?
@@ -63,6 +64,7 @@ struct VMAMergeState {
         self.flags = vma.vmFlags
         self.pgoff = vma.pageIndex(of: start)
         self.file = vma.vmFile
+        self.fileOpenID = vma.fileOpenID
         self.anonVMA = vma.anonVMA
         self.policy = vma.memoryPolicy
         self.anonName = vma.anonName
@@ -78,7 +80,7 @@ extension Kernel {
         guard let vma = mergeNext ? vmg.next : vmg.prev else { return false }
         // (All must hold; the cheapest, most discriminating checks come first.)
         if (vma.vmFlags.rawValue ^ vmg.flags.rawValue) & ~VMFlags.softDirty.rawValue != 0 { return false }
-        if vma.vmFile !== vmg.file { return false }
+        if vma.vmFile !== vmg.file || vma.fileOpenID != vmg.fileOpenID { return false }
         if vma.keyid != vmg.keyid && !config.injectBugs.contains("merge-across-keyids") { return false }   // seeded bug
         if vma.memoryPolicy != vmg.policy { return false }
         if vma.anonName != vmg.anonName { return false }

@@ -200,9 +200,9 @@ extension Kernel {
     /// do_read_fault / do_cow_fault / do_shared_fault through the page cache.
     func doFileFault(_ mm: MM, _ vma: VMA, _ addr: VirtAddr, _ slot: Int, write: Bool) -> FaultResult {
         guard let file = vma.vmFile else { return .sigbus }
-        // do_cow_fault(): vmf_anon_prepare() runs before the file page is read, so a write to a
-        // private mapping beyond EOF (SIGBUS) still gives the VMA an anon_vma (merging sees it).
-        if write && !vma.vmFlags.contains(.shared) && anonVMA(for: vma, in: mm) == nil { return .oom }
+        // A CPU write beyond EOF of a private mapping leaves the VMA without an anon_vma on
+        // the host (6.18, measured); get_user_pages does prepare one (vm-core's populate paths
+        // call anonVMAPrepare first: mm/PgtableGlue.swift gupPrepareAnon).
         let index = vma.pageIndex(of: addr)
         let space = pageCache.mapping(for: file)
         guard index < space.sizeInPages else { return .sigbus }

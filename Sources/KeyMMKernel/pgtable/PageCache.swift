@@ -61,6 +61,15 @@ public final class PageCache {
         spaces[ObjectIdentifier(file)]?.pages[index]
     }
 
+    /// Forgets a file's address_space (the file is gone: a shmem inode whose last mapping
+    /// went away) and returns it; the caller drops the cache's page references.
+    /// (Added by vm-core for shmem eviction, mm/Shmem.swift.)
+    public func removeMapping(for file: MappedFile) -> AddressSpace? {
+        guard let s = spaces.removeValue(forKey: ObjectIdentifier(file)) else { return nil }
+        byID[s.id] = nil
+        return s
+    }
+
     /// Total pages cached.
     public var totalPages: Int { spaces.values.reduce(0) { $0 + $1.pages.count } }
 

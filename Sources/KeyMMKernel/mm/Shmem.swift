@@ -1,0 +1,31 @@
+// Shared anonymous memory's backing file: MAP_SHARED|MAP_ANONYMOUS gets a fresh shmem inode
+// ("/dev/zero (deleted)" on the internal mount, device 00:01), and that inode, with its page
+// cache, goes away when its last mapping does (nothing else holds it: there is no fd).
+//
+// Invariant: `file.mapCount` counts the VMAs whose vm_file is `file`; every page the page
+// cache holds for a dead shmem inode is released exactly once.
+import KeyMMBase
+
+extension Kernel {
+    /// shmem_zero_setup(): a new shmem file of `size` bytes backs `vma`.
+    func shmemZeroSetup(_ vma: VMA, size: UInt64) {
+        let f = MappedFile(path: "/dev/zero (deleted)", inode: nextShmemInode, device: (0, 1), size: size)
+        nextShmemInode &+= 1
+        f.isShmem = true
+        vma.vmFile = f
+        f.mapCount += 1
+    }
+
+    /// A VMA now maps `file` (vm_area_dup, mmap of a file).
+    @inline(__always) func fileMapped(_ file: MappedFile?) {
+        file?.mapCount += 1
+    }
+
+    /// A VMA mapping `file` is gone; the last one evicts a shmem inode's pages.
+    func fileUnmapped(_ file: MappedFile?) {
+        guard let f = file else { return }
+        f.mapCount -= 1
+        guard f.isShmem, f.mapCount <= 0, let space = pageCache.removeMapping(for: f) else { return }
+        for pfn in space.pages.values.sorted() { allocator.putPage(pfn) }
+    }
+}
