@@ -112,6 +112,9 @@ extension Kernel {
             glueZap(mm, vma, start, end)
             return nil
         case .collapse:
+            // __thp_vma_allowable_orders(): outside smaps and the fault path an anonymous
+            // VMA without an anon_vma (never faulted) is not eligible.
+            if vma.isAnonymous && vma.anonVMA == nil { return .EINVAL }
             if !thpVMAAllowable(vma, forcedCollapse: true) { return .EINVAL }
             // madvise_collapse() compares thps with (hend - hstart) >> 21 in unsigned
             // arithmetic: a range inside one 2 MiB block that does not start on its
