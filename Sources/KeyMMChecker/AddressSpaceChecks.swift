@@ -65,16 +65,19 @@ extension InvariantChecker {
         }
     }
 
-    /// A successful mmap's range is a fresh KeyID-0 mapping (mmap never encrypts).
+    /// A successful mmap's range is a fresh mapping with the KeyID new mappings get: 0, or under
+    /// `encrypt-anon` the boot key's KeyID for anonymous private ones (mmap never takes another).
     func checkNewMapping(_ call: CheckedCall, _ outcome: CheckedOutcome) {
         guard options.enabled.contains(.mergedAcrossKeyIDs), !kernel.smeActive,
               case .success(let v) = outcome, let start = v, let len = call.length, len > 0,
               let task = kernel.task(call.pid) else { return }
         let (end, o) = start.addingReportingOverflow((len + UInt64(pageSize - 1)) & ~UInt64(pageSize - 1))
         guard !o else { return }
-        for vma in task.mm.vmas.vmas(in: VirtAddr(start), VirtAddr(end)) where !vma.keyid.isDefault {
+        for vma in task.mm.vmas.vmas(in: VirtAddr(start), VirtAddr(end)) {
+            let expected = vma.isAnonymous && !vma.vmFlags.contains(.shared) ? kernel.encryptAnonKeyID : KeyID.tme
+            guard vma.keyid != expected else { continue }
             report(.mergedAcrossKeyIDs, key: "\(call.pid):\(start):mmap",
-                   "pid \(call.pid): mmap returned \(Fmt.hex(start))-\(Fmt.hex(end)) but it lies in a \(vma.keyid) \(Fmt.vma(vma.vmStart, vma.vmEnd)): the new KeyID-0 range was merged with a neighbour of another KeyID")
+                   "pid \(call.pid): mmap returned \(Fmt.hex(start))-\(Fmt.hex(end)) but it lies in a \(vma.keyid) \(Fmt.vma(vma.vmStart, vma.vmEnd)): the new \(expected) range was merged with a neighbour of another KeyID")
             break
         }
     }

@@ -130,10 +130,24 @@ extension InvariantChecker {
 
     func recordWrite(_ call: CheckedCall, _ outcome: CheckedOutcome) {
         guard options.enabled.contains(.crossKeyIDPlaintext) || options.enabled.contains(.plaintextInDRAM),
-              case .success = outcome, let bytes = call.written, let addr = call.address else { return }
+              let bytes = call.written, let addr = call.address, let task = kernel.task(call.pid) else { return }
+        var count = bytes.count
+        if case .failed = outcome {
+            // A store sequence that faulted half-way wrote the pages before the faulting one:
+            // the prefix of pages now mapped present, writable and dirty.
+            count = 0
+            let pt = task.mm.pageTable
+            while count < bytes.count {
+                let (a, o) = addr.rawValue.addingReportingOverflow(UInt64(count))
+                guard !o, case .pte(_, let s) = pt.walk(VirtAddr(a)) else { break }
+                let e = pt[s]
+                guard e.isPresent, e.isWritable, e.isDirty else { break }
+                count += min(bytes.count - count, pageSize - VirtAddr(a).pageOffset)
+            }
+        }
         let site = "\(call.site.file):\(call.site.line)"
         var ids: [UInt16: KeyIdentity] = [:]
-        forEachLine(pid: call.pid, addr: addr, count: bytes.count) { line, off, r, k, _ in
+        forEachLine(pid: call.pid, addr: addr, count: count) { line, off, r, k, _ in
             let id = ids[k.rawValue] ?? identity(k)
             ids[k.rawValue] = id
             shadow.record(line: line, offset: off, bytes: bytes[r], identity: id, site: site)

@@ -86,3 +86,15 @@ enum ScenarioFiles {
         #expect(throws: ModelConfig.SettingError.self) { try m.apply("inject-bug=no-such-bug") }
     }
 }
+
+@Suite struct SettingsPinningTests {
+    /// The fuzzer pins a shrunk file's model with `#@ set` lines from ModelConfig.settings: a
+    /// setting missing there would make the file run on another model than the one that failed.
+    @Test func everySettingIsReportedSoFuzzFilesPinIt() throws {
+        var m = ModelConfig()
+        try m.apply("inject-bug=encrypted-zero-page")
+        m.costsFile = "costs.json"
+        let reported = Set(m.settings.keys)
+        for (key, _) in ModelConfig.keys { #expect(reported.contains(key), "ModelConfig.settings lacks \(key)") }
+    }
+}

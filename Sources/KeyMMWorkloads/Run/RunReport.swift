@@ -83,6 +83,7 @@ extension ModelConfig {
             "encryption": machine.encryption.rawValue, "seed": String(machine.seed),
             "policy": kernel.policy.rawValue, "thp": kernel.thp.rawValue,
             "max-map-count": String(kernel.maxMapCount), "user-keys": kernel.userKeys ? "on" : "off",
+            "encrypt-anon": kernel.encryptAnon ? "on" : "off",
         ]
         if let c = costsFile { s["costs"] = c }
         let bugs = SeededBug.all.filter { kernel.injectBugs.contains($0.name) }.map(\.name)
