@@ -159,6 +159,12 @@ extension Kernel {
         return .ok
     }
 
+    /// Migration of a swap-cache page: the cache names the new frame (its reference moved
+    /// with the page's metadata).
+    func swapCacheReplace(_ old: PFN, with new: PFN) {
+        for (offset, page) in mktme.swapCache where page == old { mktme.swapCache[offset] = new }
+    }
+
     /// swap_free(): one swap PTE fewer; the slot (and its swap-cache page) go at zero.
     func swapFree(_ offset: UInt64) {
         guard var s = mktme.swapSlots[offset] else { return }

@@ -93,6 +93,10 @@ extension Kernel {
                 }
             }
         }
+        // A page in the swap cache (swapped in while other PTEs still name its slot) moves
+        // there too, as folio_migrate_mapping() replaces the swap-cache entry: otherwise the
+        // cache would keep the freed source frame and a later swap-in would map it.
+        swapCacheReplace(old, with: new)
         let mapping = allocator.mapping(old)
         if mapping & PageCache.fileMappingBit != 0, let space = pageCache.mapping(id: mapping) {
             let idx = allocator.index(old)
