@@ -30,6 +30,9 @@ public struct CheckerOptions: Sendable {
     public var maxPerCall = 32
     /// Work units (entries + frames + cache probes) an adaptive sweep may spend per call.
     public var adaptiveBudget = 200_000
+    /// Finer point inside calls: every cache fill (a read that misses) is checked as it happens:
+    /// a line read through a KeyID other than its frame's page_keyid is `stale-cache-line`.
+    public var checkFills = true
     public init() {}
 }
 
@@ -57,6 +60,8 @@ public final class InvariantChecker {
     // Observer state.
     var programmedDuringCall: [(keyid: KeyID, what: String, others: Int)] = []
     var plaintextWriteBacks: [UInt64] = []
+    /// Fills through a KeyID other than the frame's page_keyid: (line address, KeyID, page_keyid).
+    var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
     var previousCacheObserver: ((CacheEvent) -> Void)?
     var previousKeyIDObserver: ((KeyIDEvent) -> Void)?
     var attached = false
@@ -94,12 +99,23 @@ public final class InvariantChecker {
         guard !attached else { return }
         attached = true
         let engine = kernel.machine.engine
+        let alloc = kernel.allocator
+        let fills = options.checkFills && options.enabled.contains(.staleCacheLine)
         previousCacheObserver = kernel.machine.cache.observer
         let prevCache = previousCacheObserver
         kernel.machine.cache.observer = { [weak self] event in
             prevCache?(event)
-            if case .writeBack(let pa, let k) = event, engine.isPlaintext(k) {
-                self?.plaintextWriteBacks.append(pa.rawValue >> 6)
+            switch event {
+            case .writeBack(let pa, let k):
+                if engine.isPlaintext(k) { self?.plaintextWriteBacks.append(pa.rawValue >> 6) }
+            case .fill(let pa, let k):
+                guard fills else { return }
+                let pk = alloc.pageKeyID(pa.pfn)
+                if pk != k, let self, !self.exempt.contains(pa.pfn.rawValue), self.wrongKeyIDFills.count < 64 {
+                    self.wrongKeyIDFills.append((pa.rawValue, k, pk))
+                }
+            case .invalidate:
+                break
             }
         }
         previousKeyIDObserver = kernel.keys.references.onKeyIDEvent
@@ -155,6 +171,7 @@ public final class InvariantChecker {
         currentSite = call.site
         programmedDuringCall.removeAll(keepingCapacity: true)
         plaintextWriteBacks.removeAll(keepingCapacity: true)
+        wrongKeyIDFills.removeAll(keepingCapacity: true)
         protSnapshot.removeAll(keepingCapacity: true)
         protSnapshotPid = nil
         if call.kind == .protectionChange, options.enabled.contains(.mprotectChangedEncryption) {
@@ -177,11 +194,13 @@ public final class InvariantChecker {
         default: break
         }
         checkPlaintextWriteBacks()
+        checkFills()
         checkLayout(call)
         callsSinceSweep += 1
         if sweepDue() { sweep() }
         programmedDuringCall.removeAll(keepingCapacity: true)
         plaintextWriteBacks.removeAll(keepingCapacity: true)
+        wrongKeyIDFills.removeAll(keepingCapacity: true)
         return flush(site: call.site)
     }
 

@@ -125,7 +125,19 @@ import KeyMM
         h.kernel.machine.write(pa, keyid: KeyID(1), bytes: [1, 2, 3])
         let v = h.check()
         #expect(v.first?.invariant == .staleCacheLine, "\(v)")
-        #expect(v.first?.detail.contains("held under KeyID 1 dirty") == true)
+        // The partial-line store filled the line through KeyID 1 first: seen at the fill.
+        #expect(v.first?.detail.contains("through KeyID 1") == true)
+        // Inside a call: a line read through the wrong KeyID and flushed again before the call
+        // ends leaves nothing in the cache, but the fill was seen.
+        let h2 = try Harness()
+        let pa2 = h2.pfn(Harness.plainVA).physAddr
+        h2.checker.beforeCall(h2.call())
+        _ = h2.kernel.machine.read(pa2, keyid: KeyID(1), count: 8)
+        h2.kernel.machine.clflush(pa2, keyid: KeyID(1), length: 64)
+        #expect(h2.kernel.machine.cache.entries(ofLine: pa2).allSatisfy { $0.keyid == .tme })
+        let v2 = h2.check()
+        #expect(v2.first?.invariant == .staleCacheLine, "\(v2)")
+        #expect(v2.first?.detail.contains("was read through KeyID 1 during the call") == true)
     }
 
     @Test func zeroPageModified() throws {
