@@ -44,7 +44,6 @@ public struct ModelConfig: Sendable {
         ("user-keys", "on or off (off models PATCHv2, which dropped user keys)"),
         ("costs", "a cost-profile JSON file written by `keymm calibrate`"),
         ("encrypt-anon", "on or off (on: every new anonymous private mapping gets the KeyID of a boot-time mktme key, the series' kernel-build experiment)"),
-        ("encrypt-anon", "on or off (on: every new anonymous private mapping gets the KeyID of a boot-time mktme key, the series' kernel-build experiment)"),
         ("inject-bug", "a seeded bug (docs/invariants.md), comma-separated for several, or none: " + SeededBug.names),
     ]
 
@@ -103,7 +102,6 @@ public struct ModelConfig: Sendable {
             kernel.thp = t
         case "max-map-count": kernel.maxMapCount = try int(1...Int(Int32.max))
         case "user-keys": kernel.userKeys = try onOff()
-        case "encrypt-anon": kernel.encryptAnon = try onOff()
         case "encrypt-anon": kernel.encryptAnon = try onOff()
         case "costs":
             guard !value.isEmpty else { throw bad() }
