@@ -39,10 +39,10 @@ public struct CostProfile: Sendable, Hashable, Codable {
         switch e {
         case .cacheAccess: 4          // L1D load-to-use latency, Intel/AMD optimization manuals
         case .dramFill: 240           // ~80 ns loaded DRAM latency
-        case .writeBack: 40           // one 64 B line at ~5 GB/s/core of write bandwidth
+        case .writeBack: 12           // a dirty line's extra cost in a pipelined flush/eviction stream: 64 B at ~16 GB/s
         case .encryptLine: 6          // in-line AES-XTS engine latency added per line (assumption, ~2.5% of a fill)
         case .decryptLine: 6
-        case .clflushLine: 60         // CLFLUSHOPT per line in a clflush_cache_range loop, incl. the write-back signal
+        case .clflushLine: 8          // CLFLUSHOPT throughput in a clflush_cache_range loop (~2.5 ns/line)
         case .wbinvd: 300_000         // ~100 us for a 32 MiB LLC; WBINVD is non-interruptible and scales with cache size
         case .zeroPage: 320           // clear_page_erms (rep stosb) of 4 KiB, cache-resident
         case .copyPage: 600           // copy_page (rep movsq) of 4 KiB
