@@ -140,10 +140,11 @@ extension Kernel {
     /// commit_merge(): set the target's range, shift an adjusted neighbour, drop removed VMAs.
     func commitMerge(_ mm: MM, _ vmg: inout VMAMergeState) {
         guard let vma = vmg.adjustNextStart ? vmg.middle : vmg.target else { return }
-        var removed: [VMA] = []
-        if vmg.removeMiddle, let m = vmg.middle { removed.append(m) }
-        if vmg.removeNext, let n = vmg.next { removed.append(n) }
-        for r in removed { mm.vmas.remove(r) }
+        // At most two VMAs go (middle, then next): two optionals, not an array (no heap allocation).
+        let removedMiddle = vmg.removeMiddle ? vmg.middle : nil
+        let removedNext = vmg.removeNext ? vmg.next : nil
+        if let r = removedMiddle { mm.vmas.remove(r) }
+        if let r = removedNext { mm.vmas.remove(r) }
         adjustTransHuge(mm, vma, vmg.start, vmg.end, vmg.adjustMiddleStart ? vmg.middle : nil)
         if vmg.adjustMiddleStart, let middle = vmg.middle {
             // Shrink middle from below first, then grow the target over the freed range.
@@ -157,10 +158,9 @@ extension Kernel {
         } else {
             mm.adjust(vma, start: vmg.start, end: vmg.end, pgoff: vmg.pgoff)
         }
-        for r in removed {
-            // vma_complete: anon_vma_merge (unlink), mpol_put, vm_area_free; no close hook.
-            freeVMA(r, close: false)
-        }
+        // vma_complete: anon_vma_merge (unlink), mpol_put, vm_area_free; no close hook.
+        if let r = removedMiddle { freeVMA(r, close: false) }
+        if let r = removedNext { freeVMA(r, close: false) }
         machine.clock.charge(.vmaOp)
     }
 
