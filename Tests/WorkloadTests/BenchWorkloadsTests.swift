@@ -11,7 +11,8 @@ struct BenchWorkloadsTests {
     static let policies: [AllocatorPolicy] = [.none, .wrapper, .integrated]
 
     func run(_ w: any BenchWorkload, _ policies: [AllocatorPolicy] = Self.policies) throws -> BenchReport {
-        try BenchRunner.run([w], policies: policies, base: BenchContext(quick: true))
+        try BuildConsistency.require()
+        return try BenchRunner.run([w], policies: policies, base: BenchContext(quick: true))
     }
 
     func check(_ r: BenchReport, _ name: String, policyRows: Bool = true) {

@@ -17,6 +17,7 @@ enum Scenarios {
 
     /// Runs one file as `keymm run FILE` does (defaults + the file's own `#@ set` lines).
     static func run(_ relative: String, settings: [String] = []) throws -> ScenarioRunner {
+        try BuildConsistency.require()
         var config = ModelConfig()
         for s in settings { try config.apply(s) }
         let runner = ScenarioRunner(config: config)

@@ -16,6 +16,7 @@ enum Corpus {
     }
 
     static func replay(_ name: String) throws -> ScenarioRunner {
+        try BuildConsistency.require()
         var options = RunOptions()
         options.lenient = true
         var config = ModelConfig()
