@@ -85,6 +85,59 @@ import KeyMMBase
         #expect(mm.vma(containing: VirtAddr(26 << 12)) == nil)
     }
 
+    /// The tree holds one reference per VMA in it (manual retain/release of its slots): every
+    /// VMA it dropped (remove, replace, removeAll, deinit) is freed, none too early.
+    @Test func slotsHoldExactlyOneReference() {
+        weak var removed: VMA?
+        weak var replaced: VMA?
+        weak var cleared: VMA?
+        weak var kept: VMA?
+        var tree: VMATree? = VMATree()
+        do {
+            let all = (0..<300).map { vma(UInt64($0) * 2) }
+            for v in all { tree?.insert(v) }
+            removed = all[10]
+            replaced = all[20]
+            kept = all[30]
+            #expect(tree?.remove(all[10]) == true)
+            tree?.replace(all[20], with: vma(40))
+        }
+        #expect(removed == nil)
+        #expect(replaced == nil)
+        #expect(kept != nil && kept?.vmStart == VirtAddr(60 << 12))
+        #expect(tree?.check() == nil)
+        #expect(tree?.lookup(VirtAddr(40 << 12))?.vmEnd == VirtAddr(41 << 12))
+        do {
+            let v = vma(10_000)
+            cleared = v
+            tree?.insert(v)
+        }
+        #expect(cleared != nil)
+        tree?.removeAll()
+        #expect(cleared == nil && kept == nil)
+        #expect(tree?.isEmpty == true && tree?.check() == nil)
+        do {
+            let v = vma(5)
+            kept = v
+            tree?.insert(v)
+        }
+        tree = nil
+        #expect(kept == nil)
+    }
+
+    /// Sequential insertion (mmap placing bottom-up or top-down) leaves nodes nearly full, so
+    /// 100k VMAs need four levels of fan-out 32 (half-full nodes would need five).
+    @Test func sequentialInsertionBuildsFullNodes() {
+        for descending in [false, true] {
+            let tree = VMATree()
+            let n: UInt64 = 100_000
+            for i in 0..<n { tree.insert(vma(descending ? (n - i) * 2 : i * 2)) }
+            #expect(tree.check() == nil)
+            #expect(tree.height == 4)
+            #expect(tree.findVMA(VirtAddr(3 << 12))?.vmStart == VirtAddr(4 << 12))
+        }
+    }
+
     /// The scaling measurement runs (its timings are reported by `keymm bench vmas`, not
     /// asserted here).
     @Test func scalingBenchmarkRuns() {

@@ -197,8 +197,7 @@ extension Kernel {
         // The old mappings go: zap, close, unlink, account.
         if !detached.isEmpty { completeMunmap(mm, detached) }
 
-        let (_, prev) = mm.findVMAPrev(addr)
-        let next = mm.findVMA(addr)
+        let (next, prev) = mm.findVMAPrev(addr)
         var vma: VMA? = nil
         if prev != nil || next != nil {
             var vmg = VMAMergeState(start: addr, end: end, flags: vmFlags, pgoff: pgoff, file: file, keyid: keyid)

@@ -43,7 +43,9 @@ extension Kernel {
         let reqprot = prot
         if pkey != -1 && !mmPkeyIsAllocated(mm, pkey) { return .failure(.EINVAL) }
 
-        guard var vma = firstIntersecting(mm, start, end) else { return .failure(.ENOMEM) }
+        // One descent gives the first VMA and the one before it (find_vma_prev).
+        let (found, foundPrev) = mm.findVMAPrev(start)
+        guard var vma = found, vma.vmStart < end else { return .failure(.ENOMEM) }
         if grows.contains(.growsDown) {
             start = vma.vmStart
             if !vma.vmFlags.contains(.growsDown) { return .failure(.EINVAL) }
@@ -56,7 +58,7 @@ extension Kernel {
         }
         // encrypt_mprotect: every VMA in the range must be anonymous (mktme/EncryptMprotect.swift).
         if keyid != nil, let e = mktmeCheckEncryptable(mm, from: vma, end: end) { return .failure(e) }
-        var prev = mm.prev(of: vma)
+        var prev = foundPrev
         if start > vma.vmStart { prev = vma }
 
         var nstart = start

@@ -1,209 +1,384 @@
 // VMATree: the address space's ordered VMA index (the model's maple tree).
 //
-// A B+tree keyed by vm_start: internal nodes hold separator keys and children, leaves hold
-// (vm_start, VMA) pairs and are doubly linked so in-order walks in both directions are O(1)
-// per step. Lookup, insertion and removal are O(log n). Nodes keep their keys and pointers
-// inline (InlineArray, fan-out 16), so one node is one allocation and a lookup in a 1M-VMA
-// tree touches five nodes — few cache misses, which is what keeps large trees fast.
+// A B+tree keyed by vm_start: internal nodes hold separator keys and child indices, leaves
+// hold (vm_start, VMA) pairs and are doubly linked so in-order walks in both directions are
+// O(1) per step. Lookup, insertion and removal are O(log n).
+//
+// Storage is built for large trees (1M VMAs): every node is a fixed block of 72 words
+// (576 bytes, nine cache lines, cache-line aligned) in one flat arena, and nodes refer to each
+// other by arena index. A node is [count | leaf flag][next | prev leaf] then (key, slot) pairs;
+// a leaf's slots hold the VMAs as retained object pointers, an internal node's its children.
+// A search counts the keys <= k over the whole node with independent loads, so a cold node's
+// lines arrive together and the slot it then reads is already in: one memory latency per
+// level. No node carries an object header or a reference count, and moving entries inside or
+// between nodes (insert, remove, split, merge) is a plain copy of words — no retain/release
+// of the VMAs moved, which in a large tree are cold (each would be a cache miss). Fan-out 32, with splits that leave sequentially filled nodes full
+// (mmap's bottom-up / top-down placement), keeps a 1M-VMA tree four or five levels deep.
+// Large arenas are advised for transparent huge pages (fewer host TLB misses on descents).
 //
 // Invariants:
 // - keys are the vm_start of the VMA stored next to them; VMAs never overlap, so ordering by
 //   vm_start is also ordering by vm_end;
-// - in an internal node, every key of children[i] is < keys[i] <= every key of children[i+1];
-// - every node except the root holds at least order/2 entries (children), the root leaf may
-//   be empty;
+// - in an internal node, every key of child i is < keys[i] <= every key of child i+1;
+// - every node except the root holds at least minFill (order/4) entries (children); the root
+//   leaf may be empty, an internal root has at least two children;
+// - every VMA in a leaf slot holds exactly one reference owned by the tree (taken by insert /
+//   replace, dropped by remove / replace / removeAll / deinit);
 // - a VMA's vmStart must not change while it is in the tree: callers remove it, change the
 //   range, and insert it again (`MM.adjust` does this) — `check()` verifies all of this.
 import KeyMMBase
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A position in the tree's leaf level (a VMA and its neighbours). Invalidated by any
 /// insertion or removal.
 public struct VMACursor {
-    @usableFromInline let leaf: VMATree.Node?
+    @usableFromInline unowned(unsafe) let tree: VMATree
+    /// Arena index of the leaf, -1 past either end.
+    @usableFromInline let leaf: Int32
     @usableFromInline let index: Int
-    @inlinable init(leaf: VMATree.Node?, index: Int) { self.leaf = leaf; self.index = index }
+    @inlinable init(tree: VMATree, leaf: Int32, index: Int) { self.tree = tree; self.leaf = leaf; self.index = index }
     /// The VMA at this position, nil past either end.
-    @inlinable public var vma: VMA? {
-        guard let l = leaf, index >= 0, index < l.count else { return nil }
-        return l.vma(index)
-    }
+    public var vma: VMA? { tree.entry(leaf, index) }
     /// The next position in address order.
-    @inlinable public func next() -> VMACursor {
-        guard let l = leaf else { return self }
-        if index + 1 < l.count { return VMACursor(leaf: l, index: index + 1) }
-        return VMACursor(leaf: l.next, index: 0)
-    }
+    public func next() -> VMACursor { tree.step(self, forward: true) }
     /// The previous position in address order.
-    @inlinable public func previous() -> VMACursor {
-        guard let l = leaf else { return self }
-        if index > 0 { return VMACursor(leaf: l, index: index - 1) }
-        guard let p = l.prev else { return VMACursor(leaf: nil, index: 0) }
-        return VMACursor(leaf: p, index: p.count - 1)
+    public func previous() -> VMACursor { tree.step(self, forward: false) }
+    /// True past either end.
+    var isEnd: Bool { leaf < 0 }
+}
+
+/// Every other word from `p` (the keys or the slots of a node, which alternate).
+struct VMATreeWords {
+    let p: UnsafeMutablePointer<UInt64>
+    @inline(__always) init(_ p: UnsafeMutablePointer<UInt64>) { self.p = p }
+    @inline(__always) subscript(_ j: Int) -> UInt64 {
+        get { p[j &<< 1] }
+        nonmutating set { p[j &<< 1] = newValue }
+    }
+}
+
+/// A node of the arena, seen through a pointer to its first word (valid until the arena
+/// grows; the tree reserves what an operation may allocate before it starts).
+struct VMATreeNode {
+    let p: UnsafeMutablePointer<UInt64>
+    @inline(__always) init(_ p: UnsafeMutablePointer<UInt64>) { self.p = p }
+
+    /// Entries (leaf) or children (internal).
+    @inline(__always) var count: Int {
+        get { Int(truncatingIfNeeded: UInt32(truncatingIfNeeded: p[0])) }
+        nonmutating set { p[0] = (p[0] & ~0xFFFF_FFFF) | UInt64(UInt32(truncatingIfNeeded: newValue)) }
+    }
+    @inline(__always) var isLeaf: Bool { p[0] >> 32 != 0 }
+    /// Next / previous leaf (arena index, -1 for none).
+    @inline(__always) var next: Int32 {
+        get { Int32(truncatingIfNeeded: p[1]) }
+        nonmutating set { p[1] = (p[1] & ~0xFFFF_FFFF) | UInt64(UInt32(bitPattern: newValue)) }
+    }
+    @inline(__always) var prev: Int32 {
+        get { Int32(truncatingIfNeeded: p[1] >> 32) }
+        nonmutating set { p[1] = (p[1] & 0xFFFF_FFFF) | (UInt64(UInt32(bitPattern: newValue)) << 32) }
+    }
+    /// Key j and slot j are the words 2 + 2j and 3 + 2j: a slot shares its key's cache line.
+    @inline(__always) var keys: VMATreeWords { VMATreeWords(p + 2) }
+    @inline(__always) var slots: VMATreeWords { VMATreeWords(p + 3) }
+    /// Keys in use: `count` in a leaf, `count - 1` in an internal node.
+    @inline(__always) var keyCount: Int { isLeaf ? count : count &- 1 }
+    @inline(__always) func child(_ i: Int) -> Int32 { Int32(truncatingIfNeeded: slots[i]) }
+
+    /// Index of the first key > k among the keys in use: the number of keys <= k, counted
+    /// without branches. Every key load is independent of the others, so in a cold node the
+    /// CPU fetches all its key lines at once (a binary search would wait for each line in
+    /// turn and mispredict half its branches); 33 compares cost less than that.
+    @inline(__always) func upperBound(_ k: UInt64) -> Int {
+        let n = keyCount
+        let keys = self.keys
+        var below = 0
+        var j = 0
+        while j < n {
+            below &+= keys[j] <= k ? 1 : 0
+            j &+= 1
+        }
+        return below
+    }
+
+    /// Leaf: insert (k, v) at i.
+    @inline(__always) func insertEntry(_ k: UInt64, _ v: UInt64, at i: Int) {
+        let c = count
+        let keys = self.keys, slots = self.slots
+        var j = c
+        while j > i { keys[j] = keys[j &- 1]; slots[j] = slots[j &- 1]; j &-= 1 }
+        keys[i] = k
+        slots[i] = v
+        count = c &+ 1
+    }
+
+    /// Leaf: remove entry i.
+    @inline(__always) func removeEntry(at i: Int) {
+        let c = count
+        let keys = self.keys, slots = self.slots
+        var j = i
+        while j &+ 1 < c { keys[j] = keys[j &+ 1]; slots[j] = slots[j &+ 1]; j &+= 1 }
+        count = c &- 1
+    }
+
+    /// Internal: insert separator k at key index i and child c at child index i + 1.
+    @inline(__always) func insertChild(_ k: UInt64, _ ch: Int32, after i: Int) {
+        let c = count
+        let keys = self.keys, slots = self.slots
+        var j = c &- 1
+        while j > i { keys[j] = keys[j &- 1]; j &-= 1 }
+        keys[i] = k
+        j = c
+        while j > i &+ 1 { slots[j] = slots[j &- 1]; j &-= 1 }
+        slots[i &+ 1] = UInt64(UInt32(bitPattern: ch))
+        count = c &+ 1
+    }
+
+    /// Internal: remove key i and child i + 1.
+    @inline(__always) func removeChild(keyIndex i: Int) {
+        let c = count
+        let keys = self.keys, slots = self.slots
+        var j = i
+        while j &+ 1 < c &- 1 { keys[j] = keys[j &+ 1]; j &+= 1 }
+        j = i &+ 1
+        while j &+ 1 < c { slots[j] = slots[j &+ 1]; j &+= 1 }
+        count = c &- 1
     }
 }
 
 /// An ordered set of non-overlapping VMAs with O(log n) lookup by address.
 public final class VMATree: Sequence {
     /// Maximum entries (leaf) or children (internal) in a node.
-    public static let order = 16
-    @usableFromInline static let minFill = order / 2
+    public static let order = 32
+    /// Minimum entries (children) of a non-root node.
+    static let minFill = order / 4
+    /// Keys a node can hold (one of slack absorbs an overflow before the node splits).
+    static let keyCapacity = order + 1
+    /// Words per node: 2 header words and order + 2 (key, slot) pairs, padded to whole cache
+    /// lines.
+    static let stride = (2 + 2 * (order + 2) + 7) & ~7
+    /// Arenas of at least this many bytes are advised for transparent huge pages.
+    static let hugeAdviceBytes = 4 << 20
 
-    /// A tree node. Leaves keep VMAs in `slots`, internal nodes their children; one slot of
-    /// slack absorbs an overflow before the node splits. Field order is chosen so that the
-    /// header, the count, the leaf flag and the keys share the first cache lines.
-    public final class Node {
-        /// Entries (leaf) or children (internal).
-        @usableFromInline var count: Int = 0
-        @usableFromInline let isLeaf: Bool
-        @usableFromInline var keys: InlineArray<17, UInt64> = InlineArray(repeating: 0)
-        /// Leaf: the VMAs (`VMA`); internal: the children (`Node`).
-        @usableFromInline var slots: InlineArray<18, AnyObject?> = InlineArray(repeating: nil)
-        @usableFromInline var next: Node?
-        // unowned(unsafe): a weak reference would give every node a side table (slow retains);
-        // the link is rewritten whenever the leaf level changes, so it never dangles.
-        @usableFromInline unowned(unsafe) var prev: Node?
-        init(leaf: Bool) { isLeaf = leaf }
-
-        /// Leaf entry i.
-        @inlinable func vma(_ i: Int) -> VMA { unsafeDowncast(slots[i].unsafelyUnwrapped, to: VMA.self) }
-
-        /// Keys in use: `count` in a leaf, `count - 1` in an internal node.
-        @inlinable var keyCount: Int { isLeaf ? count : count - 1 }
-
-        /// Index of the first key > k among the keys in use.
-        @inlinable func upperBound(_ k: UInt64) -> Int {
-            var lo = 0, hi = keyCount
-            while lo < hi {
-                let mid = (lo &+ hi) >> 1
-                if keys[mid] <= k { lo = mid &+ 1 } else { hi = mid }
-            }
-            return lo
-        }
-
-        @inlinable func child(_ i: Int) -> Node { unsafeDowncast(slots[i].unsafelyUnwrapped, to: Node.self) }
-
-        /// Leaf: insert (k, v) at i.
-        func insertEntry(_ k: UInt64, _ v: VMA, at i: Int) {
-            var j = count
-            while j > i { keys[j] = keys[j - 1]; slots[j] = slots[j - 1]; j -= 1 }
-            keys[i] = k
-            slots[i] = v
-            count += 1
-        }
-
-        /// Leaf: remove entry i.
-        func removeEntry(at i: Int) {
-            var j = i
-            while j + 1 < count { keys[j] = keys[j + 1]; slots[j] = slots[j + 1]; j += 1 }
-            count -= 1
-            slots[count] = nil
-        }
-
-        /// Internal: insert separator k at key index i and child c at child index i + 1.
-        func insertChild(_ k: UInt64, _ c: Node, after i: Int) {
-            var j = count - 1
-            while j > i { keys[j] = keys[j - 1]; j -= 1 }
-            keys[i] = k
-            j = count
-            while j > i + 1 { slots[j] = slots[j - 1]; j -= 1 }
-            slots[i + 1] = c
-            count += 1
-        }
-
-        /// Internal: remove key i and child i + 1.
-        func removeChild(keyIndex i: Int) {
-            var j = i
-            while j + 1 < count - 1 { keys[j] = keys[j + 1]; j += 1 }
-            j = i + 1
-            while j + 1 < count { slots[j] = slots[j + 1]; j += 1 }
-            count -= 1
-            slots[count] = nil
-        }
-    }
-
-    @usableFromInline var root: Node
+    /// The node arena (`capacity` nodes of `stride` words), cache-line aligned.
+    private var mem: UnsafeMutablePointer<UInt64>
+    private var capacity: Int
+    /// Nodes ever handed out (the next fresh index).
+    private var highWater: Int = 0
+    /// Free nodes, chained through their second word.
+    private var freeHead: Int32 = -1
+    private var freeCount: Int = 0
+    private var root: Int32 = 0
+    /// Levels (1: the root is a leaf).
+    private(set) var height: Int = 1
     /// Number of VMAs (map_count).
     public private(set) var count: Int = 0
+    /// Where `cursor(findVMA:)` stores what it read of the neighbours (keeps the loads).
+    private let sink = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
-    public init() { root = Node(leaf: true) }
+    public init() {
+        capacity = 0
+        mem = VMATree.allocateArena(nodes: 8)
+        capacity = 8
+        root = allocNode(leaf: true)
+    }
+
+    deinit {
+        releaseAllVMAs()
+        mem.deallocate()
+        sink.deallocate()
+    }
 
     public var isEmpty: Bool { count == 0 }
+
+    // MARK: arena
+
+    private static func allocateArena(nodes: Int) -> UnsafeMutablePointer<UInt64> {
+        let bytes = nodes * stride * 8
+        let huge = bytes >= hugeAdviceBytes
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: huge ? 2 << 20 : 64)
+        #if canImport(Glibc)
+        if huge { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
+        #endif
+        return raw.bindMemory(to: UInt64.self, capacity: nodes * stride)
+    }
+
+    @inline(__always) private func node(_ n: Int32) -> VMATreeNode {
+        VMATreeNode(mem + Int(n) &* VMATree.stride)
+    }
+
+    /// Makes sure `nodes` nodes can be allocated without the arena moving.
+    private func reserve(_ nodes: Int) {
+        let available = freeCount + (capacity - highWater)
+        guard available < nodes else { return }
+        let newCapacity = Swift.max(capacity * 2, highWater + nodes + 8)
+        let fresh = VMATree.allocateArena(nodes: newCapacity)
+        fresh.update(from: mem, count: highWater * VMATree.stride)
+        mem.deallocate()
+        mem = fresh
+        capacity = newCapacity
+    }
+
+    /// A node (the caller reserved room for it).
+    private func allocNode(leaf: Bool) -> Int32 {
+        let n: Int32
+        if freeHead >= 0 {
+            n = freeHead
+            freeHead = node(n).next
+            freeCount -= 1
+        } else {
+            if highWater == capacity { reserve(1) }
+            n = Int32(highWater)
+            highWater += 1
+        }
+        let np = node(n)
+        np.p[0] = leaf ? 1 << 32 : 0
+        np.next = -1
+        np.prev = -1
+        return n
+    }
+
+    private func freeNode(_ n: Int32) {
+        let np = node(n)
+        np.p[0] = 0
+        np.next = freeHead
+        np.prev = -1
+        freeHead = n
+        freeCount += 1
+    }
+
+    // MARK: VMA references
+
+    @inline(__always) private static func retainedBits(_ v: VMA) -> UInt64 {
+        UInt64(UInt(bitPattern: Unmanaged.passRetained(v).toOpaque()))
+    }
+    @inline(__always) private static func bits(_ v: VMA) -> UInt64 {
+        UInt64(UInt(bitPattern: Unmanaged.passUnretained(v).toOpaque()))
+    }
+    /// Reads words 0, 6 and 11 of the VMA object at `w` — one in each cache line of its
+    /// first 96 bytes (header, range, flags, file, anon_vma, vm_page_prot, policy: what merge
+    /// checks read) — without touching its reference count.
+    @inline(__always) private static func touch(_ w: UInt64) -> UInt64 {
+        let p = UnsafePointer<UInt64>(bitPattern: UInt(w)).unsafelyUnwrapped
+        return p[0] ^ p[6] ^ p[11]
+    }
+    @inline(__always) private static func unmanaged(_ w: UInt64) -> Unmanaged<VMA> {
+        Unmanaged<VMA>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(w)).unsafelyUnwrapped)
+    }
+
+    /// The VMA at a leaf position, nil if the position is not one (a stale cursor reads nil,
+    /// never a freed slot).
+    @usableFromInline func entry(_ leaf: Int32, _ index: Int) -> VMA? {
+        guard leaf >= 0, Int(leaf) < highWater, index >= 0 else { return nil }
+        let np = node(leaf)
+        guard np.isLeaf, index < np.count else { return nil }
+        return VMATree.unmanaged(np.slots[index]).takeUnretainedValue()
+    }
+
+    @usableFromInline func step(_ c: VMACursor, forward: Bool) -> VMACursor {
+        guard c.leaf >= 0, Int(c.leaf) < highWater else { return c }
+        let np = node(c.leaf)
+        if forward {
+            if c.index + 1 < np.count { return VMACursor(tree: self, leaf: c.leaf, index: c.index + 1) }
+            return VMACursor(tree: self, leaf: np.next, index: 0)
+        }
+        if c.index > 0 { return VMACursor(tree: self, leaf: c.leaf, index: c.index - 1) }
+        let p = np.prev
+        guard p >= 0 else { return VMACursor(tree: self, leaf: -1, index: 0) }
+        return VMACursor(tree: self, leaf: p, index: node(p).count - 1)
+    }
 
     // MARK: searching
 
     /// The leaf where key `k` belongs and the index of the first key > k in it.
-    @inlinable func descend(_ k: UInt64) -> (Node, Int) {
+    @inline(__always) func descend(_ k: UInt64) -> (Int32, Int) {
         var n = root
-        while !n.isLeaf { n = n.child(n.upperBound(k)) }
-        return (n, n.upperBound(k))
+        var np = node(n)
+        while !np.isLeaf {
+            n = np.child(np.upperBound(k))
+            np = node(n)
+        }
+        return (n, np.upperBound(k))
     }
 
     /// The position of the first VMA whose vm_start > k.
-    @inlinable func upperBoundCursor(_ k: UInt64) -> VMACursor {
+    func upperBoundCursor(_ k: UInt64) -> VMACursor {
         let (n, i) = descend(k)
-        if i < n.count { return VMACursor(leaf: n, index: i) }
-        return VMACursor(leaf: n.next, index: 0)
+        let np = node(n)
+        if i < np.count { return VMACursor(tree: self, leaf: n, index: i) }
+        return VMACursor(tree: self, leaf: np.next, index: 0)
     }
 
     /// The position of the last VMA whose vm_start <= k (invalid cursor if none).
-    @inlinable func floorCursor(_ k: UInt64) -> VMACursor {
+    func floorCursor(_ k: UInt64) -> VMACursor {
         let (n, i) = descend(k)
-        if i > 0 { return VMACursor(leaf: n, index: i - 1) }
-        guard let p = n.prev else { return VMACursor(leaf: nil, index: 0) }
-        return VMACursor(leaf: p, index: p.count - 1)
+        if i > 0 { return VMACursor(tree: self, leaf: n, index: i - 1) }
+        let p = node(n).prev
+        guard p >= 0 else { return VMACursor(tree: self, leaf: -1, index: 0) }
+        return VMACursor(tree: self, leaf: p, index: node(p).count - 1)
     }
 
     /// find_vma(): the first VMA with vm_end > addr (it may start above addr).
-    @inlinable public func findVMA(_ addr: VirtAddr) -> VMA? {
+    public func findVMA(_ addr: VirtAddr) -> VMA? {
         cursor(findVMA: addr).vma
     }
 
     /// The cursor of find_vma(addr).
-    @inlinable public func cursor(findVMA addr: VirtAddr) -> VMACursor {
+    public func cursor(findVMA addr: VirtAddr) -> VMACursor {
         let c = floorCursor(addr.rawValue)
-        if let v = c.vma, v.vmEnd > addr { return c }
-        if c.leaf == nil { return first }
+        if c.isEnd { return first }
+        let np = node(c.leaf)
+        // Fetch the neighbours' first words too: mprotect, munmap and mmap read prev and next
+        // right after (merge checks, reference counts). These loads do not depend on each
+        // other, so in a large tree their cache misses overlap with this VMA's instead of
+        // coming one after another later.
+        var t: UInt64 = 0
+        if c.index > 0 { t = VMATree.touch(np.slots[c.index - 1]) }
+        if c.index + 1 < np.count { t ^= VMATree.touch(np.slots[c.index + 1]) }
+        sink.pointee = t
+        if VMATree.unmanaged(np.slots[c.index])._withUnsafeGuaranteedRef({ $0.vmEnd > addr }) { return c }
         return c.next()
     }
 
     /// The VMA containing addr (vma_lookup).
-    @inlinable public func lookup(_ addr: VirtAddr) -> VMA? {
+    public func lookup(_ addr: VirtAddr) -> VMA? {
         guard let v = floorCursor(addr.rawValue).vma, v.vmEnd > addr else { return nil }
         return v
     }
 
     /// find_vma_prev(): find_vma(addr) and the VMA before it.
-    @inlinable public func findVMAPrev(_ addr: VirtAddr) -> (vma: VMA?, prev: VMA?) {
+    public func findVMAPrev(_ addr: VirtAddr) -> (vma: VMA?, prev: VMA?) {
         let c = cursor(findVMA: addr)
-        if c.vma == nil {
-            return (nil, last.vma)
-        }
-        return (c.vma, c.previous().vma)
+        guard let v = c.vma else { return (nil, last.vma) }
+        return (v, c.previous().vma)
     }
 
     /// The VMA that ends at or below `vma.vmStart` (vma_prev).
-    @inlinable public func prev(of vma: VMA) -> VMA? {
+    public func prev(of vma: VMA) -> VMA? {
         guard vma.vmStart.rawValue > 0 else { return nil }
         return floorCursor(vma.vmStart.rawValue &- 1).vma
     }
 
     /// The VMA that starts at or above `vma.vmEnd` (vma_next).
-    @inlinable public func next(of vma: VMA) -> VMA? {
+    public func next(of vma: VMA) -> VMA? {
         upperBoundCursor(vma.vmStart.rawValue).vma
     }
 
     /// Position of the lowest VMA.
     public var first: VMACursor {
         var n = root
-        while !n.isLeaf { n = n.child(0) }
-        return VMACursor(leaf: n.count > 0 ? n : nil, index: 0)
+        while !node(n).isLeaf { n = node(n).child(0) }
+        return VMACursor(tree: self, leaf: node(n).count > 0 ? n : -1, index: 0)
     }
 
     /// Position of the highest VMA.
     public var last: VMACursor {
         var n = root
-        while !n.isLeaf { n = n.child(n.count - 1) }
-        return VMACursor(leaf: n.count > 0 ? n : nil, index: n.count - 1)
+        while !node(n).isLeaf { n = node(n).child(node(n).count - 1) }
+        let c = node(n).count
+        return VMACursor(tree: self, leaf: c > 0 ? n : -1, index: c - 1)
     }
 
     /// VMAs intersecting [start, end), in order.
@@ -234,64 +409,83 @@ public final class VMATree: Sequence {
 
     // MARK: insertion
 
+    /// Where an overflowing node of `c` entries splits when the new entry went to `pos`: an
+    /// append at the end leaves the left node full (minFill go right), an insertion at the
+    /// front leaves the right node full, anything else halves. Sequential mmaps (bottom-up or
+    /// top-down) thus build full nodes.
+    @inline(__always) private static func splitPoint(_ c: Int, newAt pos: Int) -> Int {
+        if pos == c - 1 { return c - minFill }
+        if pos == 0 { return minFill }
+        return c / 2
+    }
+
     /// Inserts a VMA; it must not overlap any VMA in the tree.
     public func insert(_ vma: VMA) {
+        reserve(height + 1)
         let k = vma.vmStart.rawValue
-        if let (sepKey, right) = insert(k, vma, into: root) {
-            let newRoot = Node(leaf: false)
-            newRoot.slots[0] = root
-            newRoot.slots[1] = right
-            newRoot.keys[0] = sepKey
-            newRoot.count = 2
-            root = newRoot
+        if let (sepKey, right) = insert(k, VMATree.retainedBits(vma), into: root) {
+            let r = allocNode(leaf: false)
+            let rp = node(r)
+            rp.slots[0] = UInt64(UInt32(bitPattern: root))
+            rp.slots[1] = UInt64(UInt32(bitPattern: right))
+            rp.keys[0] = sepKey
+            rp.count = 2
+            root = r
+            height += 1
         }
         count += 1
     }
 
     /// Returns a split-off right sibling and its separator when `n` overflowed.
-    private func insert(_ k: UInt64, _ vma: VMA, into n: Node) -> (UInt64, Node)? {
-        if n.isLeaf {
-            n.insertEntry(k, vma, at: n.upperBound(k))
-            guard n.count > VMATree.order else { return nil }
-            let right = Node(leaf: true)
-            let half = n.count / 2
-            for j in half..<n.count {
-                right.keys[j - half] = n.keys[j]
-                right.slots[j - half] = n.slots[j]
-                n.slots[j] = nil
+    private func insert(_ k: UInt64, _ v: UInt64, into n: Int32) -> (UInt64, Int32)? {
+        let np = node(n)
+        if np.isLeaf {
+            let pos = np.upperBound(k)
+            np.insertEntry(k, v, at: pos)
+            let c = np.count
+            guard c > VMATree.order else { return nil }
+            let r = allocNode(leaf: true)
+            let rp = node(r)
+            let half = VMATree.splitPoint(c, newAt: pos)
+            for j in half..<c {
+                rp.keys[j - half] = np.keys[j]
+                rp.slots[j - half] = np.slots[j]
             }
-            right.count = n.count - half
-            n.count = half
-            right.next = n.next
-            right.next?.prev = right
-            right.prev = n
-            n.next = right
-            return (right.keys[0], right)
+            rp.count = c - half
+            np.count = half
+            rp.next = np.next
+            if rp.next >= 0 { node(rp.next).prev = r }
+            rp.prev = n
+            np.next = r
+            return (rp.keys[0], r)
         }
-        let ci = n.upperBound(k)
-        guard let (sep, newChild) = insert(k, vma, into: n.child(ci)) else { return nil }
-        n.insertChild(sep, newChild, after: ci)
-        guard n.count > VMATree.order else { return nil }
+        let ci = np.upperBound(k)
+        guard let (sep, newChild) = insert(k, v, into: np.child(ci)) else { return nil }
+        np.insertChild(sep, newChild, after: ci)
+        let c = np.count
+        guard c > VMATree.order else { return nil }
         // Split: children[half...] go right; keys[half-1] moves up.
-        let right = Node(leaf: false)
-        let half = n.count / 2
-        let up = n.keys[half - 1]
-        for j in half..<n.count {
-            right.slots[j - half] = n.slots[j]
-            n.slots[j] = nil
-        }
-        for j in half..<(n.count - 1) { right.keys[j - half] = n.keys[j] }
-        right.count = n.count - half
-        n.count = half
-        return (up, right)
+        let r = allocNode(leaf: false)
+        let rp = node(r)
+        // The new child sits at ci + 1: last means an append; ci == 0 means the leftmost
+        // child keeps splitting (top-down filling).
+        let half = ci + 1 == c - 1 ? c - VMATree.minFill : ci == 0 ? VMATree.minFill : c / 2
+        let up = np.keys[half - 1]
+        for j in half..<c { rp.slots[j - half] = np.slots[j] }
+        for j in half..<(c - 1) { rp.keys[j - half] = np.keys[j] }
+        rp.count = c - half
+        np.count = half
+        return (up, r)
     }
 
     /// Puts `new` where `old` is; both must have the same vm_start (split_vma's lower half
     /// taking the place of the VMA it came from).
     public func replace(_ old: VMA, with new: VMA) {
         let (n, i) = descend(old.vmStart.rawValue)
-        if i > 0, n.slots[i - 1] === old, new.vmStart == old.vmStart {
-            n.slots[i - 1] = new
+        let np = node(n)
+        if i > 0, np.slots[i - 1] == VMATree.bits(old), new.vmStart == old.vmStart {
+            np.slots[i - 1] = VMATree.retainedBits(new)
+            Unmanaged.passUnretained(old).release()
             return
         }
         remove(old)
@@ -303,100 +497,129 @@ public final class VMATree: Sequence {
     /// Removes `vma` (found by its current vm_start). Returns false if it was not there.
     @discardableResult
     public func remove(_ vma: VMA) -> Bool {
-        let removed = remove(vma.vmStart.rawValue, vma, from: root)
+        let removed = remove(vma.vmStart.rawValue, VMATree.bits(vma), from: root)
         guard removed else { return false }
         count -= 1
-        if !root.isLeaf && root.count == 1 { root = root.child(0) }
+        let rp = node(root)
+        if !rp.isLeaf && rp.count == 1 {
+            let old = root
+            root = rp.child(0)
+            freeNode(old)
+            height -= 1
+        }
+        Unmanaged.passUnretained(vma).release()
         return true
     }
 
-    private func remove(_ k: UInt64, _ vma: VMA, from n: Node) -> Bool {
-        if n.isLeaf {
-            let i = n.upperBound(k) - 1
-            guard i >= 0, n.keys[i] == k, n.slots[i] === vma else { return false }
-            n.removeEntry(at: i)
+    private func remove(_ k: UInt64, _ v: UInt64, from n: Int32) -> Bool {
+        let np = node(n)
+        if np.isLeaf {
+            let i = np.upperBound(k) - 1
+            guard i >= 0, np.keys[i] == k, np.slots[i] == v else { return false }
+            np.removeEntry(at: i)
             return true
         }
-        let ci = n.upperBound(k)
-        let child = n.child(ci)
-        guard remove(k, vma, from: child) else { return false }
-        if child.count < VMATree.minFill { rebalance(n, ci) }
+        let ci = np.upperBound(k)
+        let child = np.child(ci)
+        guard remove(k, v, from: child) else { return false }
+        if node(child).count < VMATree.minFill { rebalance(n, ci) }
         return true
     }
 
-    /// Restores the minimum fill of n.slots[ci] by borrowing from or merging with a sibling.
-    private func rebalance(_ n: Node, _ ci: Int) {
-        let child = n.child(ci)
-        if ci > 0, n.child(ci - 1).count > VMATree.minFill {
-            let left = n.child(ci - 1)
+    /// Restores the minimum fill of child ci of n by borrowing from or merging with a sibling.
+    private func rebalance(_ n: Int32, _ ci: Int) {
+        let np = node(n)
+        let child = node(np.child(ci))
+        if ci > 0, node(np.child(ci - 1)).count > VMATree.minFill {
+            let left = node(np.child(ci - 1))
             if child.isLeaf {
                 let last = left.count - 1
-                child.insertEntry(left.keys[last], left.vma(last), at: 0)
-                left.removeEntry(at: last)
-                n.keys[ci - 1] = child.keys[0]
+                child.insertEntry(left.keys[last], left.slots[last], at: 0)
+                left.count = last
+                np.keys[ci - 1] = child.keys[0]
             } else {
                 // Rotate right: left's last child moves to child's front.
-                let moved = left.slots[left.count - 1]
-                let movedKey = left.keys[left.count - 2]
-                left.slots[left.count - 1] = nil
-                left.count -= 1
-                var j = child.count
+                let lc = left.count
+                let moved = left.slots[lc - 1]
+                let movedKey = left.keys[lc - 2]
+                left.count = lc - 1
+                let cc = child.count
+                var j = cc
                 while j > 0 { child.slots[j] = child.slots[j - 1]; j -= 1 }
-                j = child.count - 1
+                j = cc - 1
                 while j > 0 { child.keys[j] = child.keys[j - 1]; j -= 1 }
                 child.slots[0] = moved
-                child.keys[0] = n.keys[ci - 1]
-                child.count += 1
-                n.keys[ci - 1] = movedKey
+                child.keys[0] = np.keys[ci - 1]
+                child.count = cc + 1
+                np.keys[ci - 1] = movedKey
             }
             return
         }
-        if ci + 1 < n.count, n.child(ci + 1).count > VMATree.minFill {
-            let right = n.child(ci + 1)
+        if ci + 1 < np.count, node(np.child(ci + 1)).count > VMATree.minFill {
+            let right = node(np.child(ci + 1))
             if child.isLeaf {
-                child.insertEntry(right.keys[0], right.vma(0), at: child.count)
+                child.insertEntry(right.keys[0], right.slots[0], at: child.count)
                 right.removeEntry(at: 0)
-                n.keys[ci] = right.keys[0]
+                np.keys[ci] = right.keys[0]
             } else {
                 // Rotate left: right's first child moves to child's end.
-                child.keys[child.count - 1] = n.keys[ci]
-                child.slots[child.count] = right.slots[0]
-                child.count += 1
-                n.keys[ci] = right.keys[0]
+                let cc = child.count
+                child.keys[cc - 1] = np.keys[ci]
+                child.slots[cc] = right.slots[0]
+                child.count = cc + 1
+                np.keys[ci] = right.keys[0]
+                let rc = right.count
                 var j = 0
-                while j + 1 < right.count { right.slots[j] = right.slots[j + 1]; j += 1 }
+                while j + 1 < rc { right.slots[j] = right.slots[j + 1]; j += 1 }
                 j = 0
-                while j + 1 < right.count - 1 { right.keys[j] = right.keys[j + 1]; j += 1 }
-                right.count -= 1
-                right.slots[right.count] = nil
+                while j + 1 < rc - 1 { right.keys[j] = right.keys[j + 1]; j += 1 }
+                right.count = rc - 1
             }
             return
         }
         // Merge with a sibling: (left, right) = (ci-1, ci) or (ci, ci+1).
         let li = ci > 0 ? ci - 1 : ci
-        guard li + 1 < n.count else { return }
-        let left = n.child(li), right = n.child(li + 1)
+        guard li + 1 < np.count else { return }
+        let ri = np.child(li + 1)
+        let left = node(np.child(li)), right = node(ri)
+        let lc = left.count, rc = right.count
         if left.isLeaf {
-            for j in 0..<right.count {
-                left.keys[left.count + j] = right.keys[j]
-                left.slots[left.count + j] = right.slots[j]
+            for j in 0..<rc {
+                left.keys[lc + j] = right.keys[j]
+                left.slots[lc + j] = right.slots[j]
             }
-            left.count += right.count
+            left.count = lc + rc
             left.next = right.next
-            left.next?.prev = left
+            if left.next >= 0 { node(left.next).prev = np.child(li) }
         } else {
-            left.keys[left.count - 1] = n.keys[li]
-            for j in 0..<(right.count - 1) { left.keys[left.count + j] = right.keys[j] }
-            for j in 0..<right.count { left.slots[left.count + j] = right.slots[j] }
-            left.count += right.count
+            left.keys[lc - 1] = np.keys[li]
+            for j in 0..<(rc - 1) { left.keys[lc + j] = right.keys[j] }
+            for j in 0..<rc { left.slots[lc + j] = right.slots[j] }
+            left.count = lc + rc
         }
-        n.removeChild(keyIndex: li)
+        np.removeChild(keyIndex: li)
+        freeNode(ri)
+    }
+
+    /// Drops the tree's reference on every VMA.
+    private func releaseAllVMAs() {
+        var c = first
+        while c.leaf >= 0 {
+            let np = node(c.leaf)
+            for i in 0..<np.count { VMATree.unmanaged(np.slots[i]).release() }
+            c = VMACursor(tree: self, leaf: np.next, index: 0)
+        }
     }
 
     /// Removes every VMA.
     public func removeAll() {
-        root = Node(leaf: true)
+        releaseAllVMAs()
+        highWater = 0
+        freeHead = -1
+        freeCount = 0
+        height = 1
         count = 0
+        root = allocNode(leaf: true)
     }
 
     // MARK: checking
@@ -407,39 +630,46 @@ public final class VMATree: Sequence {
         var seen = 0
         var lastEnd: UInt64 = 0
         var c = first
-        var prevLeaf: Node? = nil
+        var prevLeaf: Int32 = -1
         while let v = c.vma {
             if v.vmStart >= v.vmEnd { return "empty vma \(v.vmStart)-\(v.vmEnd)" }
             if v.vmStart.rawValue < lastEnd { return "overlap at \(v.vmStart)" }
-            if let l = c.leaf, l.keys[c.index] != v.vmStart.rawValue { return "stale key \(l.keys[c.index]) for \(v.vmStart)" }
-            if c.index == 0, let l = c.leaf, l.prev !== prevLeaf { return "broken prev link" }
+            let np = node(c.leaf)
+            if np.keys[c.index] != v.vmStart.rawValue { return "stale key \(np.keys[c.index]) for \(v.vmStart)" }
+            if c.index == 0, np.prev != prevLeaf { return "broken prev link" }
             prevLeaf = c.leaf
             lastEnd = v.vmEnd.rawValue
             seen += 1
             c = c.next()
         }
         if seen != count { return "count \(count) but \(seen) reachable" }
-        return checkNode(root, lo: nil, hi: nil, isRoot: true)
+        var depth = 0
+        if let e = checkNode(root, lo: nil, hi: nil, isRoot: true, depth: 1, leafDepth: &depth) { return e }
+        if depth != height { return "height \(height) but leaves at depth \(depth)" }
+        return nil
     }
 
-    private func checkNode(_ n: Node, lo: UInt64?, hi: UInt64?, isRoot: Bool) -> String? {
-        if !isRoot && n.count < VMATree.minFill { return "underfull node (\(n.count))" }
-        if n.count > VMATree.order { return "overfull node (\(n.count))" }
-        if n.isLeaf {
-            for j in 0..<n.count {
-                let k = n.keys[j]
+    private func checkNode(_ n: Int32, lo: UInt64?, hi: UInt64?, isRoot: Bool, depth: Int, leafDepth: inout Int) -> String? {
+        guard n >= 0, Int(n) < highWater else { return "bad node index \(n)" }
+        let np = node(n)
+        if !isRoot && np.count < VMATree.minFill { return "underfull node (\(np.count))" }
+        if np.count > VMATree.order { return "overfull node (\(np.count))" }
+        if np.isLeaf {
+            if leafDepth == 0 { leafDepth = depth } else if leafDepth != depth { return "leaves at depths \(leafDepth) and \(depth)" }
+            for j in 0..<np.count {
+                let k = np.keys[j]
                 if let lo, k < lo { return "key below separator" }
                 if let hi, k >= hi { return "key above separator" }
-                if n.slots[j] == nil { return "empty leaf slot" }
+                if np.slots[j] == 0 { return "empty leaf slot" }
             }
             return nil
         }
-        if isRoot && n.count < 2 { return "internal root with one child" }
-        for i in 0..<n.count {
-            guard let chObj = n.slots[i], let ch = chObj as? Node else { return "missing child" }
-            let l = i == 0 ? lo : n.keys[i - 1]
-            let h = i == n.count - 1 ? hi : n.keys[i]
-            if let e = checkNode(ch, lo: l, hi: h, isRoot: false) { return e }
+        if isRoot && np.count < 2 { return "internal root with one child" }
+        for j in 0..<Swift.max(np.count - 1, 0) where j > 0 && np.keys[j - 1] >= np.keys[j] { return "unordered separators" }
+        for i in 0..<np.count {
+            let l = i == 0 ? lo : np.keys[i - 1]
+            let h = i == np.count - 1 ? hi : np.keys[i]
+            if let e = checkNode(np.child(i), lo: l, hi: h, isRoot: false, depth: depth + 1, leafDepth: &leafDepth) { return e }
         }
         return nil
     }
