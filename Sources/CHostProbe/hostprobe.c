@@ -194,3 +194,17 @@ double hp_mmap_touch_munmap_ns(int pages, int reps) {
     }
     return best;
 }
+
+void hp_populate_write(void *p, size_t bytes) {
+    if (bytes == 0) return;
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return;
+#else
+    if (madvise(p, bytes, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */) == 0) return;
+#endif
+    // Older kernels: write-touch one byte per host page, storing back what was there.
+    volatile unsigned char *c = p;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) pg = 4096;
+    for (size_t o = 0; o < bytes; o += (size_t)pg) c[o] = c[o];
+}

@@ -6,11 +6,20 @@
 // without a flush returns DRAM decrypted with B's key (garbage), and A's dirty line, written back
 // later, overwrites whatever B stored there.
 //
-// Storage is flat: one tag word and one LRU stamp per way, and a data array (a sparse host mmap).
-// Tag word: bits 63:18 line number (PA >> 6), bit 17 valid, bit 16 dirty, bits 15:0 KeyID.
+// Storage is flat: one tag word and one LRU stamp per way, interleaved (way w of a set: tag at
+// meta[2w], stamp at meta[2w+1], so a hit touches one host cache line), and a data array (a
+// sparse host mmap). Tag word: bit 63 zero (the line's plaintext is 64 zero bytes that are not
+// materialized in the data array: `zeroPage` sets it instead of storing), bits 62:18 line number
+// (PA >> 6; memory is at most 64 GiB so line numbers stay below 2^30 and never reach bit 63),
+// bit 17 valid, bit 16 dirty, bits 15:0 KeyID. The zero bit is a host-speed representation only:
+// every reader materializes it, so observable contents, costs and counters are unchanged.
 // Evicted dirty lines go to a small write-back buffer that is drained (with batched encryption)
 // before any DRAM read and at the end of every public operation, so DRAM is always exact between
 // operations and no fill ever sees stale DRAM.
+//
+// Per set, `mru` remembers the way last hit or allocated: lookups try it first (a hit there is
+// the hit a full scan finds, as a (line, KeyID) is in at most one way) and page operations
+// prefetch only that way's host line, so a hit costs one host cache line, not the whole set.
 //
 // Invariants: at most one way per (line, KeyID); invalid ways have tag 0 and stamp 0; valid
 // stamps are unique and increase with use (LRU victim = smallest stamp, invalid ways first);
@@ -52,10 +61,30 @@ public final class Cache {
 
     static let validBit: UInt64 = 1 << 17
     static let dirtyBit: UInt64 = 1 << 16
+    /// The way's data is logically 64 zero bytes (not stored in the data array).
+    static let zeroBit: UInt64 = 1 << 63
+    /// Tag bits that identify (line, KeyID) and validity (dirty and zero masked off).
+    static let identityMask: UInt64 = ~(dirtyBit | zeroBit)
     static let lineShift: UInt64 = 18
+    /// The line number of a tag word.
+    @inline(__always) static func lineOf(_ t: UInt64) -> UInt64 { (t & ~zeroBit) >> lineShift }
 
-    let tags: UnsafeMutablePointer<UInt64>
-    let stamps: UnsafeMutablePointer<UInt64>
+    /// One word per way, every other word of the interleaved metadata (tags or stamps).
+    struct WayWords {
+        let base: UnsafeMutablePointer<UInt64>
+        @inline(__always) subscript(i: Int) -> UInt64 {
+            get { base[i &<< 1] }
+            nonmutating set { base[i &<< 1] = newValue }
+        }
+    }
+    /// Interleaved metadata: [tag, stamp] per way, ways of a set contiguous, sets in order.
+    let meta: UnsafeMutablePointer<UInt64>
+    let tags: WayWords
+    let stamps: WayWords
+    /// Per set: the way last hit or allocated (a host-speed hint only; any value < ways is safe).
+    let mru: UnsafeMutablePointer<UInt8>
+    /// sets - 1 when `sets` is a power of two (set index by mask), else -1 (modulo).
+    let setMask: Int
     let data: UnsafeMutableRawPointer
     let dataBytes: Int
     let metaBytes: Int
@@ -102,11 +131,14 @@ public final class Cache {
         self.ways = ways
         self.sets = lines / ways
         self.lineCount = lines
+        self.setMask = sets & (sets - 1) == 0 ? sets - 1 : -1
         self.dram = dram
         self.engine = engine
         self.clock = clock
         st = .allocate(capacity: 1)
         st.initialize(to: State())
+        mru = .allocate(capacity: lines / ways)
+        mru.initialize(repeating: 0, count: lines / ways)
         // Tags, stamps and line data live in anonymous host mappings: zero-filled (all ways
         // invalid) and backed lazily; MADV_HUGEPAGE keeps the host TLB from thrashing on the
         // random set and way accesses of a 32 MiB cache.
@@ -114,11 +146,12 @@ public final class Cache {
         dataBytes = lines * cacheLineSize
         guard let meta = Cache.mapHuge(metaBytes) else { st.deallocate(); throw HardwareError("cannot reserve host memory for the cache tags") }
         guard let p = Cache.mapHuge(dataBytes) else {
-            munmap(meta, metaBytes); st.deallocate()
+            munmap(meta, metaBytes); st.deallocate(); mru.deallocate()
             throw HardwareError("cannot reserve \(size) of host memory for the cache")
         }
-        tags = meta.bindMemory(to: UInt64.self, capacity: 2 * lines)
-        stamps = tags + lines
+        self.meta = meta.bindMemory(to: UInt64.self, capacity: 2 * lines)
+        tags = WayWords(base: self.meta)
+        stamps = WayWords(base: self.meta + 1)
         data = p
         let cap = Cache.wbCapacity
         wbAddr = .allocate(capacity: cap); wbKey = .allocate(capacity: cap)
@@ -134,14 +167,27 @@ public final class Cache {
         // host kernel, which zeroes pages before any reuse (a memset here would first fault in
         // every untouched page of a 32 MiB mapping). The small heap buffers are wiped.
         munmap(data, dataBytes)
-        munmap(UnsafeMutableRawPointer(tags), metaBytes)
+        munmap(UnsafeMutableRawPointer(meta), metaBytes)
         memset(wbData, 0, Cache.wbCapacity * cacheLineSize); memset(gatherData, 0, Cache.wbCapacity * cacheLineSize)
         memset(pfData, 0, Cache.wbCapacity * cacheLineSize)
         st.deallocate()
+        mru.deallocate()
         wbAddr.deallocate(); wbKey.deallocate(); wbData.deallocate()
         gatherAddr.deallocate(); gatherIdx.deallocate(); gatherData.deallocate()
         pfData.deallocate(); pfAddr.deallocate()
     }
+
+    /// Faults in the host pages behind the cache's tags, stamps and line data (`hp_populate_write`)
+    /// without changing them. Host speed only: a bench calls it before a measured section so it
+    /// measures the simulator's steady state rather than the host kernel's first touch of this
+    /// lazily-backed storage. Costs `hostBytes` of host memory at once.
+    public func populateHostStorage() {
+        hp_populate_write(UnsafeMutableRawPointer(meta), metaBytes)
+        hp_populate_write(data, dataBytes)
+    }
+
+    /// Host bytes of the cache's arrays (tags + stamps + line data).
+    public var hostBytes: Int { metaBytes + dataBytes }
 
     static func mapHuge(_ bytes: Int) -> UnsafeMutableRawPointer? {
         guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else { return nil }
@@ -153,7 +199,9 @@ public final class Cache {
 
     // MARK: Primitives
 
-    @inline(__always) func setIndex(_ lineNo: UInt64) -> Int { Int(truncatingIfNeeded: lineNo % UInt64(sets)) }
+    @inline(__always) func setIndex(_ lineNo: UInt64) -> Int {
+        setMask >= 0 ? Int(truncatingIfNeeded: lineNo) & setMask : Int(truncatingIfNeeded: lineNo % UInt64(sets))
+    }
     @inline(__always) func slotData(_ slot: Int) -> UnsafeMutableRawPointer { data + slot * cacheLineSize }
     @inline(__always) static func tag(_ lineNo: UInt64, _ keyid: UInt16) -> UInt64 { lineNo << lineShift | validBit | UInt64(keyid) }
 
@@ -163,10 +211,19 @@ public final class Cache {
         var left = min(count, sets)
         while left > 0 {
             let n = min(left, sets - first)
-            hp_prefetch(tags + first * ways, n * ways * 8, 1)
-            hp_prefetch(stamps + first * ways, n * ways * 8, 1)
+            hp_prefetch(meta + 2 * first * ways, n * ways * 16, 1)
             left -= n
             first = 0
+        }
+    }
+
+    /// Prefetches (host) the tag line of each set's most recently used way, for `count`
+    /// consecutive lines from `lineNo`: what a page operation whose lines hit needs.
+    @inline(__always) func prefetchMRU(_ lineNo: UInt64, _ count: Int) {
+        var set = setIndex(lineNo)
+        for _ in 0..<min(count, sets) {
+            hp_prefetchw_line(meta + 2 * (set * ways + Int(mru[set])))
+            set = set + 1 == sets ? 0 : set + 1
         }
     }
 
@@ -174,7 +231,7 @@ public final class Cache {
     @inline(__always) func find(_ lineNo: UInt64, _ keyid: UInt16) -> Int {
         let base = setIndex(lineNo) * ways
         let want = Cache.tag(lineNo, keyid)
-        for w in 0..<ways where tags[base + w] & ~Cache.dirtyBit == want { return base + w }
+        for w in 0..<ways where tags[base + w] & Cache.identityMask == want { return base + w }
         return -1
     }
 
@@ -182,19 +239,26 @@ public final class Cache {
     /// Returns the way and whether it was a hit. A new way is valid, clean, and its data undefined.
     /// `aliasDirty` reports whether the set holds the same line dirty under another KeyID.
     @inline(__always) func lookupOrAllocate(_ lineNo: UInt64, _ keyid: UInt16, aliasDirty: inout Bool) -> (slot: Int, hit: Bool) {
-        let base = setIndex(lineNo) * ways
+        let set = setIndex(lineNo)
+        let base = set * ways
         let want = Cache.tag(lineNo, keyid)
+        let hint = base + Int(mru[set])
+        if tags[hint] & Cache.identityMask == want {
+            stamps[hint] = st.pointee.tick; st.pointee.tick &+= 1
+            return (hint, true)
+        }
         var victim = base
         var victimStamp = UInt64.max
         var alias = false
         for w in 0..<ways {
             let i = base + w
             let t = tags[i]
-            if t & ~Cache.dirtyBit == want {
+            if t & Cache.identityMask == want {
                 stamps[i] = st.pointee.tick; st.pointee.tick &+= 1
+                mru[set] = UInt8(truncatingIfNeeded: w)
                 return (i, true)
             }
-            if t >> Cache.lineShift == lineNo && t & (Cache.validBit | Cache.dirtyBit) == (Cache.validBit | Cache.dirtyBit) { alias = true }
+            if Cache.lineOf(t) == lineNo && t & (Cache.validBit | Cache.dirtyBit) == (Cache.validBit | Cache.dirtyBit) { alias = true }
             if stamps[i] < victimStamp { victimStamp = stamps[i]; victim = i }
         }
         aliasDirty = alias
@@ -206,6 +270,7 @@ public final class Cache {
         }
         tags[victim] = want
         stamps[victim] = st.pointee.tick; st.pointee.tick &+= 1
+        mru[set] = UInt8(truncatingIfNeeded: victim - base)
         return (victim, false)
     }
 
@@ -213,7 +278,7 @@ public final class Cache {
     @inline(__always) func evict(_ slot: Int) {
         let t = tags[slot]
         if t & Cache.dirtyBit != 0 { writeBack(slot, t) }
-        if st.pointee.hasObserver, let observer { observer(.invalidate(PhysAddr((t >> Cache.lineShift) << 6), KeyID(UInt16(truncatingIfNeeded: t)))) }
+        if st.pointee.hasObserver, let observer { observer(.invalidate(PhysAddr(Cache.lineOf(t) << 6), KeyID(UInt16(truncatingIfNeeded: t)))) }
     }
 
     /// Writes a way back (if dirty) and invalidates it.
@@ -229,11 +294,16 @@ public final class Cache {
     /// Queues a dirty line for write-back (encryption with its KeyID at drain time).
     @inline(__always) func writeBack(_ slot: Int, _ t: UInt64) {
         if st.pointee.wbCount == Cache.wbCapacity { drainWriteBacks() }
-        let lineNo = t >> Cache.lineShift
+        let lineNo = Cache.lineOf(t)
         let keyid = UInt16(truncatingIfNeeded: t)
         wbAddr[st.pointee.wbCount] = lineNo << 6
         wbKey[st.pointee.wbCount] = keyid
-        (wbData + st.pointee.wbCount * cacheLineSize).copyMemory(from: slotData(slot), byteCount: cacheLineSize)
+        let out = wbData + st.pointee.wbCount * cacheLineSize
+        if t & Cache.zeroBit != 0 {
+            out.initializeMemory(as: UInt8.self, repeating: 0, count: cacheLineSize)
+        } else {
+            out.copyMemory(from: slotData(slot), byteCount: cacheLineSize)
+        }
         st.pointee.wbCount += 1
         if lineNo >= st.pointee.watchLo && lineNo < st.pointee.watchHi { st.pointee.prefetchStale = true }
         clock.charge(.writeBack)
@@ -302,7 +372,7 @@ public final class Cache {
             let base = setIndex(lineNo) * ways
             for w in 0..<ways {
                 let t = tags[base + w]
-                if t & Cache.validBit != 0 && t >> Cache.lineShift == lineNo {
+                if t & Cache.validBit != 0 && Cache.lineOf(t) == lineNo {
                     out.append(CachedLine(lineIndex: Int(l), keyid: KeyID(UInt16(truncatingIfNeeded: t)), dirty: t & Cache.dirtyBit != 0))
                 }
             }
@@ -317,7 +387,7 @@ public final class Cache {
         var out: [(keyid: KeyID, dirty: Bool)] = []
         for w in 0..<ways {
             let t = tags[base + w]
-            if t & Cache.validBit != 0 && t >> Cache.lineShift == lineNo {
+            if t & Cache.validBit != 0 && Cache.lineOf(t) == lineNo {
                 out.append((KeyID(UInt16(truncatingIfNeeded: t)), t & Cache.dirtyBit != 0))
             }
         }
@@ -328,6 +398,7 @@ public final class Cache {
     public func peek(line pa: PhysAddr, keyid: KeyID) -> [UInt8]? {
         let s = find(pa.rawValue >> 6, keyid.rawValue)
         guard s >= 0 else { return nil }
+        if tags[s] & Cache.zeroBit != 0 { return [UInt8](repeating: 0, count: cacheLineSize) }
         return [UInt8](UnsafeRawBufferPointer(start: slotData(s), count: cacheLineSize))
     }
 
@@ -336,7 +407,7 @@ public final class Cache {
         for i in 0..<lineCount {
             let t = tags[i]
             if t & Cache.validBit != 0 {
-                body(PhysAddr((t >> Cache.lineShift) << 6), KeyID(UInt16(truncatingIfNeeded: t)), t & Cache.dirtyBit != 0)
+                body(PhysAddr(Cache.lineOf(t) << 6), KeyID(UInt16(truncatingIfNeeded: t)), t & Cache.dirtyBit != 0)
             }
         }
     }

@@ -22,16 +22,16 @@ extension Cache {
         drainWriteBacks()
     }
 
-    /// 64 full-line stores of zeros to a frame through `keyid` (no fills).
+    /// 64 full-line stores of zeros to a frame through `keyid` (no fills). The zeros are not
+    /// written to the data array: each way is tagged dirty + zero (see `Cache.zeroBit`) and
+    /// materialized by whoever reads it (load, partial store, write-back, peek).
     public func zeroPage(_ pfn: PFN, keyid: KeyID) {
         let first = pfn.rawValue << 6
-        prefetchSets(first, linesPerPage)
+        prefetchMRU(first, linesPerPage)
         var alias = false
         for l in 0..<UInt64(linesPerPage) {
             let (slot, _) = lookupOrAllocate(first + l, keyid.rawValue, aliasDirty: &alias)
-            let p = slotData(slot)
-            for o in stride(from: 0, to: cacheLineSize, by: 16) { p.storeBytes(of: SIMD2<UInt64>(), toByteOffset: o, as: SIMD2<UInt64>.self) }
-            tags[slot] |= Cache.dirtyBit
+            tags[slot] |= Cache.dirtyBit | Cache.zeroBit
         }
         drainWriteBacks()
     }
@@ -108,7 +108,11 @@ extension Cache {
                 let from = max(addr, lineStart)
                 let to = min(addr + UInt64(count), lineStart + UInt64(cacheLineSize))
                 let len = Int(to - from)
-                (dst + out).copyMemory(from: slotData(slot) + Int(from - lineStart), byteCount: len)
+                if tags[slot] & Cache.zeroBit != 0 {
+                    (dst + out).initializeMemory(as: UInt8.self, repeating: 0, count: len)
+                } else {
+                    (dst + out).copyMemory(from: slotData(slot) + Int(from - lineStart), byteCount: len)
+                }
                 out += len
             }
             if chargeAccess { clock.charge(.cacheAccess, n) }
@@ -157,7 +161,13 @@ extension Cache {
             let len = Int(to - a)
             var alias = false
             let (slot, hit) = lookupOrAllocate(lineNo, keyid, aliasDirty: &alias)
-            if !hit && len != cacheLineSize { fill(slot, lineNo, keyid, aliasDirty: alias) }
+            if !hit && len != cacheLineSize {
+                fill(slot, lineNo, keyid, aliasDirty: alias)
+            } else if tags[slot] & Cache.zeroBit != 0 {
+                // Materialize a zeroPage'd line before a partial store.
+                if len != cacheLineSize { slotData(slot).initializeMemory(as: UInt8.self, repeating: 0, count: cacheLineSize) }
+                tags[slot] &= ~Cache.zeroBit
+            }
             (slotData(slot) + Int(a - lineStart)).copyMemory(from: src + off, byteCount: len)
             tags[slot] |= Cache.dirtyBit
             off += len

@@ -31,4 +31,9 @@ double hp_syscall_ns(int calls, int reps);
 double hp_page_fault_ns(int pages, int reps);
 /// ns per page of a whole mmap + first-touch write of `pages` pages + munmap cycle (bench `faults`).
 double hp_mmap_touch_munmap_ns(int pages, int reps);
+/// Faults in (write intent) every host page of [p, p + bytes) without changing its contents:
+/// MADV_POPULATE_WRITE, or a read-and-store-back touch per page on kernels without it. Bench
+/// set-up uses it so a measurement sees the simulator's steady state, not the host's first touch.
+void hp_populate_write(void *p, size_t bytes);
+
 #endif
