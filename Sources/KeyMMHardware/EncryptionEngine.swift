@@ -10,12 +10,24 @@
 // times alpha^0..3 in GF(2^128); the batch is XORed with them, ECB-encrypted (or decrypted) with the
 // data key in one call and XORed again. This is exactly IEEE 1619 XTS for 64-byte data units.
 //
+// Encrypted-tweak cache (host speed only): E_K2(PA) depends only on the slot's tweak key and the
+// line's PA, and the model reuses frames heavily (LIFO allocation, write-backs of the same
+// frames), so a direct-mapped table of `tweakCacheEntries` entries keeps, per (slot, PFN), the 64
+// encrypted tweaks of a frame (1 KiB + 16 B of tags per entry, 4 MiB + 64 KiB in all, lazily
+// backed) with a bitmask of the lines present. A full page whose entry is complete needs 256 AES
+// blocks instead of 320. Entries of a slot are cleansed (OPENSSL_cleanse) when its key is
+// reprogrammed, cleared or made plaintext, and all live entries at deinit: they are derived from
+// a tweak key. Results are bit-identical with or without the cache (nothing modeled reads it).
+//
 // Invariants: EVP contexts live as long as the key (initialized once per PCONFIG, freed with the
 // key; OpenSSL cleanses the key schedule on free); scratch buffers are cleansed at deinit; raw keys
 // are never stored, printed or serialized.
 import CHostProbe
 import CLibCrypto
 import KeyMMBase
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a KeyID's slot does to data.
 public enum EngineSlotMode: UInt8, Sendable {
@@ -51,6 +63,27 @@ public final class EncryptionEngine {
     @usableFromInline let tweaks: UnsafeMutableRawPointer
     @usableFromInline let masks: UnsafeMutableRawPointer
 
+    // Encrypted-tweak cache: entry i covers one (slot, PFN): tcTag[i] = PFN << 17 | slot << 1 | 1
+    // (0: empty), tcLines[i] = lines present, tcData + 1024 i = their 64 encrypted tweaks.
+    /// Entries of the encrypted-tweak cache (a power of two; direct-mapped by PFN).
+    public static let tweakCacheEntries = 4096
+    /// Host bytes of the encrypted-tweak cache when every entry is in use.
+    public static var tweakCacheBytes: Int { tweakCacheEntries * (16 * linesPerPage + 16) }
+    let tcTag: UnsafeMutablePointer<UInt64>
+    let tcLines: UnsafeMutablePointer<UInt64>
+    let tcData: UnsafeMutableRawPointer
+    let tcBytes: Int
+    /// Per slot: entries tagged with it (so clearing a slot with none costs nothing).
+    let tcLive: UnsafeMutablePointer<Int>
+    /// Scratch for the tweaks of lines that missed the cache (compacted, 64 x 16 B).
+    let missTweaks: UnsafeMutableRawPointer
+    let missIndex: UnsafeMutablePointer<Int>
+    /// [page hits, line hits, line misses] (behind a pointer: no exclusivity checks on the hot path).
+    let tcStats: UnsafeMutablePointer<Int>
+    /// Tweak-cache statistics (host side only): whole pages served from one entry, single lines
+    /// served, lines whose tweak was encrypted.
+    public var tweakCacheStats: (pageHits: Int, lineHits: Int, lineMisses: Int) { (tcStats[0], tcStats[1], tcStats[2]) }
+
     /// An engine with `slots` KeyIDs: KeyID 0 stores plaintext until keyed, the others use KeyID 0's slot.
     public init(slots count: Int) {
         slotCount = max(count, 1)
@@ -59,6 +92,20 @@ public final class EncryptionEngine {
         slots[0].mode = .plaintext
         tweaks = UnsafeMutableRawPointer.allocate(byteCount: 16 * EncryptionEngine.batchLines, alignment: 64)
         masks = UnsafeMutableRawPointer.allocate(byteCount: cacheLineSize * EncryptionEngine.batchLines, alignment: 64)
+        let e = EncryptionEngine.tweakCacheEntries
+        tcTag = .allocate(capacity: e); tcTag.initialize(repeating: 0, count: e)
+        tcLines = .allocate(capacity: e); tcLines.initialize(repeating: 0, count: e)
+        tcBytes = e * 16 * linesPerPage
+        // Lazily backed: an engine that never encrypts (or a short test) costs no host memory.
+        if let p = mmap(nil, tcBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED {
+            tcData = p
+        } else {
+            tcData = UnsafeMutableRawPointer.allocate(byteCount: tcBytes, alignment: 64)
+        }
+        tcLive = .allocate(capacity: slotCount); tcLive.initialize(repeating: 0, count: slotCount)
+        missTweaks = UnsafeMutableRawPointer.allocate(byteCount: 16 * EncryptionEngine.batchLines, alignment: 64)
+        missIndex = .allocate(capacity: EncryptionEngine.batchLines)
+        tcStats = .allocate(capacity: 3); tcStats.initialize(repeating: 0, count: 3)
     }
 
     deinit {
@@ -67,6 +114,9 @@ public final class EncryptionEngine {
         tweaks.deallocate()
         masks.deallocate()
         slots.deallocate()
+        munmap(tcData, tcBytes)
+        tcTag.deallocate(); tcLines.deallocate(); tcLive.deallocate()
+        missTweaks.deallocate(); missIndex.deallocate(); tcStats.deallocate()
     }
 
     /// The whitening kernel in use ("avx512" or "portable"; CHostProbe/xts_kernels.c).
@@ -131,11 +181,26 @@ public final class EncryptionEngine {
     private func cleanseScratch() {
         OPENSSL_cleanse(tweaks, 16 * EncryptionEngine.batchLines)
         OPENSSL_cleanse(masks, cacheLineSize * EncryptionEngine.batchLines)
+        OPENSSL_cleanse(missTweaks, 16 * EncryptionEngine.batchLines)
     }
+
+    /// Cleanses and empties every tweak-cache entry of slot `k` (its tweak key is going away).
+    private func dropTweakCache(_ k: Int) {
+        guard tcLive[k] > 0 else { return }
+        for i in 0..<EncryptionEngine.tweakCacheEntries where tcTag[i] != 0 && Int((tcTag[i] >> 1) & 0xFFFF) == k {
+            OPENSSL_cleanse(tcData + i * 16 * linesPerPage, 16 * linesPerPage)
+            tcTag[i] = 0; tcLines[i] = 0
+        }
+        tcLive[k] = 0
+    }
+
+    /// Live tweak-cache entries (tests, reports).
+    public var tweakCacheLiveEntries: Int { (0..<slotCount).reduce(0) { $0 + tcLive[$1] } }
 
     private func freeContexts(_ k: Int) {
         // EVP_CIPHER_CTX_free cleanses the key schedule (OPENSSL_clear_free in the provider).
         if slots[k].dataEnc != nil || slots[k].dataDec != nil || slots[k].tweakEnc != nil { cleanseScratch() }
+        dropTweakCache(k)
         if let c = slots[k].dataEnc { EVP_CIPHER_CTX_free(c) }
         if let c = slots[k].dataDec { EVP_CIPHER_CTX_free(c) }
         if let c = slots[k].tweakEnc { EVP_CIPHER_CTX_free(c) }
@@ -193,20 +258,13 @@ public final class EncryptionEngine {
         while done < lines {
             let n = min(lines - done, EncryptionEngine.batchLines)
             let off = done * cacheLineSize
-            // 1. Tweaks: the lines' physical addresses as 16-byte little-endian integers.
-            if let addresses {
-                hp_xts_tweaks_gather(tweaks, addresses + done, n)
-            } else {
-                hp_xts_tweaks(tweaks, pa.rawValue &+ UInt64(off), n)
-            }
-            // 2. Encrypt all tweaks with the tweak key in one call.
+            // 1-2. The lines' encrypted tweaks E_K2(PA) (from the tweak cache where present).
+            let et = encryptedTweaks(s, tctx, pa: pa.rawValue &+ UInt64(off), addresses: addresses.map { $0 + done }, n)
             var outl: Int32 = 0
-            let tp = tweaks.assumingMemoryBound(to: UInt8.self)
-            _ = EVP_EncryptUpdate(tctx, tp, &outl, tp, Int32(n * 16))
             // 3. Masks (T * alpha^j) and pre-whitening.
             let srcp = src + off
             let dstp = dst + off
-            hp_xts_whiten(tweaks, masks, n, srcp, dstp)
+            hp_xts_whiten(et, masks, n, srcp, dstp)
             // 4. ECB over the batch with the data key.
             let bp = dstp.assumingMemoryBound(to: UInt8.self)
             if encrypt {
@@ -215,10 +273,93 @@ public final class EncryptionEngine {
                 _ = EVP_DecryptUpdate(dctx, bp, &outl, bp, Int32(n * cacheLineSize))
             }
             // 5. Post-whitening.
-            hp_xts_unwhiten(dstp, tweaks, masks, n)
+            hp_xts_unwhiten(dstp, et, masks, n)
             done += n
         }
         return lines
+    }
+}
+
+extension EncryptionEngine {
+    /// The tweak-cache entry for (slot, PFN): index and tag.
+    @inline(__always) func tweakEntry(_ s: Int, _ pfn: UInt64) -> (Int, UInt64) {
+        (Int(truncatingIfNeeded: pfn) & (EncryptionEngine.tweakCacheEntries - 1), pfn << 17 | UInt64(s) << 1 | 1)
+    }
+
+    /// Points entry `i` at `tag` (emptying it if it held another frame or slot).
+    @inline(__always) func claimEntry(_ i: Int, _ tag: UInt64, _ s: Int) {
+        let old = tcTag[i]
+        guard old != tag else { return }
+        if old != 0 { tcLive[Int((old >> 1) & 0xFFFF)] -= 1 }
+        tcTag[i] = tag; tcLines[i] = 0
+        tcLive[s] += 1
+    }
+
+    /// E_K2(tweak) for `n` lines: line j's raw tweak is `addresses[j] & ~63` (gathered) or
+    /// `pa + 64 j` (contiguous). Returns 16 n bytes of encrypted tweaks: a tweak-cache entry
+    /// (a whole page), or the `tweaks` scratch.
+    @inline(__always)
+    func encryptedTweaks(_ s: Int, _ tctx: OpaquePointer, pa: UInt64, addresses: UnsafePointer<UInt64>?, _ n: Int) -> UnsafeMutableRawPointer {
+        var outl: Int32 = 0
+        // A whole page at a page-aligned address: one entry, used in place.
+        if addresses == nil && n == linesPerPage && pa & UInt64(pageSize - 1) == 0 {
+            let (i, tag) = tweakEntry(s, pa >> pageShift)
+            let e = tcData + i * 16 * linesPerPage
+            if tcTag[i] == tag && tcLines[i] == UInt64.max {
+                tcStats[0] += 1
+                return e
+            }
+            claimEntry(i, tag, s)
+            hp_xts_tweaks(e, pa, linesPerPage)
+            let ep = e.assumingMemoryBound(to: UInt8.self)
+            _ = EVP_EncryptUpdate(tctx, ep, &outl, ep, Int32(16 * linesPerPage))
+            tcLines[i] = UInt64.max
+            tcStats[2] += linesPerPage
+            return e
+        }
+        // Line by line: cached tweaks are copied, the misses encrypted in one call and cached.
+        let cacheable = addresses != nil || pa & 63 == 0
+        var m = 0
+        for j in 0..<n {
+            let raw = addresses.map { $0[j] & ~UInt64(63) } ?? (pa &+ UInt64(64 * j))
+            let out = tweaks + 16 * j
+            if cacheable {
+                let (i, tag) = tweakEntry(s, raw >> pageShift)
+                let bit = UInt64(1) << ((raw >> 6) & 63)
+                if tcTag[i] == tag && tcLines[i] & bit != 0 {
+                    out.copyMemory(from: tcData + i * 16 * linesPerPage + Int((raw >> 6) & 63) * 16, byteCount: 16)
+                    continue
+                }
+            }
+            out.storeBytes(of: raw, as: UInt64.self)
+            out.storeBytes(of: 0, toByteOffset: 8, as: UInt64.self)
+            missIndex[m] = j
+            m += 1
+        }
+        tcStats[1] += n - m
+        tcStats[2] += m
+        guard m > 0 else { return tweaks }
+        if m == n {
+            let tp = tweaks.assumingMemoryBound(to: UInt8.self)
+            _ = EVP_EncryptUpdate(tctx, tp, &outl, tp, Int32(16 * n))
+        } else {
+            for k in 0..<m { (missTweaks + 16 * k).copyMemory(from: tweaks + 16 * missIndex[k], byteCount: 16) }
+            let mp = missTweaks.assumingMemoryBound(to: UInt8.self)
+            _ = EVP_EncryptUpdate(tctx, mp, &outl, mp, Int32(16 * m))
+            for k in 0..<m { (tweaks + 16 * missIndex[k]).copyMemory(from: missTweaks + 16 * k, byteCount: 16) }
+        }
+        if cacheable {
+            for k in 0..<m {
+                let j = missIndex[k]
+                let raw = addresses.map { $0[j] & ~UInt64(63) } ?? (pa &+ UInt64(64 * j))
+                let (i, tag) = tweakEntry(s, raw >> pageShift)
+                claimEntry(i, tag, s)
+                let line = Int((raw >> 6) & 63)
+                (tcData + i * 16 * linesPerPage + 16 * line).copyMemory(from: tweaks + 16 * j, byteCount: 16)
+                tcLines[i] |= UInt64(1) << UInt64(line)
+            }
+        }
+        return tweaks
     }
 }
 

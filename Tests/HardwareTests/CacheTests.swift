@@ -179,6 +179,29 @@ import KeyMMBase
         }
     }
 
+    @Test("clearPage's zeros are materialized by partial stores, peek and evictions (lazy zero lines)",
+          arguments: [(ByteCount.kib(64), 4), (ByteCount(64 * 2 * 8), 2), (ByteCount(64), 1)])
+    func clearPageLazyZeros(_ cache: ByteCount, _ ways: Int) throws {
+        let m = try smallMachine(cache: cache, ways: ways)
+        let key = Self.keyed(m, 3)
+        let pfn = PFN(40)
+        // Old contents in the cache ways (and DRAM) that a lazy zero line must never expose.
+        for l in 0..<64 { m.write(pfn.physAddr.advanced(by: l * 64), keyid: KeyID(3), bytes: Self.line(UInt64(l))) }
+        m.clearPage(pfn, keyid: KeyID(3))
+        let pa = pfn.physAddr.advanced(by: 5 * 64)
+        if m.cache.entries(ofLine: pa).isEmpty == false {
+            #expect(m.cache.peek(line: pa, keyid: KeyID(3)) == [UInt8](repeating: 0, count: 64))
+        }
+        m.write(pa.advanced(by: 7), keyid: KeyID(3), bytes: [0xAB])                  // partial store
+        var want = [UInt8](repeating: 0, count: 64); want[7] = 0xAB
+        #expect(m.read(pa, keyid: KeyID(3), count: 64) == want)
+        #expect(m.read(pfn.physAddr, keyid: KeyID(3), count: 64) == [UInt8](repeating: 0, count: 64))
+        m.wbinvd()
+        #expect(m.physRead(pa, count: 64) == evpXTS(key: key, tweak: tweakBytes(pa.rawValue), data: want, encrypt: true))
+        let l63 = pfn.physAddr.advanced(by: 63 * 64)
+        #expect(m.physRead(l63, count: 64) == evpXTS(key: key, tweak: tweakBytes(l63.rawValue), data: [UInt8](repeating: 0, count: 64), encrypt: true))
+    }
+
     @Test("copyPage across KeyIDs, in a normal cache and in tiny caches that force the batched-fill fallback",
           arguments: [(ByteCount.kib(64), 4), (ByteCount(64 * 4), 4), (ByteCount(64 * 2 * 8), 2), (ByteCount(64), 1)])
     func copyPageAcrossKeyIDs(_ cache: ByteCount, _ ways: Int) throws {
