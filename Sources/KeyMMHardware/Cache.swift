@@ -6,9 +6,11 @@
 // without a flush returns DRAM decrypted with B's key (garbage), and A's dirty line, written back
 // later, overwrites whatever B stored there.
 //
-// Storage is flat: one tag word and one LRU stamp per way, interleaved (way w of a set: tag at
-// meta[2w], stamp at meta[2w+1], so a hit touches one host cache line), and a data array (a
-// sparse host mmap). Tag word: bit 63 zero (the line's plaintext is 64 zero bytes that are not
+// Storage is flat, way-major: slot = way * sets + set, so way w of consecutive sets is contiguous
+// (a page's 64 lines sit in 64 consecutive sets: when they hit in one way, their metadata is
+// 1 KiB and their data 4 KiB of contiguous host memory). One tag word and one LRU stamp per
+// slot, interleaved (tag at meta[2 slot], stamp at meta[2 slot + 1]), and a data array (a sparse
+// host mmap) indexed by slot. Tag word: bit 63 zero (the line's plaintext is 64 zero bytes that are not
 // materialized in the data array: `zeroPage` sets it instead of storing), bits 62:18 line number
 // (PA >> 6; memory is at most 64 GiB so line numbers stay below 2^30 and never reach bit 63),
 // bit 17 valid, bit 16 dirty, bits 15:0 KeyID. The zero bit is a host-speed representation only:
@@ -77,7 +79,7 @@ public final class Cache {
             nonmutating set { base[i &<< 1] = newValue }
         }
     }
-    /// Interleaved metadata: [tag, stamp] per way, ways of a set contiguous, sets in order.
+    /// Interleaved metadata: [tag, stamp] per slot (slot = way * sets + set).
     let meta: UnsafeMutablePointer<UInt64>
     let tags: WayWords
     let stamps: WayWords
@@ -203,6 +205,8 @@ public final class Cache {
         setMask >= 0 ? Int(truncatingIfNeeded: lineNo) & setMask : Int(truncatingIfNeeded: lineNo % UInt64(sets))
     }
     @inline(__always) func slotData(_ slot: Int) -> UnsafeMutableRawPointer { data + slot * cacheLineSize }
+    /// The slot of way `w` of `set` (way-major layout).
+    @inline(__always) func slot(_ set: Int, _ w: Int) -> Int { w &* sets &+ set }
     @inline(__always) static func tag(_ lineNo: UInt64, _ keyid: UInt16) -> UInt64 { lineNo << lineShift | validBit | UInt64(keyid) }
 
     /// Prefetches (host) the tags and LRU stamps of the sets of `count` consecutive lines from `lineNo`.
@@ -211,7 +215,7 @@ public final class Cache {
         var left = min(count, sets)
         while left > 0 {
             let n = min(left, sets - first)
-            hp_prefetch(meta + 2 * first * ways, n * ways * 16, 1)
+            for w in 0..<ways { hp_prefetch(meta + 2 * slot(first, w), n * 16, 1) }
             left -= n
             first = 0
         }
@@ -222,16 +226,18 @@ public final class Cache {
     @inline(__always) func prefetchMRU(_ lineNo: UInt64, _ count: Int) {
         var set = setIndex(lineNo)
         for _ in 0..<min(count, sets) {
-            hp_prefetchw_line(meta + 2 * (set * ways + Int(mru[set])))
+            hp_prefetchw_line(meta + 2 * slot(set, Int(mru[set])))
             set = set + 1 == sets ? 0 : set + 1
         }
     }
 
     /// The way holding (line, KeyID), or -1.
     @inline(__always) func find(_ lineNo: UInt64, _ keyid: UInt16) -> Int {
-        let base = setIndex(lineNo) * ways
+        let set = setIndex(lineNo)
         let want = Cache.tag(lineNo, keyid)
-        for w in 0..<ways where tags[base + w] & Cache.identityMask == want { return base + w }
+        let hint = slot(set, Int(mru[set]))
+        if tags[hint] & Cache.identityMask == want { return hint }
+        for w in 0..<ways where tags[slot(set, w)] & Cache.identityMask == want { return slot(set, w) }
         return -1
     }
 
@@ -240,18 +246,18 @@ public final class Cache {
     /// `aliasDirty` reports whether the set holds the same line dirty under another KeyID.
     @inline(__always) func lookupOrAllocate(_ lineNo: UInt64, _ keyid: UInt16, aliasDirty: inout Bool) -> (slot: Int, hit: Bool) {
         let set = setIndex(lineNo)
-        let base = set * ways
         let want = Cache.tag(lineNo, keyid)
-        let hint = base + Int(mru[set])
+        let hint = slot(set, Int(mru[set]))
         if tags[hint] & Cache.identityMask == want {
             stamps[hint] = st.pointee.tick; st.pointee.tick &+= 1
             return (hint, true)
         }
-        var victim = base
+        var victim = set
+        var victimWay = 0
         var victimStamp = UInt64.max
         var alias = false
         for w in 0..<ways {
-            let i = base + w
+            let i = slot(set, w)
             let t = tags[i]
             if t & Cache.identityMask == want {
                 stamps[i] = st.pointee.tick; st.pointee.tick &+= 1
@@ -259,7 +265,7 @@ public final class Cache {
                 return (i, true)
             }
             if Cache.lineOf(t) == lineNo && t & (Cache.validBit | Cache.dirtyBit) == (Cache.validBit | Cache.dirtyBit) { alias = true }
-            if stamps[i] < victimStamp { victimStamp = stamps[i]; victim = i }
+            if stamps[i] < victimStamp { victimStamp = stamps[i]; victim = i; victimWay = w }
         }
         aliasDirty = alias
         if tags[victim] & Cache.validBit != 0 {
@@ -270,7 +276,7 @@ public final class Cache {
         }
         tags[victim] = want
         stamps[victim] = st.pointee.tick; st.pointee.tick &+= 1
-        mru[set] = UInt8(truncatingIfNeeded: victim - base)
+        mru[set] = UInt8(truncatingIfNeeded: victimWay)
         return (victim, false)
     }
 
@@ -369,9 +375,9 @@ public final class Cache {
         let first = pfn.rawValue << 6
         for l in 0..<UInt64(linesPerPage) {
             let lineNo = first + l
-            let base = setIndex(lineNo) * ways
+            let set = setIndex(lineNo)
             for w in 0..<ways {
-                let t = tags[base + w]
+                let t = tags[slot(set, w)]
                 if t & Cache.validBit != 0 && Cache.lineOf(t) == lineNo {
                     out.append(CachedLine(lineIndex: Int(l), keyid: KeyID(UInt16(truncatingIfNeeded: t)), dirty: t & Cache.dirtyBit != 0))
                 }
@@ -383,10 +389,10 @@ public final class Cache {
     /// The KeyIDs under which one line is cached, with their dirty bits.
     public func entries(ofLine pa: PhysAddr) -> [(keyid: KeyID, dirty: Bool)] {
         let lineNo = pa.rawValue >> 6
-        let base = setIndex(lineNo) * ways
+        let set = setIndex(lineNo)
         var out: [(keyid: KeyID, dirty: Bool)] = []
         for w in 0..<ways {
-            let t = tags[base + w]
+            let t = tags[slot(set, w)]
             if t & Cache.validBit != 0 && Cache.lineOf(t) == lineNo {
                 out.append((KeyID(UInt16(truncatingIfNeeded: t)), t & Cache.dirtyBit != 0))
             }
@@ -404,10 +410,12 @@ public final class Cache {
 
     /// Calls `body` for every valid line (set order, way order).
     public func forEachLine(_ body: (PhysAddr, KeyID, Bool) -> Void) {
-        for i in 0..<lineCount {
-            let t = tags[i]
-            if t & Cache.validBit != 0 {
-                body(PhysAddr(Cache.lineOf(t) << 6), KeyID(UInt16(truncatingIfNeeded: t)), t & Cache.dirtyBit != 0)
+        for set in 0..<sets {
+            for w in 0..<ways {
+                let t = tags[slot(set, w)]
+                if t & Cache.validBit != 0 {
+                    body(PhysAddr(Cache.lineOf(t) << 6), KeyID(UInt16(truncatingIfNeeded: t)), t & Cache.dirtyBit != 0)
+                }
             }
         }
     }

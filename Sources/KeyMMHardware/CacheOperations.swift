@@ -67,7 +67,10 @@ extension Cache {
     /// WBINVD: writes back every dirty line and invalidates the whole cache.
     public func flushAll() {
         if validLines > 0 {
-            for i in 0..<lineCount where tags[i] & Cache.validBit != 0 { invalidate(i) }
+            // Set order, then way order (the order write-backs and observer events have always had).
+            for set in 0..<sets {
+                for w in 0..<ways where tags[slot(set, w)] & Cache.validBit != 0 { invalidate(slot(set, w)) }
+            }
         }
         drainWriteBacks()
     }
