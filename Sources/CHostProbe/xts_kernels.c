@@ -183,3 +183,15 @@ void hp_prefetch(const void *p, size_t bytes, int write) {
     if (write) { for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 1, 3); }
     else { for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3); }
 }
+
+__attribute__((target("avx512f")))
+static void stream_copy_avx512(void *dst, const void *src, size_t bytes) {
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    for (size_t o = 0; o < bytes; o += 64) _mm512_stream_si512((__m512i *)(d + o), _mm512_loadu_si512(s + o));
+}
+
+void hp_stream_copy(void *dst, const void *src, size_t bytes) {
+    if (((uintptr_t)dst & 63) == 0 && (bytes & 63) == 0 && __builtin_cpu_supports("avx512f")) stream_copy_avx512(dst, src, bytes);
+    else memcpy(dst, src, bytes);
+}

@@ -309,13 +309,16 @@ extension EncryptionEngine {
                 tcStats[0] += 1
                 return e
             }
+            // Computed in the (host-cache-hot) scratch, then streamed into the entry: a cold frame
+            // costs no read of the entry's old contents.
             claimEntry(i, tag, s)
-            hp_xts_tweaks(e, pa, linesPerPage)
-            let ep = e.assumingMemoryBound(to: UInt8.self)
-            _ = EVP_EncryptUpdate(tctx, ep, &outl, ep, Int32(16 * linesPerPage))
+            hp_xts_tweaks(tweaks, pa, linesPerPage)
+            let tp = tweaks.assumingMemoryBound(to: UInt8.self)
+            _ = EVP_EncryptUpdate(tctx, tp, &outl, tp, Int32(16 * linesPerPage))
+            hp_stream_copy(e, tweaks, 16 * linesPerPage)
             tcLines[i] = UInt64.max
             tcStats[2] += linesPerPage
-            return e
+            return tweaks
         }
         // Line by line: cached tweaks are copied, the misses encrypted in one call and cached.
         let cacheable = addresses != nil || pa & 63 == 0

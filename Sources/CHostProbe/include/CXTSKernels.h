@@ -32,6 +32,9 @@ int hp_xts_unwhiten_with(int kernel, void *dst, const void *tweaks, const void *
 /// Software prefetch of [p, p + bytes) into the host cache (write intent when `write`): the model's
 /// cache walks 64 consecutive sets per page, whose tags the host prefetchers do not bring in fast enough.
 void hp_prefetch(const void *p, size_t bytes, int write);
+/// Copies `bytes` to `dst` with non-temporal stores when both are multiples of 64 (AVX-512), else
+/// memcpy: fills a table entry without reading its old line into the host cache first.
+void hp_stream_copy(void *dst, const void *src, size_t bytes);
 /// Software prefetch (write intent) of the host cache line holding `p`; inlined into Swift.
 static inline void hp_prefetchw_line(const void *p) { __builtin_prefetch(p, 1, 3); }
 #endif
