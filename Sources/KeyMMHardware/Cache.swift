@@ -231,6 +231,19 @@ public final class Cache {
         }
     }
 
+    /// Prefetches (host) the tag line of every way of `lineNo`'s set (with the way-major layout
+    /// each also covers the neighbouring sets sharing its host line).
+    @inline(__always) func prefetchWays(_ lineNo: UInt64) {
+        let set = setIndex(lineNo)
+        for w in 0..<ways { hp_prefetchw_line(meta + 2 * slot(set, w)) }
+    }
+
+    /// Whether (line, KeyID) sits in its set's MRU way (no LRU update).
+    @inline(__always) func hitsMRU(_ lineNo: UInt64, _ keyid: UInt16) -> Bool {
+        let set = setIndex(lineNo)
+        return tags[slot(set, Int(mru[set]))] & Cache.identityMask == Cache.tag(lineNo, keyid)
+    }
+
     /// The way holding (line, KeyID), or -1.
     @inline(__always) func find(_ lineNo: UInt64, _ keyid: UInt16) -> Int {
         let set = setIndex(lineNo)

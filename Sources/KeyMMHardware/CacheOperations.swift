@@ -29,7 +29,17 @@ extension Cache {
         let first = pfn.rawValue << 6
         prefetchMRU(first, linesPerPage)
         var alias = false
+        // From the first line that is not in its set's MRU way on (a frame not cached as a whole,
+        // e.g. flushed on free), the lookups scan every way: prefetch all ways of the sets a few
+        // lines ahead (one host line holds a way of 4 consecutive sets), pipelined.
+        var ahead = UInt64.max
         for l in 0..<UInt64(linesPerPage) {
+            if ahead == UInt64.max && !hitsMRU(first + l, keyid.rawValue) {
+                ahead = l & ~3
+                while ahead < min(l + 12, UInt64(linesPerPage)) { prefetchWays(first + ahead); ahead += 4 }
+            } else if ahead != UInt64.max && l & 3 == 0 && ahead < UInt64(linesPerPage) {
+                prefetchWays(first + ahead); ahead += 4
+            }
             let (slot, _) = lookupOrAllocate(first + l, keyid.rawValue, aliasDirty: &alias)
             tags[slot] |= Cache.dirtyBit | Cache.zeroBit
         }
