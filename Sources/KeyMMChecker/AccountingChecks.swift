@@ -169,4 +169,27 @@ extension InvariantChecker {
             }
         }
     }
+
+    /// keyid-reprogrammed-with-cached-lines: called from the KeyID observer at the moment of a
+    /// successful PCONFIG (inside the call), so the cache is seen as the new key finds it.
+    func checkCachedLinesAtProgramming(_ k: KeyID, _ what: String) {
+        guard options.enabled.contains(.keyidReprogrammedWithCachedLines) else { return }
+        let cache = kernel.machine.cache
+        guard cache.validLines > 0 else { return }
+        let hw = k.rawValue & kernel.machine.config.maxKeyID
+        var lines = 0, dirty = 0
+        var example: (PhysAddr, Bool)?
+        cache.forEachLine { pa, keyid, isDirty in
+            guard keyid.rawValue == hw else { return }
+            lines += 1
+            if isDirty { dirty += 1 }
+            if example == nil || (isDirty && example?.1 == false) { example = (pa, isDirty) }
+        }
+        guard lines > 0, let (pa, isDirty) = example else { return }
+        let alloc = kernel.allocator
+        let pfn = pa.pfn
+        let state = alloc.refcount(pfn) > 0 ? "refcount \(alloc.refcount(pfn))" : "free"
+        report(.keyidReprogrammedWithCachedLines, key: "\(k.rawValue):\(kernel.keys.references.programCount(k))",
+               "\(k) was programmed (\(what)) while \(lines) cache line(s) (\(dirty) dirty) were held under it; e.g. PA \(Fmt.hex(pa.rawValue))\(isDirty ? " dirty" : ""), \(Fmt.pfn(pfn)) (\(state), page_keyid \(alloc.pageKeyID(pfn).rawValue))")
+    }
 }

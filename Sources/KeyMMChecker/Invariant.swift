@@ -11,6 +11,8 @@ import KeyMMBase
 public enum Invariant: String, CaseIterable, Sendable, Hashable, Codable, CustomStringConvertible {
     /// A KeyID is programmed (a new key or CLEAR_KEY) while something still uses it.
     case keyidReuseWhileReferenced = "keyid-reuse-while-referenced"
+    /// A KeyID is programmed (a new key or CLEAR_KEY) while cache lines are held under it.
+    case keyidReprogrammedWithCachedLines = "keyid-reprogrammed-with-cached-lines"
     /// A KeyID's reference count differs from the references that exist (own + VMAs + pages).
     case keyidRefcountBalance = "keyid-refcount-balance"
     /// mprotect / pkey_mprotect changed the KeyID (encryption bits) of a PTE.
@@ -46,6 +48,7 @@ public enum Invariant: String, CaseIterable, Sendable, Hashable, Codable, Custom
     public var statement: String {
         switch self {
         case .keyidReuseWhileReferenced: "a KeyID is never reprogrammed (new key or CLEAR_KEY) while a VMA or an allocated page still uses it, nor while its count is non-zero"
+        case .keyidReprogrammedWithCachedLines: "a KeyID is never programmed (new key or CLEAR_KEY) while a cache line is held under it: its lines would be written back with the next key, or read by its next user"
         case .keyidRefcountBalance: "each KeyID's reference count equals the references that exist: its live key's own + one per VMA + one per allocated 4 KiB page with that page_keyid"
         case .encryptedZeroPage: "the zero page and the huge zero page are mapped only with KeyID 0 (no encryption bits)"
         case .mprotectChangedEncryption: "mprotect/pkey_mprotect never change the KeyID (encryption bits) of an entry that keeps its frame"

@@ -124,6 +124,7 @@ public final class InvariantChecker {
             prevKeys?(event)
             if case .programmed(let k, let kind, let status, _, let others) = event, status == .success {
                 self?.programmedDuringCall.append((k, "\(kind)", others))
+                self?.checkCachedLinesAtProgramming(k, "\(kind)")
             }
         }
     }

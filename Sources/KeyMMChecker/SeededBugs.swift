@@ -34,6 +34,10 @@ public struct SeededBug: Sendable, Hashable {
             return policy != "none" && encryption == "mktme"
         case "skip-flush-on-keyid-change":
             return policy != "none" && encryption != "off"
+        case "skip-flush-on-keyid-release":
+            // Only the lazy policies keep lines under a KeyID whose count reached zero (eager and
+            // wrapper flush at free, so they never install the release-time write-back).
+            return (policy == "integrated" || policy == "per-keyid") && encryption == "mktme"
         case "zero-before-keyid":
             // The wrapper's KeyID-unaware allocator zeroes through KeyID 0 by design and zeroes
             // again after the switch: prep_encrypted_page's order is not its code path.
@@ -92,6 +96,11 @@ public struct SeededBug: Sendable, Hashable {
                   location: "mm/VMALifecycle.swift, vmAreaDup",
                   mistake: "vm_area_dup() copies an encrypted VMA without taking its KeyID reference",
                   caughtBy: [.keyidRefcountBalance], notApplicable: "policy=none, SME"),
+        SeededBug(name: "skip-flush-on-keyid-release", kernelNames: ["skip-flush-on-keyid-release"],
+                  location: "mktme/KeyIDRelease.swift, installKeyIDReleaseFlush",
+                  mistake: "a released KeyID is reprogrammed (CLEAR_KEY, then the next key) without writing back the cache, so freed pages' dirty lines of the dead key are written back with the next one",
+                  caughtBy: [.keyidReprogrammedWithCachedLines, .plaintextInDRAM],
+                  notApplicable: "policy=none, wrapper, eager (they flush at free), SME"),
     ]
 
     /// The bug with this catalogue name, if any.

@@ -88,6 +88,10 @@ public enum Counter: Int, CaseIterable, Sendable {
     case migratedPages
 
     // ---- APPEND NEW CASES BELOW THIS LINE (other layers) ----
+    /// WBINVDs the key service ran before reprogramming a released KeyID (CLEAR_KEY) under the
+    /// lazy allocator policies, so no line of the dead key's data survives into the next key's
+    /// use of the KeyID (each is also one `wbinvd`, priced as such).
+    case keyidReleaseFlushes
 }
 
 extension CostEvent {
@@ -168,6 +172,7 @@ extension Counter {
         case .pagesFreed: "pages_freed"
         case .cowBreaks: "cow_breaks"
         case .migratedPages: "migrated_pages"
+        case .keyidReleaseFlushes: "keyid_release_flushes"
         }
     }
 }

@@ -108,6 +108,7 @@ public final class Kernel {
         allocator.injectBugs = config.injectBugs   // seeded bugs (KeyMMChecker/SeededBugs.swift)
         installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
         setupEncryptAnon()   // mktme/EncryptAnon.swift: KernelConfig.encryptAnon
+        installKeyIDReleaseFlush()   // mktme/KeyIDRelease.swift: WBINVD before CLEAR_KEY (lazy policies)
     }
 
     /// Creates a process with an empty address space. `pid` nil picks the next free pid.

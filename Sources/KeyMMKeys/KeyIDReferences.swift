@@ -5,8 +5,9 @@
 // -> programmed -> in use, count 1 (the key's own reference, percpu_ref_init) -> +1 per VMA
 // (mmap, vm_area_dup, encrypt_mprotect) and +2^order per page (prep_encrypted_page) -> the key
 // is destroyed: dead, the key's reference dropped (percpu_ref_kill) -> the count reaches 0:
-// release: reprogram with CLEAR_KEY, free. So a KeyID outlives its key while VMAs or pages
-// (e.g. pinned by get_user_pages) still use it.
+// release: `beforeClearKey` (the kernel's cache write-back, see mktme/KeyIDRelease.swift),
+// reprogram with CLEAR_KEY, free. So a KeyID outlives its key while VMAs or pages (e.g. pinned
+// by get_user_pages) still use it.
 //
 // Invariants: a slot is reprogrammed only while no reference other than its own key's exists
 // (`KeyIDEvent.programmed.otherReferences == 0`); a free slot with a non-zero count (a get on a
@@ -135,6 +136,11 @@ public final class KeyIDReferences {
     public var onKeyIDEvent: ((KeyIDEvent) -> Void)? {
         didSet { observed.pointee = onKeyIDEvent != nil }
     }
+    /// Run when a KeyID's count reached zero after its key died, before CLEAR_KEY reprograms it
+    /// (the release work item): what must leave the cache before the KeyID can name another key.
+    /// The kernel installs a WBINVD here under the lazy allocator policies (freed pages keep the
+    /// KeyID and may keep dirty lines under it); nil: nothing.
+    public var beforeClearKey: ((KeyID) -> Void)?
 
     /// Slots for the KeyIDs in `range`, all free; `programmer` executes PCONFIG.
     public init(range: ClosedRange<UInt16>?, programmer: any KeyProgrammer) {
@@ -317,9 +323,11 @@ public final class KeyIDReferences {
         if counts[i] == 0 { release(keyid) }
     }
 
-    /// The percpu_ref release callback: CLEAR_KEY, then the slot is free.
+    /// The percpu_ref release callback: `beforeClearKey` (cache write-back), CLEAR_KEY, then
+    /// the slot is free.
     private func release(_ keyid: KeyID) {
         guard let i = slot(keyid) else { return }
+        beforeClearKey?(keyid)
         let status = program(keyid, .clearKey)
         if status != .success { record(.clearKeyFailed, keyid, before: counts[i], amount: 0) }
         setState(i, .free)

@@ -62,49 +62,59 @@ import KeyMM
         #expect(r[0].finding == nil)
     }
 
-    /// The minimal scenarios of the model problems the fuzzer found (docs/fuzzing.md). They are
-    /// known issues: when one is fixed this test fails ("known issue was not recorded") and the
-    /// `without` list above and the entry here should go.
-    @Test(arguments: KnownModelBugs.scenarios)
-    func knownModelBugStillReproduces(_ scenario: KnownModelBugs.Scenario) {
-        let runner = ScenarioFiles.run(scenario.text, name: scenario.name)
-        withKnownIssue("\(scenario.name): \(scenario.summary)") {
-            for v in runner.violations where v.invariant == scenario.invariant { Issue.record("\(v)") }
-        }
+    /// The model problem the fuzzer found under the lazy policies (keyid-release-dirty-lines,
+    /// docs/fuzzing.md), fixed by the WBINVD before CLEAR_KEY (mktme/KeyIDRelease.swift): its
+    /// shrunk reproduction is now clean, DRAM holds the dead key's ciphertext instead of the
+    /// tenant's plaintext, the release costs one counted WBINVD; without the write-back (the
+    /// seeded bug) the checker catches it at the release itself.
+    @Test(arguments: [AllocatorPolicy.integrated, .perKeyID])
+    func releasedKeyIDIsWrittenBackBeforeItIsReprogrammed(_ policy: AllocatorPolicy) throws {
+        let text = KnownModelBugs.keyidReleaseDirtyLines(policy: policy, bug: nil)
+        let fixed = ScenarioFiles.run(text, name: "keyid-release-dirty-lines")
+        for v in fixed.violations { Issue.record("\(v)") }
+        let clock = try #require(fixed.kernel?.machine.clock)
+        #expect(clock.value(of: .keyidReleaseFlushes) == 1)
+        let broken = ScenarioFiles.run(KnownModelBugs.keyidReleaseDirtyLines(policy: policy, bug: "skip-flush-on-keyid-release"),
+                                       name: "keyid-release-dirty-lines")
+        #expect(broken.violations.first?.invariant == .keyidReprogrammedWithCachedLines)
+        #expect(broken.violations.contains { $0.invariant == .plaintextInDRAM })
+        #expect(broken.kernel?.machine.clock.value(of: .keyidReleaseFlushes) == 0)
+    }
+
+    /// Eager flushes every page at free: no line of a KeyID is left when its count reaches zero,
+    /// so its release needs (and gets) no WBINVD.
+    @Test func eagerReleaseNeedsNoWriteBack() throws {
+        let r = ScenarioFiles.run(KnownModelBugs.keyidReleaseDirtyLines(policy: .eager, bug: nil), name: "keyid-release-dirty-lines")
+        for v in r.violations { Issue.record("\(v)") }
+        #expect(r.kernel?.machine.clock.value(of: .keyidReleaseFlushes) == 0)
     }
 }
 
-/// Model problems found by fuzzing the unmodified model (reported; their code is not the
-/// checker's). Each with the smallest scenario found.
+/// Model problems found by fuzzing the unmodified model (docs/fuzzing.md). Both found so far
+/// are fixed (swap-cache-migration in 42f5c46, keyid-release-dirty-lines by the release-time
+/// write-back); their reproductions are regression tests.
 enum KnownModelBugs {
-    /// Calls the CI fuzz leaves out so a known problem does not end every run (none now: the
-    /// swap-cache migration bug the fuzzer found was fixed in 42f5c46).
+    /// Calls the CI fuzz leaves out so a known problem does not end every run (none now).
     static let avoid: Set<String> = []
 
-    struct Scenario: Sendable, CustomTestStringConvertible {
-        let name: String
-        let summary: String
-        let invariant: Invariant
-        let text: String
-        var testDescription: String { name }
+    /// The shrunk reproduction of keyid-release-dirty-lines (per-keyid, seed 1, 1,605 calls),
+    /// without its recorded phys_read result (it differs with the fix). `bug`: a seeded bug.
+    static func keyidReleaseDirtyLines(policy: AllocatorPolicy, bug: String?) -> String {
+        """
+        #@ set memory=128M
+        #@ set keyid-bits=3
+        #@ set policy=\(policy.rawValue)
+        #@ set inject-bug=\(bug ?? "none")
+        1 add_key("mktme", "tenant", "type=cpu algorithm=aes-xts-128", 30, KEY_SPEC_USER_KEYRING) = 1003
+        1 mmap(0x7e0003800000, 16384, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x7e0003800000
+        1 encrypt_mprotect(0x7e0003800000, 16384, PROT_READ|PROT_WRITE, 1003) = 0
+        1 mem_write(0x7e0003800040, "tenant secret 0123456789abcdefgh") = 32
+        1 munmap(0x7e0003800000, 16384) = 0
+        1 keyctl(KEYCTL_INVALIDATE, 1003) = 0
+        1 add_key("mktme", "clear", "type=no-encrypt", 15, KEY_SPEC_USER_KEYRING) = 1008
+        1 wbinvd() = 0
+        1 phys_read(0x40, 32) = ?
+
+        """
     }
-
-    static let scenarios: [Scenario] = [
-        Scenario(name: "keyid-release-dirty-lines", summary: "integrated/per-keyid: a freed page keeps dirty lines under a destroyed key's KeyID; the KeyID is released (CLEAR_KEY) and given to a no-encrypt key without a flush, so the next write-back puts that tenant's plaintext in DRAM",
-                 invariant: .plaintextInDRAM, text: """
-                    #@ set memory=128M
-                    #@ set keyid-bits=3
-                    #@ set policy=per-keyid
-                    1 add_key("mktme", "tenant", "type=cpu algorithm=aes-xts-128", 30, KEY_SPEC_USER_KEYRING) = 1003
-                    1 mmap(0x7e0003800000, 16384, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x7e0003800000
-                    1 encrypt_mprotect(0x7e0003800000, 16384, PROT_READ|PROT_WRITE, 1003) = 0
-                    1 mem_write(0x7e0003800040, "tenant secret 0123456789abcdefgh") = 32
-                    1 munmap(0x7e0003800000, 16384) = 0
-                    1 keyctl(KEYCTL_INVALIDATE, 1003) = 0
-                    1 add_key("mktme", "clear", "type=no-encrypt", 15, KEY_SPEC_USER_KEYRING) = 1008
-                    1 wbinvd() = 0
-                    1 phys_read(0x40, 32) = "tenant secret 0123456789abcdefgh"
-
-                    """),
-    ]
 }
