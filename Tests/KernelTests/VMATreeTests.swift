@@ -137,12 +137,4 @@ import KeyMMBase
             #expect(tree.findVMA(VirtAddr(3 << 12))?.vmStart == VirtAddr(4 << 12))
         }
     }
-
-    /// The scaling measurement runs (its timings are reported by `keymm bench vmas`, not
-    /// asserted here).
-    @Test func scalingBenchmarkRuns() {
-        let r = vmaScalingBenchmark(vmaCounts: [64, 1024], operations: 200)
-        #expect(r.count == 2)
-        #expect(r.allSatisfy { $0.nsPerOp > 0 && $0.vmas >= $0.count })
-    }
 }
