@@ -54,6 +54,26 @@ struct BenchWorkloadsTests {
         #expect((wrapper.counters["flushed_lines"] ?? 0) >= 128 * UInt64(FaultsWorkload.pagesPerMap * FaultsWorkload.rounds(quick: true)))
     }
 
+    /// The wrapper's alloc+free under the documented default prices follows docs/policies.md's
+    /// per-term formula, (A + F + 2Z + 128C + 128W + 2R) / (A + F + Z), and that lands near the
+    /// seed's 4-6x (6.5x); integrated adds only the two KeyID references. Fails if the wrapper's
+    /// flush/zero work changes or the defaults drift back to prices that made it 21.7x.
+    @Test func allocFreeWrapperFollowsTheDocumentedFormula() throws {
+        let r = try run(AllocFreeWorkload(), [.none, .wrapper, .integrated])
+        let p = CostProfile.default
+        let a = p[.buddyAlloc], f = p[.buddyFree], z = p[.zeroPage], c = p[.clflushLine]
+        let w = p[.writeBack] + p[.encryptLine], refs = 2 * p[.keyidRef]
+        let base = a + f + z
+        let wrapperCycles = a + f + 2 * z + 128 * c + 128 * w + refs
+        let perOp = { (policy: String) in
+            r.results.first { $0.workload == "alloc-free" && $0.policy == policy }?.extra?["cycles_per_op_keyid1"]?.number }
+        #expect(perOp("none") == Double(base))
+        #expect(perOp("wrapper") == Double(wrapperCycles))
+        #expect(perOp("integrated") == Double(base + refs))
+        let ratio = ratio(r, "alloc-free", "wrapper")
+        #expect(ratio > 4 && ratio < 7, "default-price wrapper alloc+free \(ratio)x")
+    }
+
     @Test func vmasScalingRow() throws {
         let a = try run(VMAsWorkload())
         let row = try #require(a.results.first { $0.workload == "vmas" })
