@@ -1,20 +1,20 @@
 // The catalogue of seeded bugs: one-place mistakes a kernel developer could really make in the
 // MKTME series, each switched on by name (`keymm fuzz --inject-bug NAME`, `#@ set
-// inject-bug=NAME`, KernelConfig.injectBugs) to prove the checker catches it. docs/invariants.md
-// lists the same table with the place and the catching invariant.
+// inject-bug=NAME`) to prove the checker catches it. docs/invariants.md lists the same table
+// with the place and the catching invariant.
 //
-// Invariant: every bug is guarded in exactly one place of the model by
-// `injectBugs.contains(NAME)` (or by the older kernel name in `kernelNames`), so with no bug
-// injected the model is the unmodified one.
+// Invariant: every catalogue entry names exactly one kernel switch (`InjectedBugs`, tested in
+// one place of the model) and every switch has exactly one entry, so with no bug injected the
+// model is the unmodified one.
 import KeyMMBase
+import KeyMMKernel
 
 /// A deliberate mistake the model can be built with.
 public struct SeededBug: Sendable, Hashable {
     /// The catalogue name (`--inject-bug NAME`).
     public let name: String
-    /// The names put into KernelConfig.injectBugs (the catalogue name, plus the kernel's own
-    /// name where the model already offered the bug under another name).
-    public let kernelNames: [String]
+    /// The kernel's switch for it (KernelConfig.bugs).
+    public let bug: InjectedBugs
     /// Where it is injected (file, function).
     public let location: String
     /// The mistake, in one line.
@@ -26,77 +26,71 @@ public struct SeededBug: Sendable, Hashable {
 
     /// Whether the bug can show under this allocator policy and encryption mode.
     public func applies(policy: String, encryption: String) -> Bool {
-        switch name {
-        case "mprotect-drops-keyid", "split-from-vm-page-prot", "encrypted-zero-page", "merge-across-keyids",
-             "ksm-across-keyids", "encrypt-mprotect-keeps-pages", "khugepaged-skips-prep", "vma-dup-skips-keyid-ref",
-             "free-keyid-while-referenced", "migrate-drops-keyid":
-            // Need MKTME KeyIDs (keys, encrypted VMAs): not under policy none or SME.
-            return policy != "none" && encryption == "mktme"
-        case "skip-flush-on-keyid-change":
-            return policy != "none" && encryption != "off"
-        case "skip-flush-on-keyid-release":
-            // Only the lazy policies keep lines under a KeyID whose count reached zero (eager and
-            // wrapper flush at free, so they never install the release-time write-back).
-            return (policy == "integrated" || policy == "per-keyid") && encryption == "mktme"
-        case "zero-before-keyid":
-            // The wrapper's KeyID-unaware allocator zeroes through KeyID 0 by design and zeroes
-            // again after the switch: prep_encrypted_page's order is not its code path.
-            return policy != "none" && policy != "wrapper" && encryption != "off"
-        default:
-            return true
-        }
+        // Need MKTME KeyIDs (keys, encrypted VMAs): not under policy none or SME.
+        let needKeyIDs: InjectedBugs = [.mprotectDropsKeyID, .splitFromVMPageProt, .encryptedZeroPage, .mergeAcrossKeyIDs,
+                                        .ksmAcrossKeyIDs, .encryptMprotectKeepsPages, .khugepagedSkipsPrep,
+                                        .vmaDupSkipsKeyIDRef, .freeKeyIDWhileReferenced, .migrateDropsKeyID]
+        if needKeyIDs.contains(bug) { return policy != "none" && encryption == "mktme" }
+        if bug == .skipFlushOnKeyIDChange { return policy != "none" && encryption != "off" }
+        // Only the lazy policies keep lines under a KeyID whose count reached zero (eager and
+        // wrapper flush at free, so they never install the release-time write-back).
+        if bug == .skipFlushOnKeyIDRelease { return (policy == "integrated" || policy == "per-keyid") && encryption == "mktme" }
+        // The wrapper's KeyID-unaware allocator zeroes through KeyID 0 by design and zeroes
+        // again after the switch: prep_encrypted_page's order is not its code path.
+        if bug == .zeroBeforeKeyID { return policy != "none" && policy != "wrapper" && encryption != "off" }
+        return true
     }
 
     public static let all: [SeededBug] = [
-        SeededBug(name: "skip-flush-on-keyid-change", kernelNames: ["skip-flush-on-keyid-change"],
+        SeededBug(name: "skip-flush-on-keyid-change", bug: .skipFlushOnKeyIDChange,
                   location: "page_alloc/EncryptedPages.swift, switchKeyID (prep_encrypted_page / free_encrypted_page)",
                   mistake: "page_keyid is changed without flushing the frame's cache lines through the old KeyID",
                   caughtBy: [.staleCacheLine], notApplicable: "policy=none (no KeyID ever changes)"),
-        SeededBug(name: "free-keyid-while-referenced", kernelNames: ["free-keyid-while-referenced"],
+        SeededBug(name: "free-keyid-while-referenced", bug: .freeKeyIDWhileReferenced,
                   location: "page_alloc/EncryptedPages.swift, getKeyIDRefs / putKeyIDRefs",
                   mistake: "KeyID references are taken per VMA only, not per 4 KiB page, so a KeyID is freed while a pinned page still uses it (seed 000)",
                   caughtBy: [.keyidRefcountBalance, .keyidReuseWhileReferenced], notApplicable: "policy=none, SME"),
-        SeededBug(name: "mprotect-drops-keyid", kernelNames: ["mprotect-drops-keyid", "pgprot-modify-drops-encryption"],
+        SeededBug(name: "mprotect-drops-keyid", bug: .mprotectDropsKeyID,
                   location: "pgtable/ChangeProtection.swift, changeProtection (PTE.modifiedDroppingEncryption)",
                   mistake: "pte_modify() takes the encryption bits from the new protection: _PAGE_CHG_MASK lacks the KeyID bits (seed 003)",
                   caughtBy: [.mprotectChangedEncryption, .encryptedZeroPage], notApplicable: "policy=none, SME (no encrypted VMA holds a KeyID-0 entry)"),
-        SeededBug(name: "split-from-vm-page-prot", kernelNames: ["split-from-vm-page-prot", "split-pmd-from-vm-page-prot"],
+        SeededBug(name: "split-from-vm-page-prot", bug: .splitFromVMPageProt,
                   location: "pgtable/THP.swift, splitHugePMD (PTE.splitEntryFromVMAProt, and the huge zero PMD's entries)",
                   mistake: "split_huge_pmd() builds the 4 KiB entries' encryption bits from vm_page_prot instead of the source PMD (seed 003)",
                   caughtBy: [.encryptedZeroPage, .mprotectChangedEncryption], notApplicable: "policy=none, SME"),
-        SeededBug(name: "merge-across-keyids", kernelNames: ["merge-across-keyids"],
+        SeededBug(name: "merge-across-keyids", bug: .mergeAcrossKeyIDs,
                   location: "mm/VMAMerge.swift, isMergeableVMA (is_mergeable_vma)",
                   mistake: "is_mergeable_vma() forgets the KeyID comparison, so VMAs of different KeyIDs merge",
                   caughtBy: [.mergedAcrossKeyIDs, .pteKeyIDMismatch], notApplicable: "policy=none, SME"),
-        SeededBug(name: "encrypted-zero-page", kernelNames: ["encrypted-zero-page"],
+        SeededBug(name: "encrypted-zero-page", bug: .encryptedZeroPage,
                   location: "pgtable/Fault.swift, doAnonymousPage (mk_zero_pte)",
                   mistake: "mk_zero_pte() keeps the VMA's KeyID bits: the shared zero page is mapped encrypted",
                   caughtBy: [.encryptedZeroPage], notApplicable: "policy=none, SME"),
-        SeededBug(name: "ksm-across-keyids", kernelNames: ["ksm-across-keyids"],
+        SeededBug(name: "ksm-across-keyids", bug: .ksmAcrossKeyIDs,
                   location: "mktme/KSM.swift, ksmScan (the stable/unstable tree key)",
                   mistake: "KSM matches pages by contents only, not (KeyID, contents)",
                   caughtBy: [.ksmCrossKeyID], notApplicable: "policy=none, SME"),
-        SeededBug(name: "migrate-drops-keyid", kernelNames: ["migrate-drops-keyid"],
+        SeededBug(name: "migrate-drops-keyid", bug: .migrateDropsKeyID,
                   location: "page_alloc/Compaction.swift, allocPageForMigration",
                   mistake: "the migration target is allocated with KeyID 0 instead of the source page's KeyID",
                   caughtBy: [.pteKeyIDMismatch], notApplicable: "policy=none, SME"),
-        SeededBug(name: "encrypt-mprotect-keeps-pages", kernelNames: ["encrypt-mprotect-keeps-pages"],
+        SeededBug(name: "encrypt-mprotect-keeps-pages", bug: .encryptMprotectKeepsPages,
                   location: "mktme/EncryptMprotect.swift, mprotectSetEncrypt",
                   mistake: "encrypt_mprotect() changes a VMA's KeyID without zapping the pages it maps",
                   caughtBy: [.pteKeyIDMismatch], notApplicable: "policy=none, SME"),
-        SeededBug(name: "zero-before-keyid", kernelNames: ["zero-before-keyid"],
+        SeededBug(name: "zero-before-keyid", bug: .zeroBeforeKeyID,
                   location: "page_alloc/EncryptedPages.swift, prepNewPage",
                   mistake: "prep_encrypted_page() clears the page before setting page_keyid, i.e. through the old KeyID's mapping",
                   caughtBy: [.staleCacheLine], notApplicable: "policy=none, policy=wrapper (not its code path)"),
-        SeededBug(name: "khugepaged-skips-prep", kernelNames: ["khugepaged-skips-prep"],
+        SeededBug(name: "khugepaged-skips-prep", bug: .khugepagedSkipsPrep,
                   location: "pgtable/THP.swift, collapseRange",
                   mistake: "khugepaged installs the huge page it allocated with KeyID 0 without prep_encrypted_page() to the VMA's KeyID",
                   caughtBy: [.pteKeyIDMismatch, .crossKeyIDPlaintext], notApplicable: "policy=none, SME"),
-        SeededBug(name: "vma-dup-skips-keyid-ref", kernelNames: ["vma-dup-skips-keyid-ref"],
+        SeededBug(name: "vma-dup-skips-keyid-ref", bug: .vmaDupSkipsKeyIDRef,
                   location: "mm/VMALifecycle.swift, vmAreaDup",
                   mistake: "vm_area_dup() copies an encrypted VMA without taking its KeyID reference",
                   caughtBy: [.keyidRefcountBalance], notApplicable: "policy=none, SME"),
-        SeededBug(name: "skip-flush-on-keyid-release", kernelNames: ["skip-flush-on-keyid-release"],
+        SeededBug(name: "skip-flush-on-keyid-release", bug: .skipFlushOnKeyIDRelease,
                   location: "mktme/KeyIDRelease.swift, installKeyIDReleaseFlush",
                   mistake: "a released KeyID is reprogrammed (CLEAR_KEY, then the next key) without writing back the cache, so freed pages' dirty lines of the dead key are written back with the next one",
                   caughtBy: [.keyidReprogrammedWithCachedLines, .plaintextInDRAM],
@@ -105,6 +99,9 @@ public struct SeededBug: Sendable, Hashable {
 
     /// The bug with this catalogue name, if any.
     public static func named(_ name: String) -> SeededBug? { all.first { $0.name == name } }
+
+    /// The catalogue entries of the switches in `bugs`, in catalogue order.
+    public static func entries(_ bugs: InjectedBugs) -> [SeededBug] { all.filter { bugs.contains($0.bug) } }
 
     /// Catalogue names, comma-separated (for help and errors).
     public static var names: String { all.map(\.name).joined(separator: ", ") }

@@ -34,8 +34,8 @@ public struct KernelConfig: Sendable {
     public var maxMapCount: Int = 65530
     /// Whether the `user` key type is available to encrypt_mprotect.
     public var userKeys: Bool = true
-    /// Deliberate bugs the fuzzer's self-test enables by name.
-    public var injectBugs: Set<String> = []
+    /// Seeded bugs the fuzzer's self-test switches on (KeyMMChecker/SeededBugs.swift names them).
+    public var bugs: InjectedBugs = []
     /// arch_max_pkey(): 16 on x86 with PKU (OSPKE), 1 without (only pkey 0 exists).
     public var pkeyCount: Int = 16
     /// vm.overcommit_memory == 2 (OVERCOMMIT_NEVER): MAP_NORESERVE is then ignored.
@@ -103,9 +103,8 @@ public final class Kernel {
                                userKeysEnabled: config.userKeys, seed: mc.seed)
         // SME has no KeyIDs to count: its C-bit pages take no KeyID references.
         self.allocator = PageAllocator(machine: machine, policy: config.policy,
-                                       keyidRefs: mc.encryption == .sme ? nil : keys.references)
+                                       keyidRefs: mc.encryption == .sme ? nil : keys.references, bugs: config.bugs)
         self.pageCache = PageCache()
-        allocator.injectBugs = config.injectBugs   // seeded bugs (KeyMMChecker/SeededBugs.swift)
         installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
         setupEncryptAnon()   // mktme/EncryptAnon.swift: KernelConfig.encryptAnon
         installKeyIDReleaseFlush()   // mktme/KeyIDRelease.swift: WBINVD before CLEAR_KEY (lazy policies)

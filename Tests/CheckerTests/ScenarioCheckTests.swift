@@ -79,11 +79,23 @@ enum ScenarioFiles {
     @Test func injectBugSettingIsValidated() throws {
         var m = ModelConfig()
         try m.apply("inject-bug=mprotect-drops-keyid")
-        #expect(m.kernel.injectBugs == ["mprotect-drops-keyid", "pgprot-modify-drops-encryption"])
+        #expect(m.kernel.bugs == .mprotectDropsKeyID)
         #expect(m.settings["inject-bug"] == "mprotect-drops-keyid")
         try m.apply("inject-bug=none")
-        #expect(m.kernel.injectBugs.isEmpty)
+        #expect(m.kernel.bugs.isEmpty)
         #expect(throws: ModelConfig.SettingError.self) { try m.apply("inject-bug=no-such-bug") }
+    }
+
+    /// One catalogue entry per kernel switch: distinct names, distinct single bits.
+    @Test func catalogueEntriesOwnOneSwitchEach() {
+        var seen: InjectedBugs = []
+        for b in SeededBug.all {
+            #expect(b.bug.rawValue.nonzeroBitCount == 1, "\(b.name) is not one switch")
+            #expect(seen.isDisjoint(with: b.bug), "\(b.name) shares its switch")
+            seen.formUnion(b.bug)
+        }
+        #expect(Set(SeededBug.all.map(\.name)).count == SeededBug.all.count)
+        #expect(SeededBug.entries(seen).count == SeededBug.all.count)
     }
 }
 

@@ -8,7 +8,7 @@ import KeyMMKeys
 
 /// A kernel on a small machine (64 MiB, 1 MiB cache) with KeyIDs 1...8 keyed.
 func makeFaultKernel(memory: ByteCount = .mib(64), nodes: Int = 1, thp: THPMode = .never,
-                     encryption: EncryptionMode = .mktme, bugs: Set<String> = [],
+                     encryption: EncryptionMode = .mktme, bugs: InjectedBugs = [],
                      policy: AllocatorPolicy = .integrated) throws -> Kernel {
     var mc = MachineConfig()
     mc.memory = memory
@@ -25,7 +25,7 @@ func makeFaultKernel(memory: ByteCount = .mib(64), nodes: Int = 1, thp: THPMode 
     }
     var kc = KernelConfig()
     kc.thp = thp
-    kc.injectBugs = bugs
+    kc.bugs = bugs
     kc.policy = policy
     return try Kernel(machine: machine, config: kc)
 }

@@ -145,7 +145,7 @@ import KeyMMKeys
 
     @Test(arguments: [false, true])
     func mprotectKeepsPerPTEEncryptionUnlessThePreFixBugIsInjected(_ injectBug: Bool) throws {
-        let bugs: Set<String> = injectBug ? [Kernel.bugPgprotModifyDropsEncryption] : []
+        let bugs: InjectedBugs = injectBug ? .mprotectDropsKeyID : []
         let (k, t) = try makeMKTMEKernel(encryption: .sme, bugs: bugs)
         _ = try k.vvarMap(t, addr: VirtAddr(base), npages: 3, decryptedIndex: 1).get()
         for i in 0..<3 { #expect(k.read(t, base + UInt64(i) * 4096, 11) == Array("vvar page \(i)".utf8)) }

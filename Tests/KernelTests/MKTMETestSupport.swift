@@ -22,7 +22,7 @@ let anonPrivate: MapFlags = [.private, .anonymous]
 /// A kernel on a small machine (64 MiB unless asked) and process 1.
 func makeMKTMEKernel(memory: ByteCount = .mib(64), keyidBits: Int = 6, policy: AllocatorPolicy = .integrated,
                      encryption: EncryptionMode = .mktme, nodes: Int = 1, thp: THPMode = .never,
-                     userKeys: Bool = true, bugs: Set<String> = []) throws -> (Kernel, TaskStruct) {
+                     userKeys: Bool = true, bugs: InjectedBugs = []) throws -> (Kernel, TaskStruct) {
     var mc = MachineConfig()
     mc.memory = memory
     mc.nodes = nodes
@@ -34,7 +34,7 @@ func makeMKTMEKernel(memory: ByteCount = .mib(64), keyidBits: Int = 6, policy: A
     kc.policy = policy
     kc.thp = thp
     kc.userKeys = userKeys
-    kc.injectBugs = bugs
+    kc.bugs = bugs
     let kernel = try Kernel(machine: machine, config: kc)
     let task = kernel.spawn(pid: ProcessID(1))
     return (kernel, task)

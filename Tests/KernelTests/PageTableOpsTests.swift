@@ -9,7 +9,7 @@ import KeyMMHardware
 final class NoFaultOps: VMOperations {}
 
 @Suite struct PageTableOpsTests {
-    func vvarSetup(bugs: Set<String> = [], extraPages: UInt64 = 0) throws -> (Kernel, TaskStruct, VMA) {
+    func vvarSetup(bugs: InjectedBugs = [], extraPages: UInt64 = 0) throws -> (Kernel, TaskStruct, VMA) {
         let k = try makeFaultKernel(bugs: bugs)
         let t = k.spawn()
         var frames: [PFN] = []
@@ -52,7 +52,7 @@ final class NoFaultOps: VMOperations {}
     }
 
     @Test func preFixMprotectLosesTheDecryptedPage() throws {
-        let (k, t, vma) = try vvarSetup(bugs: [Kernel.bugPgprotModifyDropsEncryption])
+        let (k, t, vma) = try vvarSetup(bugs: .mprotectDropsKeyID)
         vma.vmFlags.insert(.exec)
         vma.vmPageProt = PageProt(vmFlags: vma.vmFlags, keyid: KeyID(2))
         k.changeProtection(t.mm, vma, vma.vmStart, vma.vmEnd, vma.vmPageProt)

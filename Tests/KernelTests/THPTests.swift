@@ -131,7 +131,7 @@ import KeyMMHardware
 
     @Test func splitCopiesEncryptionFromTheSourcePMDNotVMProt() throws {
         for preFix in [false, true] {
-            let k = try makeFaultKernel(thp: .always, bugs: preFix ? [Kernel.bugSplitPMDFromVMAProt] : [])
+            let k = try makeFaultKernel(thp: .always, bugs: preFix ? .splitFromVMPageProt : [])
             let t = k.spawn()
             let vma = addVMA(t, huge, 2 << 20, [.read, .write], keyid: KeyID(3))
             #expect(k.memWrite(t, VirtAddr(huge), Array("huge".utf8)) == .ok(4))

@@ -50,7 +50,7 @@ extension Kernel {
                     guard allocator.refcount(page) == allocator.mapcount(page) else { continue }
                     machine.clock.charge(.ksmCompare)
                     let keyid = allocator.pageKeyID(page)
-                    let bug = !config.injectBugs.isEmpty && config.injectBugs.contains("ksm-across-keyids")   // seeded bug: contents only
+                    let bug = config.bugs.contains(.ksmAcrossKeyIDs)   // seeded bug: contents only
                     let key = KSMKey(keyid: bug ? .tme : keyid, contents: kernelRead(page, count: pageSize))
                     if let stable = ksmStableLookup(key) {
                         ksmReplacePTE(mm, vma, a, slot, with: stable)

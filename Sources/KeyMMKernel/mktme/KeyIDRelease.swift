@@ -26,7 +26,7 @@ extension Kernel {
     func installKeyIDReleaseFlush() {
         guard !config.policy.poolIsKeyIDZero else { return }
         // Seeded bug (KeyMMChecker/SeededBugs.swift): the KeyID is cleared with its lines cached.
-        guard !config.injectBugs.contains("skip-flush-on-keyid-release") else { return }
+        guard !config.bugs.contains(.skipFlushOnKeyIDRelease) else { return }
         let machine = self.machine
         keys.references.beforeClearKey = { _ in
             machine.wbinvd()

@@ -13,8 +13,8 @@
 // like the real vvar pages, so they keep their KeyID references.
 //
 // What it shows: mprotect keeps each PTE's KeyID/C-bit (_PAGE_CHG_MASK), so reads stay correct
-// after mprotect(PROT_NONE) / mprotect(PROT_READ); with the pre-fix pgprot_modify (injectBugs
-// "pgprot-modify-drops-encryption") the decrypted page would be read through vm_page_prot's
+// after mprotect(PROT_NONE) / mprotect(PROT_READ); with the pre-fix pgprot_modify (seeded bug
+// `.mprotectDropsKeyID`) the decrypted page would be read through vm_page_prot's
 // encryption and return garbage.
 import KeyMMBase
 

@@ -16,7 +16,7 @@ extension Kernel {
         new.vmOps = vma.vmOps
         new.anonName = vma.anonName
         new.fileOpenID = vma.fileOpenID
-        if config.injectBugs.isEmpty || !config.injectBugs.contains("vma-dup-skips-keyid-ref") { vmaGetKeyID(new) }   // seeded bug
+        if !config.bugs.contains(.vmaDupSkipsKeyIDRef) { vmaGetKeyID(new) }   // seeded bug
         fileMapped(new.vmFile)
         return new
     }

@@ -81,7 +81,7 @@ extension Kernel {
         // (All must hold; the cheapest, most discriminating checks come first.)
         if (vma.vmFlags.rawValue ^ vmg.flags.rawValue) & ~VMFlags.softDirty.rawValue != 0 { return false }
         if vma.vmFile !== vmg.file || vma.fileOpenID != vmg.fileOpenID { return false }
-        if vma.keyid != vmg.keyid && !config.injectBugs.contains("merge-across-keyids") { return false }   // seeded bug
+        if vma.keyid != vmg.keyid && !config.bugs.contains(.mergeAcrossKeyIDs) { return false }   // seeded bug
         if vma.memoryPolicy != vmg.policy { return false }
         if vma.anonName != vmg.anonName { return false }
         return true

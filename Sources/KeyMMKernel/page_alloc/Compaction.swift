@@ -41,7 +41,7 @@ extension PageAllocator {
         var gfp: GFPFlags = .highUserMovable
         if flags(h).contains(.head) { gfp.insert(.compound) }
         if node != nil { gfp.insert(.thisNode) }
-        let bug = !injectBugs.isEmpty && injectBugs.contains("migrate-drops-keyid")   // seeded bug
+        let bug = bugs.contains(.migrateDropsKeyID)   // seeded bug
         return allocPages(order: order, keyid: bug ? .tme : pageKeyID(h), node: node, gfp: gfp)
     }
 

@@ -12,13 +12,14 @@
 // `integrated` and `per-keyid` a free frame keeps the KeyID it was last allocated with.
 import KeyMMBase
 import KeyMMHardware
+import KeyMMKeys
 
 extension PageAllocator {
     /// Flushes a frame through its current KeyID and gives it `keyid` (one KeyID switch).
     @inline(__always)
     func switchKeyID(_ pfn: UInt64, _ p: UnsafeMutablePointer<PageMeta>, to keyid: UInt16) {
         // Seeded bug (KeyMMChecker/SeededBugs.swift): the KeyID changes without the flush.
-        if injectBugs.isEmpty || !injectBugs.contains("skip-flush-on-keyid-change") {
+        if !bugs.contains(.skipFlushOnKeyIDChange) {
             machine.flushPage(PFN(pfn), keyid: KeyID(p.pointee.keyid))
         }
         p.pointee.keyid = keyid
@@ -47,7 +48,7 @@ extension PageAllocator {
             }
         case .integrated, .eager, .perKeyID:
             // prep_encrypted_page(): flush through the old KeyID if it differs, set, then zero.
-            let zeroFirst = zero && !injectBugs.isEmpty && injectBugs.contains("zero-before-keyid")   // seeded bug
+            let zeroFirst = zero && bugs.contains(.zeroBeforeKeyID)   // seeded bug
             for i in 0..<n {
                 let f = pfn + UInt64(i)
                 let p = head + i
@@ -80,14 +81,18 @@ extension PageAllocator {
         if run > 0 { putKeyIDRefs(KeyID(runKeyID), run) }
     }
 
+    /// The per-KeyID counts taken per 4 KiB page (seed 000); none under the seeded bug, which
+    /// counts per VMA only.
+    var pageKeyIDRefs: KeyIDReferences? { bugs.contains(.freeKeyIDWhileReferenced) ? nil : keyidRefs }
+
     func getKeyIDRefs(_ k: KeyID, _ n: Int) {
-        guard let refs = keyidRefs, injectBugs.isEmpty || !injectBugs.contains("free-keyid-while-referenced") else { return }
+        guard let refs = pageKeyIDRefs else { return }
         clock.charge(.keyidRef)
         refs.get(k, n)
     }
 
     func putKeyIDRefs(_ k: KeyID, _ n: Int) {
-        guard let refs = keyidRefs, injectBugs.isEmpty || !injectBugs.contains("free-keyid-while-referenced") else { return }
+        guard let refs = pageKeyIDRefs else { return }
         clock.charge(.keyidRef)
         refs.put(k, n)
     }

@@ -29,8 +29,8 @@ public final class PageAllocator {
     /// rmap) to the second, which already holds a copy of the contents and the source's KeyID.
     /// Return false if the page cannot be unmapped (e.g. pinned); nothing is then changed.
     public var migratePage: ((PFN, PFN) -> Bool)?
-    /// Seeded bugs switched on by name (KernelConfig.injectBugs; KeyMMChecker/SeededBugs.swift).
-    public var injectBugs: Set<String> = []
+    /// The seeded bugs this allocator was built with (the kernel's `KernelConfig.bugs`).
+    public let bugs: InjectedBugs
     /// Problems found so far (bad frees, poison corruption, misuse); verify() includes them.
     public private(set) var anomalies: [String] = []
 
@@ -49,8 +49,10 @@ public final class PageAllocator {
     var keyidListed = 0
 
     /// Builds the allocator for `machine`'s memory, every frame free.
-    public init(machine: Machine, policy: AllocatorPolicy, keyidRefs: KeyIDReferences?, poisoning: Bool = false) {
+    public init(machine: Machine, policy: AllocatorPolicy, keyidRefs: KeyIDReferences?, poisoning: Bool = false,
+                bugs: InjectedBugs = []) {
         self.machine = machine
+        self.bugs = bugs
         self.policy = policy
         self.keyidRefs = keyidRefs
         self.poisoning = poisoning

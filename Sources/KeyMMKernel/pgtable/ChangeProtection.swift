@@ -14,7 +14,7 @@ extension Kernel {
         let s = max(start, vma.vmStart), e = min(end, vma.vmEnd)
         guard s < e else { return }
         let pt = mm.pageTable
-        let preFix = config.injectBugs.contains(Kernel.bugPgprotModifyDropsEncryption)
+        let preFix = config.bugs.contains(.mprotectDropsKeyID)   // seeded bug
         var needFlush = false
         var updates = 0
         pt.forEachPMD(s, e) { ps, a, next in

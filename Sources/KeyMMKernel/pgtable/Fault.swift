@@ -111,7 +111,7 @@ extension Kernel {
         if !write {
             guard let z = zeroPage() else { return .oom }
             let zpte = PTE.zeroPage(z, prot: vma.vmPageProt, layout: layout)
-            pt.set(slot, !config.injectBugs.isEmpty && config.injectBugs.contains("encrypted-zero-page") ? zpte.with(keyid: userPageKeyID(vma), layout: layout) : zpte)   // seeded bug
+            pt.set(slot, config.bugs.contains(.encryptedZeroPage) ? zpte.with(keyid: userPageKeyID(vma), layout: layout) : zpte)   // seeded bug
             machine.clock.charge(.pteUpdate)
             return .ok
         }

@@ -158,6 +158,9 @@ extension Kernel {
     /// __split_huge_pmd_locked() + the immediate folio split.
     func splitHugePMD(_ mm: MM, _ vma: VMA, pmdSlot: Int, haddr: VirtAddr) {
         let pt = mm.pageTable
+        // Seed 003: the 4 KiB entries take their encryption bits from the source PMD; the seeded
+        // bug builds them from vm_page_prot (the huge zero PMD's entries too).
+        let fromVMAProt = config.bugs.contains(.splitFromVMPageProt)   // seeded bug
         let pmd = pt[pmdSlot]
         let head = pmd.hugePFN(layout)
         pt.set(pmdSlot, .none)                     // pmdp_invalidate
@@ -168,11 +171,10 @@ extension Kernel {
                 var prot = vma.vmPageProt
                 if pmd.isProtNone { prot = PageProt(flags: PTEFlags(rawValue: pmd.raw & ~(PTEFlags.pse.rawValue | layout.pfnMask | layout.encryptionMask))) }
                 var e = PTE.zeroPage(z, prot: prot, layout: layout)
-                if config.injectBugs.contains("split-from-vm-page-prot") { e = e.with(keyid: vma.keyid, layout: layout) }   // seeded bug: from vm_page_prot
+                if fromVMAProt { e = e.with(keyid: vma.keyid, layout: layout) }
                 for i in 0..<hpagePMDNr { pt.set(base + i, e) }
             }
         } else {
-            let fromVMAProt = config.injectBugs.contains(Kernel.bugSplitPMDFromVMAProt)
             for i in 0..<hpagePMDNr {
                 let e = fromVMAProt ? pmd.splitEntryFromVMAProt(index: i, vmPageProt: vma.vmPageProt, layout: layout)
                                     : pmd.splitEntry(index: i, vmPageProt: vma.vmPageProt, layout: layout)
@@ -197,10 +199,6 @@ extension Kernel {
         pgtable.thpSplitPMD &+= 1
         flushTLBRange(mm, haddr, haddr.advanced(by: pmdSize))
     }
-
-    /// injectBugs names for the behaviour before seed 003's fixes (offered for comparison).
-    public static let bugSplitPMDFromVMAProt = "split-pmd-from-vm-page-prot"
-    public static let bugPgprotModifyDropsEncryption = "pgprot-modify-drops-encryption"
 
     // MARK: collapse
 
@@ -293,7 +291,7 @@ extension Kernel {
             return .allocHugePageFail
         }
         let keyid = userPageKeyID(vma)   // mktme/SME.swift: the VMA's KeyID (C-bit under SME)
-        if !config.injectBugs.contains("khugepaged-skips-prep") {   // seeded bug
+        if !config.bugs.contains(.khugepagedSkipsPrep) {   // seeded bug
             allocator.prepEncryptedPage(new, order: .pmd, keyid: keyid, zero: false)
         }
         let newKeyID = allocator.pageKeyID(new)

@@ -107,12 +107,12 @@ public struct ModelConfig: Sendable {
             guard !value.isEmpty else { throw bad() }
             costsFile = value
         case "inject-bug":
-            var names: Set<String> = []
+            var bugs: InjectedBugs = []
             for n in value.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !n.isEmpty && n != "none" {
                 guard let bug = SeededBug.named(n) else { throw bad() }
-                names.formUnion(bug.kernelNames)
+                bugs.insert(bug.bug)
             }
-            kernel.injectBugs = names
+            kernel.bugs = bugs
         default:
             throw SettingError(message: "unknown setting '\(key)'; known: \(Self.keys.map(\.key).joined(separator: ", "))")
         }

@@ -101,7 +101,7 @@ public final class Fuzzer {
     func model(_ policy: AllocatorPolicy, episode: Int, bug: Bool = true) -> ModelConfig {
         var m = options.model
         m.kernel.policy = policy
-        if bug, let b = options.injectBug { m.kernel.injectBugs.formUnion(b.kernelNames) }
+        if bug, let b = options.injectBug { m.kernel.bugs.insert(b.bug) }
         var g = SeededGenerator.derived(seed: options.seed, purpose: UInt64(episode) << 8 | UInt64(policyIndex(policy)))
         m.machine.seed = g.next() >> 1
         return m

@@ -86,7 +86,7 @@ extension ModelConfig {
             "encrypt-anon": kernel.encryptAnon ? "on" : "off",
         ]
         if let c = costsFile { s["costs"] = c }
-        let bugs = SeededBug.all.filter { kernel.injectBugs.contains($0.name) }.map(\.name)
+        let bugs = SeededBug.entries(kernel.bugs).map(\.name)
         if !bugs.isEmpty { s["inject-bug"] = bugs.joined(separator: ",") }
         return s
     }

@@ -1,0 +1,41 @@
+// InjectedBugs: the seeded-bug switches the kernel model can be built with.
+//
+// Each switch turns on one mistake a kernel developer could really make in the MKTME series,
+// so the checker and fuzzer can prove they catch it (KeyMMChecker/SeededBugs.swift is the
+// catalogue: names, places, the invariants that catch each one; docs/invariants.md the table).
+//
+// Invariant: each switch is tested in exactly one place of the model (`config.bugs.contains`),
+// the place the mistake lives; with the empty set the model is the unmodified one.
+
+/// A set of seeded bugs (an OptionSet: testing one is a single bit test on the hot paths).
+public struct InjectedBugs: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt64
+    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// page_alloc/EncryptedPages.swift: page_keyid changes without flushing the old KeyID's lines.
+    public static let skipFlushOnKeyIDChange = InjectedBugs(rawValue: 1 << 0)
+    /// page_alloc/EncryptedPages.swift: KeyID references per VMA only, not per 4 KiB page.
+    public static let freeKeyIDWhileReferenced = InjectedBugs(rawValue: 1 << 1)
+    /// pgtable/ChangeProtection.swift: pte_modify() without the KeyID bits in _PAGE_CHG_MASK.
+    public static let mprotectDropsKeyID = InjectedBugs(rawValue: 1 << 2)
+    /// pgtable/THP.swift: split_huge_pmd() builds entries from vm_page_prot.
+    public static let splitFromVMPageProt = InjectedBugs(rawValue: 1 << 3)
+    /// mm/VMAMerge.swift: is_mergeable_vma() without the KeyID comparison.
+    public static let mergeAcrossKeyIDs = InjectedBugs(rawValue: 1 << 4)
+    /// pgtable/Fault.swift: mk_zero_pte() keeps the VMA's KeyID.
+    public static let encryptedZeroPage = InjectedBugs(rawValue: 1 << 5)
+    /// mktme/KSM.swift: KSM matches by contents only.
+    public static let ksmAcrossKeyIDs = InjectedBugs(rawValue: 1 << 6)
+    /// page_alloc/Compaction.swift: the migration target is allocated with KeyID 0.
+    public static let migrateDropsKeyID = InjectedBugs(rawValue: 1 << 7)
+    /// mktme/EncryptMprotect.swift: encrypt_mprotect() keeps the pages it should zap.
+    public static let encryptMprotectKeepsPages = InjectedBugs(rawValue: 1 << 8)
+    /// page_alloc/EncryptedPages.swift: the page is cleared before page_keyid is set.
+    public static let zeroBeforeKeyID = InjectedBugs(rawValue: 1 << 9)
+    /// pgtable/THP.swift: khugepaged installs its huge page without prep_encrypted_page().
+    public static let khugepagedSkipsPrep = InjectedBugs(rawValue: 1 << 10)
+    /// mm/VMALifecycle.swift: vm_area_dup() skips the KeyID reference.
+    public static let vmaDupSkipsKeyIDRef = InjectedBugs(rawValue: 1 << 11)
+    /// mktme/KeyIDRelease.swift: a released KeyID is reprogrammed without a cache write-back.
+    public static let skipFlushOnKeyIDRelease = InjectedBugs(rawValue: 1 << 12)
+}
