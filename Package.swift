@@ -8,7 +8,7 @@
 //   KeyMMHardware   DRAM, encryption engine, KeyID table (PCONFIG), cache, cost clock
 //   KeyMMKeys       the key service: keyrings, the "mktme" key type, KeyID references
 //   KeyMMKernel     Linux mm: VMAs, page tables, faults, page allocator, MKTME policies
-//   KeyMMTrace      the scenario/trace language (strace syntax): lexer and parser
+//   KeyMMTrace      the scenario/trace language (strace syntax): lexer and parser (KeyMMBase only)
 //   KeyMMWorkloads  running scenarios and real traces, bench workloads
 //   KeyMM           the embeddable library product (re-exports the above)
 //   keymm           the command-line tool
@@ -66,7 +66,7 @@ let package = Package(
         ),
         .target(
             name: "KeyMMTrace",
-            dependencies: [],
+            dependencies: ["KeyMMBase"],
             swiftSettings: strict
         ),
         .target(
@@ -124,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CheckerTests",
-            dependencies: ["KeyMM"],
+            dependencies: ["KeyMM", "KeyMMKernel"],
             swiftSettings: strict
         ),
     ]

@@ -17,14 +17,7 @@ extension Kernel {
         machine.clock.charge(.syscall)
         guard let parent = tasks[pid] else { return .failure(.ESRCH) }
         if let c = childPid, tasks[c] != nil { return .failure(.EAGAIN) }
-        let mm = dupMM(parent)
-        let child = TaskStruct(pid: childPid ?? allocatePid(), mm: mm, cred: parent.cred, pkru: parent.pkru,
-                               files: parent.files.copy(), parent: parent.pid)
-        child.rlimitMemlock = parent.rlimitMemlock
-        if child.pid.rawValue >= nextPid { nextPid = child.pid.rawValue &+ 1 }
-        tasks[child.pid] = child
-        keysFork(parent: parent.pid, child: child.pid)   // mktme/KeySyscalls.swift
-        return .success(child.pid)
+        return .success(copyProcess(parent, mm: dupMM(parent), childPid: childPid))
     }
 
     /// clone(2) without CLONE_VM behaves as fork; with CLONE_VM (0x100) the child shares the mm.
@@ -39,13 +32,20 @@ extension Kernel {
         guard let parent = tasks[pid] else { return .failure(.ESRCH) }
         if let c = childPid, tasks[c] != nil { return .failure(.EAGAIN) }
         parent.mm.users += 1
-        let child = TaskStruct(pid: childPid ?? allocatePid(), mm: parent.mm, cred: parent.cred, pkru: parent.pkru,
+        return .success(copyProcess(parent, mm: parent.mm, childPid: childPid))
+    }
+
+    /// copy_process(): the child task around `mm` (its own copy after fork, the parent's after
+    /// vfork/CLONE_VM): the parent's credentials, PKRU, RLIMIT_MEMLOCK and a copy of its fd table;
+    /// registered under `childPid` (or the next free pid) with its keyrings.
+    func copyProcess(_ parent: TaskStruct, mm: MM, childPid: ProcessID?) -> ProcessID {
+        let child = TaskStruct(pid: childPid ?? allocatePid(), mm: mm, cred: parent.cred, pkru: parent.pkru,
                                files: parent.files.copy(), parent: parent.pid)
         child.rlimitMemlock = parent.rlimitMemlock
         if child.pid.rawValue >= nextPid { nextPid = child.pid.rawValue &+ 1 }
         tasks[child.pid] = child
         keysFork(parent: parent.pid, child: child.pid)   // mktme/KeySyscalls.swift
-        return .success(child.pid)
+        return child.pid
     }
 
     /// execve(2): the task gets a fresh, empty address space (the model does not load an

@@ -145,13 +145,7 @@ public final class PageAllocator {
         for i in 0..<n {
             let p = head + i
             if poisoning && p.pointee.state & PageState.poisoned != 0 { checkPoison(pfn + UInt64(i), p) }
-            p.pointee.flags = baseFlags
-            p.pointee.refcount = 0
-            p.pointee.mapcount = 0
-            p.pointee.state = 0
-            p.pointee.order = 0
-            p.pointee.mapping = 0
-            p.pointee.index = 0
+            p.pointee.reset(flags: baseFlags)
             if compound && i > 0 {
                 p.pointee.flags |= PageFlags.tail.rawValue
                 p.pointee.order = UInt8(order)
@@ -211,13 +205,7 @@ public final class PageAllocator {
                 anomaly("bad page: \(PFN(pfn + UInt64(i))) freed with flags \(f.intersection(.checkAtFree))")
             }
             if f.contains(.hwPoison) { hwPoisoned = true }
-            p.pointee.flags = 0
-            p.pointee.refcount = 0
-            p.pointee.mapcount = 0
-            p.pointee.order = 0
-            p.pointee.state = 0
-            p.pointee.mapping = 0
-            p.pointee.index = 0
+            p.pointee.reset()
         }
         freeEncryptedPages(pfn, count: n)
         if hwPoisoned {

@@ -31,6 +31,12 @@ struct PageMeta {
     var index: UInt64
 
     static let zero = PageMeta(flags: 0, refcount: 0, mapcount: 0, keyid: 0, order: 0, state: 0, mapping: 0, index: 0)
+
+    /// Fresh struct page fields (post_alloc_hook, free_pages_prepare): everything cleared but
+    /// page_ext's KeyID, which outlives the allocation (the allocator compares against it).
+    @inline(__always) mutating func reset(flags: UInt32 = 0) {
+        self = PageMeta(flags: flags, refcount: 0, mapcount: 0, keyid: keyid, order: 0, state: 0, mapping: 0, index: 0)
+    }
 }
 
 /// Allocator-internal per-frame state (not visible as PageFlags).
