@@ -1,5 +1,5 @@
 // MKTME's page preparation, per AllocatorPolicy: prep_encrypted_page() at allocation and
-// free_encrypted_page() at free (seed 001, reference "Page allocator"; docs/policies.md).
+// free_encrypted_page() at free (docs/sources.md, seed 001 and MKTME page allocator; docs/policies.md).
 //
 // Rules common to all policies: a frame changes KeyID only after its lines are flushed
 // through the old KeyID (caches are not coherent across KeyIDs); __GFP_ZERO is honoured only
@@ -81,7 +81,7 @@ extension PageAllocator {
         if run > 0 { putKeyIDRefs(KeyID(runKeyID), run) }
     }
 
-    /// The per-KeyID counts taken per 4 KiB page (seed 000); none under the seeded bug, which
+    /// The per-KeyID counts taken per 4 KiB page (docs/sources.md, seed 000); none under the seeded bug, which
     /// counts per VMA only.
     var pageKeyIDRefs: KeyIDReferences? { bugs.contains(.freeKeyIDWhileReferenced) ? nil : keyidRefs }
 
