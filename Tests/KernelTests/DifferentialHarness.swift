@@ -77,10 +77,14 @@ final class DifferentialHarness: @unchecked Sendable {
     /// Whether the native side can run (gcc found and the helper built; built once per process).
     static var available: Bool { Self.get().0 != nil }
 
+    /// gcc (or cc) on PATH, as `.ci/run` looks for it.
     static func findGCC() -> String? {
-        for p in ["/usr/bin/gcc", "/usr/local/bin/gcc", "/bin/gcc", "/usr/bin/cc"]
-        where FileManager.default.isExecutableFile(atPath: p) {
-            return p
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for name in ["gcc", "cc"] {
+            for dir in path.split(separator: ":") where !dir.isEmpty {
+                let p = "\(dir)/\(name)"
+                if FileManager.default.isExecutableFile(atPath: p) { return p }
+            }
         }
         return nil
     }
