@@ -124,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CheckerTests",
-            dependencies: ["KeyMM", "KeyMMKernel"],
+            dependencies: ["KeyMM", "KeyMMKernel", "KeyMMWorkloads"],
             swiftSettings: strict
         ),
     ]

@@ -18,18 +18,51 @@ import KeyMMKeys
 import KeyMMKernel
 
 extension InvariantChecker {
-    func checkFrameAccounting(_ frames: AllocatedFrames, _ census: MappingCensus) {
+    /// frame-accounting: after a full sweep every allocated block, every mapped frame and every
+    /// pinned or cached frame; otherwise the blocks and frames whose struct page, entries or
+    /// references the call changed. Blocks in PFN order, then frames mapped while free, then frames
+    /// held while free (the full sweep's order).
+    func checkFrameAccounting(full: Bool) {
         guard options.enabled.contains(.frameAccounting) else { return }
         let alloc = kernel.allocator
-        // References that are not page-table entries: pins and the page cache.
-        var extra: [UInt64: Int] = [:]
-        for h in kernel.mktme.pinHandles {
-            for f in kernel.mktme.pinnedFrames(handle: h) ?? [] { extra[f.rawValue, default: 0] += 1 }
+        var orphans: [UInt64] = []
+        var pinnedFree: [UInt64] = []
+        if full {
+            alloc.forEachAllocatedBlock { head, order in checkBlock(head, order) }
+            for f in 0..<model.frameCount where model.uses[f] > 0 && !model.allocated.contains(UInt64(f)) { orphans.append(UInt64(f)) }
+            for f in model.extra.keys where !model.allocated.contains(f) { pinnedFree.append(f) }
+        } else {
+            var heads: [UInt64] = []
+            var seen = Set<UInt64>()
+            for f in model.accountingFrames.list {
+                if model.allocated.contains(f) {
+                    if let b = model.allocatedBlock(containing: f), seen.insert(b.head).inserted { heads.append(b.head) }
+                } else {
+                    if f < UInt64(model.frameCount) && model.uses[Int(f)] > 0 { orphans.append(f) }
+                    if model.extra[f] != nil { pinnedFree.append(f) }
+                }
+            }
+            for h in heads.sorted() {
+                if let o = alloc.allocationOrder(PFN(h)) { checkBlock(PFN(h), o) }
+            }
         }
-        for space in kernel.pageCache.allMappings {
-            for f in space.pages.values { extra[f.rawValue, default: 0] += 1 }
+        orphans.append(contentsOf: model.farUses.keys)
+        for f in Set(orphans).sorted() {
+            let n = f < UInt64(model.frameCount) ? model.uses[Int(f)] : model.farUses[f] ?? 0
+            let first = model.firstMapper(of: f)
+            report(.frameAccounting, key: "free:\(f)",
+                   "\(Fmt.pfn(PFN(f))) is mapped by pid \(first?.pid.rawValue ?? 0) at VA \(Fmt.hex(first?.va ?? 0)) (\(n) entries) but the allocator has it free")
         }
-        let uses = census.uses
+        for f in pinnedFree.sorted() {
+            report(.frameAccounting, key: "pinfree:\(f)",
+                   "\(Fmt.pfn(PFN(f))) is held by a gup pin or the page cache but the allocator has it free")
+        }
+    }
+
+    /// One allocated block: each frame's mapcount against the entries mapping it, and each
+    /// reference owner's refcount (a compound page's head) against mappings + pins + page cache.
+    func checkBlock(_ head: PFN, _ order: PageOrder) {
+        let alloc = kernel.allocator
         func checkRefs(_ owner: PFN, _ want: Int) {
             let have = Int(alloc.refcount(owner))
             if have < want {
@@ -37,39 +70,23 @@ extension InvariantChecker {
                        "\(Fmt.pfn(owner)) has refcount \(have) but its mappings, pins and page-cache entry hold \(want)")
             }
         }
-        for (head, order) in frames.blocks {
-            // A compound page's references are on its head; otherwise each frame has its own.
-            let compound = order.rawValue > 0 && alloc.compoundOrder(head) == order
-            var blockRefs = 0
-            for i in 0..<order.pages {
-                let f = head.advanced(by: i)
-                let u = uses.use(f.rawValue)
-                let counted = Int(u?.maps ?? 0)
-                let mc = Int(alloc.mapcount(f))
-                if mc != counted {
-                    let where_ = u.map { " (first: pid \($0.pid) VA \(Fmt.hex($0.va)))" } ?? ""
-                    report(.frameAccounting, key: "mapcount:\(f.rawValue)",
-                           "\(Fmt.pfn(f)) has mapcount \(mc) but \(counted) page-table entries map it\(where_)")
-                }
-                let refs = counted + (extra.isEmpty ? 0 : extra[f.rawValue] ?? 0)
-                if compound { blockRefs += refs } else if refs > 0 { checkRefs(f, refs) }
+        // A compound page's references are on its head; otherwise each frame has its own.
+        let compound = order.rawValue > 0 && alloc.compoundOrder(head) == order
+        let extra = model.extra
+        var blockRefs = 0
+        for i in 0..<order.pages {
+            let f = head.advanced(by: i)
+            let counted = f.rawValue < UInt64(model.frameCount) ? Int(model.uses[Int(f.rawValue)]) : 0
+            let mc = Int(alloc.mapcount(f))
+            if mc != counted {
+                let where_ = counted > 0 ? model.firstMapper(of: f.rawValue).map { " (first: pid \($0.pid) VA \(Fmt.hex($0.va)))" } ?? "" : ""
+                report(.frameAccounting, key: "mapcount:\(f.rawValue)",
+                       "\(Fmt.pfn(f)) has mapcount \(mc) but \(counted) page-table entries map it\(where_)")
             }
-            if compound && blockRefs > 0 { checkRefs(head, blockRefs) }
+            let refs = counted + (extra.isEmpty ? 0 : extra[f.rawValue] ?? 0)
+            if compound { blockRefs += refs } else if refs > 0 { checkRefs(f, refs) }
         }
-        // Mapped frames that are not allocated: freed (or never allocated) while mapped.
-        var orphans: [UInt64] = []
-        for f in census.uses.touched where !allocated.contains(f) { orphans.append(f) }
-        for f in orphans.sorted() {
-            let u = census.uses.use(f)
-            report(.frameAccounting, key: "free:\(f)",
-                   "\(Fmt.pfn(PFN(f))) is mapped by pid \(u?.pid ?? 0) at VA \(Fmt.hex(u?.va ?? 0)) (\(u?.maps ?? 0) entries) but the allocator has it free")
-        }
-        var pinnedFree: [UInt64] = []
-        for f in extra.keys where !allocated.contains(f) { pinnedFree.append(f) }
-        for f in pinnedFree.sorted() {
-            report(.frameAccounting, key: "pinfree:\(f)",
-                   "\(Fmt.pfn(PFN(f))) is held by a gup pin or the page cache but the allocator has it free")
-        }
+        if compound && blockRefs > 0 { checkRefs(head, blockRefs) }
     }
 
     /// New allocator anomalies and its structural self-check.
@@ -96,7 +113,9 @@ extension InvariantChecker {
         kernel.allocator.keyidRefs != nil && kernel.config.policy != .none
     }
 
-    func checkKeyIDBalance(_ frames: AllocatedFrames, _ census: MappingCensus) {
+    /// keyid-refcount-balance for every KeyID (after every call: O(KeyIDs), from the shadow's
+    /// counts of VMAs and allocated pages per KeyID).
+    func checkKeyIDBalance() {
         let refs = kernel.keys.references
         if options.enabled.contains(.keyidRefcountBalance) {
             let anomalies = refs.anomalies
@@ -115,26 +134,47 @@ extension InvariantChecker {
             let state = refs.state(keyid)
             var own = 0
             if case .inUse = state { own = 1 }
-            let v = i < census.vmasPerKeyID.count ? census.vmasPerKeyID[i] : 0
-            let p = pages && i < frames.pagesPerKeyID.count ? frames.pagesPerKeyID[i] : 0
+            let v = i < model.vmasPerKeyID.count ? model.vmasPerKeyID[i] : 0
+            let p = pages && i < model.pagesPerKeyID.count ? model.pagesPerKeyID[i] : 0
             let expected = own + v + p
             let actual = refs.count(keyid)
             if expected != actual {
                 var detail = "\(keyid) (\(state)) has count \(actual) but the references that exist are \(expected): own key \(own) + \(v) VMA(s) + \(p) page(s)"
-                if let (pid, v) = census.firstVMA[i] { detail += "; e.g. pid \(pid) \(Fmt.vma(v.vmStart, v.vmEnd))" }
+                if let (pid, v) = firstVMA(with: keyid) { detail += "; e.g. pid \(pid) \(Fmt.vma(v.vmStart, v.vmEnd))" }
                 report(.keyidRefcountBalance, key: "\(k)", detail)
             }
         }
     }
 
-    /// What still uses `keyid`: VMAs (distinct mms) and allocated frames with that page_keyid.
+    /// The first VMA with `keyid` in the full sweep's order (pid, then address).
+    func firstVMA(with keyid: KeyID) -> (ProcessID, VMA)? {
+        for slot in model.order {
+            guard let mm = model.mms[slot].mm else { continue }
+            for v in mm.vmas where v.keyid == keyid { return (model.mms[slot].pid, v) }
+        }
+        return nil
+    }
+
+    /// What still uses `keyid`: VMAs (distinct mms) and allocated frames with that page_keyid
+    /// (counted by the shadow; the example is looked up only when something does).
     func usersOf(_ keyid: KeyID) -> (vmas: Int, pages: Int, example: String?) {
+        let k = Int(keyid.rawValue)
+        guard k > 0, k < model.vmasPerKeyID.count else { return scanUsersOf(keyid) }
+        let vmas = model.vmasPerKeyID[k]
+        let pages = kernel.config.policy != .none ? model.pagesPerKeyID[k] : 0
+        guard vmas + pages > 0 else { return (0, 0, nil) }
+        return (vmas, pages, scanUsersOf(keyid).example)
+    }
+
+    /// The same by walking every mm's VMAs and every allocated block.
+    func scanUsersOf(_ keyid: KeyID) -> (vmas: Int, pages: Int, example: String?) {
         var vmas = 0, pages = 0
         var example: String?
-        for (pid, mm) in kernel.distinctMMs {
+        for slot in model.order {
+            guard let mm = model.mms[slot].mm else { continue }
             for v in mm.vmas where v.keyid == keyid {
                 vmas += 1
-                if example == nil { example = "pid \(pid) \(Fmt.vma(v.vmStart, v.vmEnd))" }
+                if example == nil { example = "pid \(model.mms[slot].pid) \(Fmt.vma(v.vmStart, v.vmEnd))" }
             }
         }
         if kernel.config.policy != .none {

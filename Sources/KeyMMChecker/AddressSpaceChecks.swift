@@ -4,64 +4,121 @@
 // KeyID 0), and mprotect-changed-encryption (an mprotect-family call keeps the KeyID of every
 // entry that still maps the same frame afterwards).
 //
-// Invariants: the layout snapshot holds the mms it describes alive (so an mm freed during a
-// call is never confused with a new one at the same address); the comparison is a merge walk
-// of two sorted range lists (O(VMAs) per mm per call).
+// Invariants: the layout kept in the shadow holds the mms it describes alive (so an mm freed
+// during a call is never confused with a new one at the same address); the comparison is a merge
+// walk of two sorted range lists over the ranges whose VMAs may have changed (the touch log's
+// VMA ranges; every mm's whole range after a full sweep).
 import KeyMMBase
+import KeyMMHardware
 import KeyMMKernel
 
-/// One VMA's range and KeyID.
-struct VMAKeyRange {
+/// One VMA as the layout check compares it: its range, KeyID, and whether it is "normal" for
+/// the entry rules (no vm_ops, not VM_PFNMAP/MIXEDMAP/IO).
+struct VMAKeyRange: Equatable {
     var start: UInt64
     var end: UInt64
     var keyid: UInt16
+    var normal: Bool
+
+    init(_ v: VMA) {
+        start = v.vmStart.rawValue
+        end = v.vmEnd.rawValue
+        keyid = v.keyid.rawValue
+        normal = v.vmOps == nil && v.vmFlags.rawValue & InvariantChecker.driverFlags == 0
+    }
 }
 
 extension InvariantChecker {
-    func currentLayout() -> [ObjectIdentifier: [VMAKeyRange]] {
-        var out: [ObjectIdentifier: [VMAKeyRange]] = [:]
-        for (_, mm) in kernel.distinctMMs {
-            out[ObjectIdentifier(mm)] = mm.vmas.map { VMAKeyRange(start: $0.vmStart.rawValue, end: $0.vmEnd.rawValue, keyid: $0.keyid.rawValue) }
+    /// merged-across-keyids over the address ranges whose VMAs may have changed (every mm's whole
+    /// range after a full sweep; the ranges the touch log names otherwise), and the layout kept in
+    /// the shadow (with the VMA counts per KeyID) brought up to date. In incremental mode a range
+    /// whose VMAs changed in a way the entry rules see (range, KeyID, normal) has its entries
+    /// re-checked. `call` nil: update only (no report).
+    func checkLayout(_ call: CheckedCall?, full: Bool) {
+        let everything = TouchRange(owner: 0, start: 0, end: userAddressLimit &+ UInt64(pageSize))
+        var perSlot: [Int: [TouchRange]] = [:]
+        if full {
+            for slot in model.order { perSlot[slot] = [everything] }
+        } else {
+            for r in model.layoutRanges { perSlot[Int(r.owner), default: []].append(r) }
         }
-        layoutOwners = kernel.distinctMMs.map(\.mm)
-        return out
-    }
-
-    func checkLayout(_ call: CheckedCall) {
-        guard options.enabled.contains(.mergedAcrossKeyIDs) else {
-            return
-        }
-        let previous = lastLayout
-        let previousOwners = layoutOwners
-        let now = currentLayout()
-        defer { lastLayout = now; _ = previousOwners }
-        let caller = kernel.task(call.pid).map { ObjectIdentifier($0.mm) }
+        guard !perSlot.isEmpty else { return }
+        let caller = call.flatMap { kernel.task($0.pid) }.map { ObjectIdentifier($0.mm) }
         var exemptLo: UInt64 = 0, exemptHi: UInt64 = 0
-        if call.kind == .keyIDChange || call.kind == .map, let a = call.address, let l = call.length {
+        if let call, call.kind == .keyIDChange || call.kind == .map, let a = call.address, let l = call.length {
             exemptLo = a.rawValue & ~UInt64(pageSize - 1)
             let (e, o) = a.rawValue.addingReportingOverflow(l)
             exemptHi = o ? UInt64.max : e
         }
-        for (pid, mm) in kernel.distinctMMs {
-            let id = ObjectIdentifier(mm)
-            guard let old = previous[id], let new = now[id] else { continue }
-            let isCaller = id == caller
-            if isCaller && call.kind == .remap { continue }
-            var i = 0, j = 0
-            while i < old.count && j < new.count {
-                let o = old[i], n = new[j]
-                let lo = max(o.start, n.start), hi = min(o.end, n.end)
-                if lo < hi && o.keyid != n.keyid {
-                    // The part outside the exempt range (if any) changed KeyID.
-                    let inside = isCaller && lo >= exemptLo && hi <= exemptHi
-                    if !inside {
-                        let at = isCaller && lo >= exemptLo && lo < exemptHi ? exemptHi : lo
-                        report(.mergedAcrossKeyIDs, key: "\(pid):\(at):\(n.keyid)",
-                               "pid \(pid): \(Fmt.hex(at)) was in a KeyID \(o.keyid) VMA \(Fmt.hex(o.start))-\(Fmt.hex(o.end)) and is now in a KeyID \(n.keyid) VMA \(Fmt.hex(n.start))-\(Fmt.hex(n.end)) (only encrypt_mprotect may change an address's KeyID)")
-                    }
-                }
-                if o.end <= n.end { i += 1 } else { j += 1 }
+        // Mms in pid order (the order the full sweep reports in), ranges in address order.
+        for slot in model.order {
+            guard var ranges = perSlot[slot], let mm = model.mms[slot].mm else { continue }
+            ranges.sort { $0.start < $1.start }
+            var merged: [TouchRange] = []
+            for r in ranges {
+                if let last = merged.last, r.start <= last.end { merged[merged.count - 1].end = max(last.end, r.end) } else { merged.append(r) }
             }
+            let pid = model.mms[slot].pid
+            let isCaller = ObjectIdentifier(mm) == caller
+            let report = call != nil && !(isCaller && call?.kind == .remap)
+            for r in merged {
+                var layout = model.mms[slot].layout
+                // The kept VMAs overlapping the range (a changed VMA lies wholly inside the ranges
+                // the log names: its old and new extents are both recorded).
+                var lo = 0, hi = layout.count
+                while lo < hi { let m = (lo + hi) / 2; if layout[m].end <= r.start { lo = m + 1 } else { hi = m } }
+                var upTo = lo
+                while upTo < layout.count && layout[upTo].start < r.end { upTo += 1 }
+                let old = Array(layout[lo..<upTo])
+                let new = mm.vmas.vmas(in: VirtAddr(min(r.start, userAddressLimit)), VirtAddr(min(r.end, userAddressLimit &+ UInt64(pageSize)))).map(VMAKeyRange.init)
+                guard old != new else { continue }
+                if full && crossChecking { checkLayoutLogged(slot, old, new) }
+                if report { compareLayouts(pid, old, new, isCaller: isCaller, exemptLo, exemptHi) }
+                for v in old where v.keyid != 0 && Int(v.keyid) < model.vmasPerKeyID.count { model.vmasPerKeyID[Int(v.keyid)] -= 1 }
+                for v in new where v.keyid != 0 && Int(v.keyid) < model.vmasPerKeyID.count { model.vmasPerKeyID[Int(v.keyid)] += 1 }
+                layout.replaceSubrange(lo..<upTo, with: new)
+                model.mms[slot].layout = layout
+                if !full {
+                    // The entries under the VMAs that changed are re-checked against them.
+                    let a = min(old.first?.start ?? UInt64.max, new.first?.start ?? UInt64.max)
+                    let b = max(old.last?.end ?? 0, new.last?.end ?? 0)
+                    if a < b { for k in model.entries(slot, a, b) { model.recheck.append((Int32(slot), k >> 1)) } }
+                }
+            }
+        }
+    }
+
+    /// Cross-check (a full sweep of an incremental checker): every VMA that changed since the last
+    /// call lies inside a VA range the touch log named for its mm.
+    func checkLayoutLogged(_ slot: Int, _ old: [VMAKeyRange], _ new: [VMAKeyRange]) {
+        let logged = model.layoutRanges.filter { Int($0.owner) == slot }
+        let changed = old.filter { !new.contains($0) } + new.filter { !old.contains($0) }
+        for v in changed where !logged.contains(where: { $0.start <= v.start && v.end <= $0.end }) {
+            let at = currentSite.map { " after call \($0.index) (\($0.call))" } ?? ""
+            if shadowMismatches.count < 100 {
+                shadowMismatches.append("VMA \(Fmt.hex(v.start))-\(Fmt.hex(v.end)) of pid \(model.mms[slot].pid) changed outside the logged ranges\(at)")
+            }
+        }
+    }
+
+    /// The merge walk of two sorted VMA lists: every address whose VMA KeyID changed, outside the
+    /// caller's exempt range (encrypt_mprotect or mmap over it).
+    func compareLayouts(_ pid: ProcessID, _ old: [VMAKeyRange], _ new: [VMAKeyRange], isCaller: Bool,
+                        _ exemptLo: UInt64, _ exemptHi: UInt64) {
+        var i = 0, j = 0
+        while i < old.count && j < new.count {
+            let o = old[i], n = new[j]
+            let lo = max(o.start, n.start), hi = min(o.end, n.end)
+            if lo < hi && o.keyid != n.keyid {
+                // The part outside the exempt range (if any) changed KeyID.
+                let inside = isCaller && lo >= exemptLo && hi <= exemptHi
+                if !inside {
+                    let at = isCaller && lo >= exemptLo && lo < exemptHi ? exemptHi : lo
+                    report(.mergedAcrossKeyIDs, key: "\(pid):\(at):\(n.keyid)",
+                           "pid \(pid): \(Fmt.hex(at)) was in a KeyID \(o.keyid) VMA \(Fmt.hex(o.start))-\(Fmt.hex(o.end)) and is now in a KeyID \(n.keyid) VMA \(Fmt.hex(n.start))-\(Fmt.hex(n.end)) (only encrypt_mprotect may change an address's KeyID)")
+                }
+            }
+            if o.end <= n.end { i += 1 } else { j += 1 }
         }
     }
 

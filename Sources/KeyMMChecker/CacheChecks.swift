@@ -1,7 +1,7 @@
-// The hardware half of the sweep: stale-cache-line (no line of an allocated frame is cached
-// under a KeyID other than its page_keyid: caches are not coherent across KeyIDs, so such a
-// line is stale data that a later access or write-back would expose) and zero-page-modified
-// (the zero pages read as zeros through KeyID 0).
+// The hardware checks: stale-cache-line (no line of an allocated frame is cached under a KeyID
+// other than its page_keyid: caches are not coherent across KeyIDs, so such a line is stale data
+// that a later access or write-back would expose) and zero-page-modified (the zero pages read as
+// zeros through KeyID 0), on everything after a full sweep and on what the call touched otherwise.
 //
 // Reads are side-effect free: Cache.forEachLine / cachedLines / peek do not touch LRU state,
 // DRAM is read raw and decrypted with the engine (no cost is charged, nothing is filled).
@@ -12,41 +12,75 @@ import KeyMMHardware
 import KeyMMKernel
 
 extension InvariantChecker {
-    func checkCache(_ frames: AllocatedFrames, _ work: inout Int) {
+    /// stale-cache-line: after a full sweep every allocated, non-exempt frame (per frame when few
+    /// are allocated, one pass over the cache's tags otherwise); otherwise the frames whose
+    /// page_keyid, allocation or exemption changed, that were accessed through another KeyID, or
+    /// that had a stale line evicted. Each frame reports its first stale line (line order, then
+    /// way order), frames in PFN order.
+    func checkCache(full: Bool, _ work: inout Int) {
         guard options.enabled.contains(.staleCacheLine) else { return }
         let cache = kernel.machine.cache
         let alloc = kernel.allocator
-        let perFrameCost = linesPerPage * cache.ways
-        if frames.count * perFrameCost < cache.lineCount {
-            // Few frames: probe each frame's 64 lines.
-            work += frames.count * perFrameCost / 16
-            for (head, order) in frames.blocks {
-                for i in 0..<order.pages {
-                    let f = head.advanced(by: i)
-                    if exempt.contains(f.rawValue) { continue }
-                    let k = alloc.pageKeyID(f)
-                    for line in cache.cachedLines(of: f) where line.keyid != k {
-                        staleLine(f, k, line.lineIndex, line.keyid, line.dirty)
-                        break
-                    }
+        var frames: [UInt64] = []
+        if full {
+            var allocatedFrames = 0
+            alloc.forEachAllocatedBlock { _, order in allocatedFrames += order.pages }
+            let perFrameCost = linesPerPage * cache.ways
+            model.staleFrames = []
+            if allocatedFrames * perFrameCost < cache.lineCount {
+                // Few frames: probe each frame's 64 lines.
+                work += allocatedFrames * perFrameCost / 16
+                alloc.forEachAllocatedBlock { head, order in
+                    for i in 0..<UInt64(order.pages) { frames.append(head.rawValue &+ i) }
                 }
+            } else {
+                // Many frames: one pass over the cache's tags finds the frames with a stale line.
+                work += cache.lineCount / 16
+                var stale = Set<UInt64>()
+                let model = self.model
+                cache.forEachLine { pa, k, _ in
+                    let f = pa.rawValue >> pageShift
+                    guard model.allocated.contains(f), !model.isExempt(f) else { return }
+                    if k != alloc.pageKeyID(PFN(f)) { stale.insert(f) }
+                }
+                frames = stale.sorted()
             }
         } else {
-            // Many frames: one pass over the cache's tags.
-            work += cache.lineCount / 16
-            var stale: [(PFN, KeyID, Int, KeyID, Bool)] = []
-            let allocatedFrames = allocated, exemptFrames = exempt
-            cache.forEachLine { pa, k, dirty in
-                let f = pa.rawValue >> pageShift
-                guard allocatedFrames.contains(f), !exemptFrames.contains(f) else { return }
-                let pk = alloc.pageKeyID(PFN(f))
-                if k != pk { stale.append((PFN(f), pk, Int((pa.rawValue >> 6) & 63), k, dirty)) }
-            }
-            var seen = Set<UInt64>()
-            for (f, pk, line, k, dirty) in stale where seen.insert(f.rawValue).inserted {
-                staleLine(f, pk, line, k, dirty)
+            let dirty = model.cacheFrames.list
+            if dirty.count * linesPerPage * cache.ways < cache.lineCount {
+                frames = dirty.sorted()
+            } else {
+                // Many frames: one pass over the tags finds which of them hold a line under a
+                // KeyID other than their page_keyid; only those are probed line by line.
+                let model = self.model
+                var stale = Set<UInt64>()
+                var wanted = FrameBitmap(frames: model.frameCount)
+                for f in dirty { wanted.insert(f) }
+                cache.forEachLine { pa, k, _ in
+                    let f = pa.rawValue >> pageShift
+                    guard wanted.contains(f), model.allocated.contains(f), !model.isExempt(f) else { return }
+                    if k != alloc.pageKeyID(PFN(f)) { stale.insert(f) }
+                }
+                // Frames with no stale line are clean now.
+                for f in dirty where !stale.contains(f) { model.staleFrames.remove(f) }
+                frames = stale.sorted()
             }
         }
+        for f in frames {
+            if model.allocated.contains(f) && !model.isExempt(f) && firstStaleLine(PFN(f)) {
+                model.staleFrames.insert(f)
+            } else if !model.staleFrames.isEmpty {
+                model.staleFrames.remove(f)
+            }
+        }
+    }
+
+    /// Reports the frame's first line cached under a KeyID other than its page_keyid, if any.
+    func firstStaleLine(_ f: PFN) -> Bool {
+        let k = kernel.allocator.pageKeyID(f)
+        guard let line = kernel.machine.cache.firstLine(of: f, notUnder: k) else { return false }
+        staleLine(f, k, line.lineIndex, line.keyid, line.dirty)
+        return true
     }
 
     /// Lines read during the call through a KeyID other than their frame's page_keyid.
@@ -77,31 +111,57 @@ extension InvariantChecker {
         return out
     }
 
-    /// The zero pages read as zeros through KeyID 0. Every sweep: the 4 KiB zero page's cached
-    /// lines (a store lands in the cache first); every 16th sweep the whole 4 KiB zero page
-    /// (cache and DRAM), every 256th the huge zero page's 512 frames.
-    func checkZeroPages() {
+    /// The zero pages read as zeros through KeyID 0. After every call: the zero-page lines the
+    /// call stored to (touch log) or wrote back (cache observer), and those whose cached KeyID-0
+    /// copy it evicted while their DRAM does not decrypt to zeros. Every full sweep: the
+    /// 4 KiB zero page's cached lines (a store lands in the cache first); every 16th sweep the
+    /// whole 4 KiB zero page (cache and DRAM), every 256th the huge zero page's 512 frames.
+    func checkZeroPages(full: Bool) {
         guard options.enabled.contains(.zeroPageModified) else { return }
-        let cache = kernel.machine.cache
-        var frames: [(PFN, Bool)] = []
-        if let z = kernel.pgtable.zeroPFN { frames.append((z, sweeps % 16 == 1)) }
-        if sweeps % 256 == 1, let hz = kernel.pgtable.hugeZeroPFN {
-            for i in 0..<hpagePMDNr { frames.append((hz.advanced(by: i), true)) }
+        guard full || !model.zeroLines.isEmpty else { return }
+        // DRAM only changes by write-backs: remember the lines whose DRAM is not zeros.
+        for line in model.zeroWrittenBack {
+            let m = kernel.machine
+            let pa = PhysAddr(line << 6)
+            guard m.dram.contains(pa, count: cacheLineSize) else { continue }
+            var out = [UInt8](repeating: 0, count: cacheLineSize)
+            out.withUnsafeMutableBytes { dst in
+                _ = m.engine.decrypt(.tme, at: pa, lines: 1, from: UnsafeRawPointer(m.dram.pointer(pa)), to: dst.baseAddress!)
+            }
+            if out.allSatisfy({ $0 == 0 }) { model.zeroSuspect.remove(line) } else { model.zeroSuspect.insert(line) }
         }
-        for (f, whole) in frames {
-            let lines: [Int] = whole ? Array(0..<linesPerPage)
-                : cache.cachedLines(of: f).filter { $0.keyid == .tme }.map(\.lineIndex)
-            for l in lines {
-                let pa = f.physAddr.advanced(by: l * cacheLineSize)
-                let bytes = view(line: pa, keyid: .tme)
-                var or: UInt8 = 0
-                for b in bytes { or |= b }
-                if or != 0 {
-                    report(.zeroPageModified, key: "\(f.rawValue)",
-                           "zero page \(Fmt.pfn(f)) line \(l) (PA \(Fmt.hex(pa.rawValue))) does not read as zeros through KeyID 0")
-                    break
-                }
+        var lines = Set(model.zeroLines)
+        if full {
+            let cache = kernel.machine.cache
+            var frames: [(PFN, Bool)] = []
+            if let z = kernel.pgtable.zeroPFN { frames.append((z, sweeps % 16 == 1)) }
+            if sweeps % 256 == 1, let hz = kernel.pgtable.hugeZeroPFN {
+                for i in 0..<hpagePMDNr { frames.append((hz.advanced(by: i), true)) }
+            }
+            for (f, whole) in frames {
+                let ls: [Int] = whole ? Array(0..<linesPerPage)
+                    : cache.cachedLines(of: f).filter { $0.keyid == .tme }.map(\.lineIndex)
+                for l in ls { lines.insert(f.rawValue << 6 | UInt64(l)) }
             }
         }
+        var bad = Set<UInt64>()
+        for line in lines.sorted() {
+            let f = line >> 6
+            guard !bad.contains(f), model.inZeroPage(f) || isZeroFrameNow(f) else { continue }
+            let pa = PhysAddr(line << 6)
+            var or: UInt8 = 0
+            for b in view(line: pa, keyid: .tme) { or |= b }
+            if or != 0 {
+                bad.insert(f)
+                report(.zeroPageModified, key: "\(f)",
+                       "zero page \(Fmt.pfn(PFN(f))) line \(line & 63) (PA \(Fmt.hex(pa.rawValue))) does not read as zeros through KeyID 0")
+            }
+        }
+    }
+
+    func isZeroFrameNow(_ f: UInt64) -> Bool {
+        if kernel.pgtable.zeroPFN?.rawValue == f { return true }
+        if let hz = kernel.pgtable.hugeZeroPFN, f >= hz.rawValue && f < hz.rawValue &+ UInt64(hpagePMDNr) { return true }
+        return false
     }
 }

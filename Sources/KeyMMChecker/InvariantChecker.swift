@@ -4,16 +4,26 @@
 //
 // How it sees the model: read-only walks of page tables, VMAs, struct pages, the KeyID table and
 // the cache after each call (`afterCall`), a snapshot before mprotect-family calls
-// (`beforeCall`), two observers (the cache's write-backs, for DRAM plaintext; the KeyID
-// references' events, for reprogramming), and the bytes of mem_write/mem_read calls (the
-// plaintext-provenance shadow, PlaintextShadow.swift). The full sweep (every mm's page tables,
-// every allocated frame, the cache, the KeyID counts, the allocator's self-check) runs every
-// `sweepEvery` calls (default: every call; `nil`: adaptive, from the size of the last sweep).
+// (`beforeCall`), two observers (the cache's fills, write-backs and invalidations; the KeyID
+// references' events, for reprogramming), the bytes of mem_write/mem_read calls (the
+// plaintext-provenance shadow, PlaintextShadow.swift), and the kernel's touch log (what each call
+// touched: KeyMMHardware/TouchLog.swift).
+//
+// After every call every invariant is checked. With `incremental` on (the default), only what the
+// call touched is re-checked — the entries, frames, cache lines, VMAs and KeyIDs it changed, read
+// through the shadow the checker keeps of the model (CheckerShadow.swift) — and the full sweep
+// (every mm's page tables, every allocated frame, the cache, the KeyID counts) runs every
+// `sweepEvery` calls as a cross-check: it rebuilds the shadow from scratch, records any
+// difference from the incrementally kept one in `shadowMismatches` (a touch the log missed), and
+// checks everything. A check with no incremental form runs in full after every call
+// (InvariantFamily.swift). With `incremental` off there is no touch log and the full sweep runs
+// after every call (the reference the incremental checks are tested against).
 //
 // Invariants of the checker itself: it never changes the model (no faults, no cache fills or
 // LRU updates, no cost-clock charges), so a run gives bit-for-bit the same results with the
-// checker on or off; each distinct problem (invariant + object) is reported once; the
-// violations of one call come out in Invariant priority order.
+// checker on or off, incremental or not; each distinct problem (invariant + object) is reported
+// once; the violations of one call come out in Invariant priority order, and within an invariant
+// in the full sweep's order (mm by pid, then address; frames by PFN).
 import KeyMMBase
 import KeyMMHardware
 import KeyMMKeys
@@ -21,9 +31,14 @@ import KeyMMKernel
 
 /// Tuning of the checker.
 public struct CheckerOptions: Sendable {
-    /// Full sweep every N calls (1: after every call). nil: adaptive — every call while a sweep is
-    /// small, less often as the model grows (deterministic: from the size of the last sweep).
+    /// The full sweep every N calls (1: after every call); the incremental checks run after every
+    /// other call. nil: adaptive — every call while a sweep is small, less often as the model
+    /// grows (deterministic: from the size of the last sweep). Without `incremental`, ignored:
+    /// the full sweep runs after every call.
     public var sweepEvery: Int? = nil
+    /// Re-check after each call only what the call touched (the touch log). Off: the full sweep
+    /// after every call. Machines beyond 16 GiB always run full sweeps (the shadow is dense).
+    public var incremental = true
     /// Invariants to check (default: all).
     public var enabled: Set<Invariant> = Set(Invariant.allCases)
     /// Violations reported per call at most (the rest are counted in `suppressed`).
@@ -47,60 +62,72 @@ public final class InvariantChecker {
     /// Calls checked and full sweeps run.
     public private(set) var callsChecked = 0
     public private(set) var sweeps = 0
+    /// Calls checked incrementally (no full sweep after them).
+    public private(set) var incrementalCalls = 0
+    /// Differences a full sweep found between the shadow kept from the touch log and a fresh walk
+    /// of the model (each a touch the log missed; empty when incremental checking is exact).
+    public internal(set) var shadowMismatches: [String] = []
     /// Size of the last sweep (entries + frames + cache probes): what adaptive scheduling uses.
     public private(set) var lastSweepWork = 0
+    /// Whether this call's full sweep cross-checks the incrementally kept shadow.
+    var crossChecking = false
+    /// Whether calls are checked incrementally (a touch log is attached).
+    public var isIncremental: Bool { touchLog != nil }
 
     // Found during the current call (observers, call checks, sweep).
     struct Finding { var invariant: Invariant; var key: String; var detail: String }
-    var found: [Finding] = []
-    var reportedKeys = Set<String>()
+    @exclusivity(unchecked) var found: [Finding] = []
+    @exclusivity(unchecked) var reportedKeys = Set<String>()
     var callsSinceSweep = 0
     var currentSite: CallSite?
 
     // Observer state.
-    var programmedDuringCall: [(keyid: KeyID, what: String, others: Int)] = []
-    var plaintextWriteBacks: [UInt64] = []
+    @exclusivity(unchecked) var programmedDuringCall: [(keyid: KeyID, what: String, others: Int)] = []
+    @exclusivity(unchecked) var plaintextWriteBacks: [UInt64] = []
     /// Fills through a KeyID other than the frame's page_keyid: (line address, KeyID, page_keyid).
-    var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
+    @exclusivity(unchecked) var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
     var previousCacheObserver: ((CacheEvent) -> Void)?
     var previousKeyIDObserver: ((KeyIDEvent) -> Void)?
     var attached = false
 
     // Per-check state.
-    var lastLayout: [ObjectIdentifier: [VMAKeyRange]] = [:]
-    /// The mms `lastLayout` describes, kept alive so their identifiers are not reused.
-    var layoutOwners: [MM] = []
     var protSnapshot: [(va: VirtAddr, pfn: PFN, keyid: KeyID)] = []
     var protSnapshotPid: ProcessID?
     var shadow = PlaintextShadow()
     var allocatorAnomaliesSeen = 0
     var keyidAnomaliesSeen = 0
-    var allocated: FrameBitmap
-    let frameUses: FrameUseTable
-    var exempt: FrameBitmap
+    /// What the checker remembers of the model (entries, census, frames, layouts).
+    let model: CheckerShadow
+    /// The kernel's touch log while checking incrementally.
+    let touchLog: TouchLog?
+    /// Plug-in families of invariants (InvariantFamily.swift), checked after the built-in ones.
+    var families: [InvariantFamily] = []
 
-    /// A checker for `kernel`; attaches its observers at once (call before the first call).
+    /// A checker for `kernel`; attaches its observers (and the touch log) at once: call it before
+    /// the first call.
     public init(kernel: Kernel, options: CheckerOptions = CheckerOptions()) {
         self.kernel = kernel
         self.options = options
-        allocated = FrameBitmap(frames: kernel.machine.frameCount)
-        exempt = FrameBitmap(frames: kernel.machine.frameCount)
-        frameUses = FrameUseTable(frames: kernel.machine.frameCount)
+        model = CheckerShadow(kernel: kernel)
+        let frames = kernel.machine.frameCount
+        touchLog = options.incremental && frames <= 1 << 22 ? TouchLog(frameCount: frames) : nil
         allocatorAnomaliesSeen = kernel.allocator.anomalies.count
         keyidAnomaliesSeen = kernel.keys.references.anomalies.count
         attach()
-        lastLayout = currentLayout()
+        model.syncMMs()
+        lastSweepWork = model.rebuild()
     }
 
     deinit { detach() }
 
-    /// Installs the cache and KeyID observers (chaining any already installed).
+    /// Installs the cache and KeyID observers (chaining any already installed) and the touch log.
     func attach() {
         guard !attached else { return }
         attached = true
         let engine = kernel.machine.engine
         let alloc = kernel.allocator
         let fills = options.checkFills && options.enabled.contains(.staleCacheLine)
+        let model = self.model
         previousCacheObserver = kernel.machine.cache.observer
         let prevCache = previousCacheObserver
         kernel.machine.cache.observer = { [weak self] event in
@@ -108,14 +135,17 @@ public final class InvariantChecker {
             switch event {
             case .writeBack(let pa, let k):
                 if engine.isPlaintext(k) { self?.plaintextWriteBacks.append(pa.rawValue >> 6) }
+                if model.inZeroPage(pa.pfn.rawValue) { model.zeroLines.append(pa.rawValue >> 6); model.zeroWrittenBack.append(pa.rawValue >> 6) }
             case .fill(let pa, let k):
                 guard fills else { return }
                 let pk = alloc.pageKeyID(pa.pfn)
-                if pk != k, let self, !self.exempt.contains(pa.pfn.rawValue), self.wrongKeyIDFills.count < 64 {
+                if pk != k, let self, !model.isExempt(pa.pfn.rawValue), self.wrongKeyIDFills.count < 64 {
                     self.wrongKeyIDFills.append((pa.rawValue, k, pk))
                 }
-            case .invalidate:
-                break
+            case .invalidate(let pa, _):
+                let f = pa.pfn.rawValue
+                if !model.staleFrames.isEmpty && model.staleFrames.contains(f) { model.cacheFrames.insert(f) }
+                if !model.zeroSuspect.isEmpty && model.zeroSuspect.contains(pa.rawValue >> 6) { model.zeroLines.append(pa.rawValue >> 6) }
             }
         }
         previousKeyIDObserver = kernel.keys.references.onKeyIDEvent
@@ -127,14 +157,16 @@ public final class InvariantChecker {
                 self?.checkCachedLinesAtProgramming(k, "\(kind)")
             }
         }
+        if let touchLog { kernel.attachTouchLog(touchLog) }
     }
 
-    /// Removes the observers (restoring the ones found at attach).
+    /// Removes the observers (restoring the ones found at attach) and the touch log.
     public func detach() {
         guard attached else { return }
         attached = false
         kernel.machine.cache.observer = previousCacheObserver
         kernel.keys.references.onKeyIDEvent = previousKeyIDObserver
+        if touchLog != nil { kernel.attachTouchLog(nil) }
     }
 
     // MARK: reporting
@@ -180,12 +212,16 @@ public final class InvariantChecker {
         }
     }
 
-    /// After a call: the call-specific checks, then (when due) the full sweep. Returns the new
-    /// violations (also appended to `violations`).
+    /// After a call: brings the shadow up to date (from the touch log, or by the full sweep when
+    /// it is due), then runs every check — on what the call touched, or on everything after a full
+    /// sweep. Returns the new violations (also appended to `violations`).
     @discardableResult
     public func afterCall(_ call: CheckedCall, outcome: CheckedOutcome) -> [Violation] {
         currentSite = call.site
         callsChecked += 1
+        callsSinceSweep += 1
+        let full = update(forceFull: touchLog == nil || sweepDue())
+        checkLayout(call, full: full)
         checkKeyIDProgramming()
         switch call.kind {
         case .protectionChange: checkProtectionSnapshot()
@@ -196,12 +232,8 @@ public final class InvariantChecker {
         }
         checkPlaintextWriteBacks()
         checkFills()
-        checkLayout(call)
-        callsSinceSweep += 1
-        if sweepDue() { sweep() }
-        programmedDuringCall.removeAll(keepingCapacity: true)
-        plaintextWriteBacks.removeAll(keepingCapacity: true)
-        wrongKeyIDFills.removeAll(keepingCapacity: true)
+        checkStructure(full: full)
+        endCall()
         return flush(site: call.site)
     }
 
@@ -210,10 +242,13 @@ public final class InvariantChecker {
     @discardableResult
     public func fullCheck(site: CallSite? = nil) -> [Violation] {
         currentSite = site
+        _ = update(forceFull: true)
+        checkLayout(nil, full: true)
         checkKeyIDProgramming()
         checkPlaintextWriteBacks()
-        sweep()
+        checkStructure(full: true)
         checkShadowAgainstDRAM()
+        endCall()
         return flush(site: site)
     }
 
@@ -223,18 +258,102 @@ public final class InvariantChecker {
         return callsSinceSweep >= interval
     }
 
-    /// The full sweep: page tables and VMAs of every mm, frames, KeyID counts, cache, zero pages.
-    func sweep() {
-        callsSinceSweep = 0
-        sweeps += 1
+    /// Brings the shadow up to date: replays the touch log, and when `forceFull` (or the log cannot
+    /// say) rebuilds it with a full walk, comparing the two. Returns whether this call gets the
+    /// full checks.
+    func update(forceFull: Bool) -> Bool {
+        var full = forceFull
+        var before: ShadowDigest?
+        crossChecking = false
+        if let log = touchLog {
+            if model.apply(log) {
+                if full { before = ShadowDigest(model); crossChecking = true }
+            } else {
+                full = true
+            }
+        }
+        if full {
+            lastSweepWork = model.rebuild()
+            if let before { compareShadow(before, ShadowDigest(model)) }
+            sweeps += 1
+            callsSinceSweep = 0
+        } else {
+            incrementalCalls += 1
+        }
+        return full
+    }
+
+    /// The checks of the model's structure: entries, frames, KeyID counts, cache, zero pages, the
+    /// allocator, and the plug-in families.
+    func checkStructure(full: Bool) {
         var work = 0
-        let frames = collectAllocatedFrames(&work)
-        let mapping = sweepPageTables(&work)
-        checkFrameAccounting(frames, mapping)
-        checkKeyIDBalance(frames, mapping)
-        checkCache(frames, &work)
-        checkZeroPages()
+        checkEntries(full: full)
+        checkFrameAccounting(full: full)
+        checkKeyIDBalance()
+        checkCache(full: full, &work)
+        checkZeroPages(full: full)
         checkAllocator()
-        lastSweepWork = work
+        for f in families {
+            if full || touchLog == nil { f.checkAll(self) } else { f.checkTouched(self, touchLog!) }
+        }
+        if full { lastSweepWork += work }
+    }
+
+    /// Forgets the call: observer lists, the shadow's work lists, the touch log.
+    func endCall() {
+        programmedDuringCall.removeAll(keepingCapacity: true)
+        plaintextWriteBacks.removeAll(keepingCapacity: true)
+        wrongKeyIDFills.removeAll(keepingCapacity: true)
+        model.clearWork()
+        touchLog?.clear()
+    }
+
+    /// Records what a full sweep found different from the incrementally kept shadow.
+    func compareShadow(_ kept: ShadowDigest, _ fresh: ShadowDigest) {
+        let diffs = kept.differences(from: fresh)
+        guard !diffs.isEmpty else { return }
+        let at = currentSite.map { " after call \($0.index) (\($0.call))" } ?? ""
+        for d in diffs where shadowMismatches.count < 100 { shadowMismatches.append(d + at) }
+    }
+}
+
+/// What a full sweep compares between the shadow kept from the touch log and a fresh one.
+struct ShadowDigest {
+    var entries: [UInt32: UInt64] = [:]
+    var uses: [Int32]
+    var special: [Int32]
+    var frameState: [UInt32]
+    var pagesPerKeyID: [Int]
+    var extra: [UInt64: Int]
+    var farUses: [UInt64: Int32]
+
+    init(_ s: CheckerShadow) {
+        for slot in s.order {
+            var h: UInt64 = 0
+            for k in s.entries(slot, 0, userAddressLimit &+ UInt64(pageSize)) {
+                let c = s.entryCode(slot, k >> 1, huge: k & 1 == 0)
+                h = h &+ (k &* 0x9E37_79B9_7F4A_7C15 ^ c) &* 0xBF58_476D_1CE4_E5B9
+            }
+            entries[s.mms[slot].owner == 0 ? UInt32(slot) | 1 << 31 : s.mms[slot].owner] = h
+        }
+        uses = s.uses; special = s.special; frameState = s.frameState
+        pagesPerKeyID = s.pagesPerKeyID; extra = s.extra; farUses = s.farUses
+    }
+
+    func differences(from fresh: ShadowDigest) -> [String] {
+        var out: [String] = []
+        if entries != fresh.entries { out.append("page-table entries differ (kept \(entries.count) mms, walked \(fresh.entries.count))") }
+        func frames<T: Equatable>(_ name: String, _ a: [T], _ b: [T]) {
+            guard a != b else { return }
+            let i = a.indices.first { $0 < b.count && a[$0] != b[$0] } ?? 0
+            out.append("\(name) differs first at PFN 0x\(String(i, radix: 16)) (kept \(a[i]), walked \(b[i]))")
+        }
+        frames("entries per frame", uses, fresh.uses)
+        frames("special entries per frame", special, fresh.special)
+        frames("frame state (allocated, PG_ksm, page_keyid)", frameState, fresh.frameState)
+        if pagesPerKeyID != fresh.pagesPerKeyID { out.append("pages per KeyID differ (kept \(pagesPerKeyID), walked \(fresh.pagesPerKeyID))") }
+        if extra != fresh.extra { out.append("pin and page-cache references differ") }
+        if farUses != fresh.farUses { out.append("entries beyond memory differ") }
+        return out
     }
 }

@@ -399,6 +399,24 @@ public final class Cache {
         return out
     }
 
+    /// The first cached line of a frame (line order, then way order) tagged with a KeyID other
+    /// than `keyid`, or nil; allocates nothing and does not touch LRU state (the invariant
+    /// checker's per-frame probe).
+    public func firstLine(of pfn: PFN, notUnder keyid: KeyID) -> CachedLine? {
+        let first = pfn.rawValue << 6
+        for l in 0..<UInt64(linesPerPage) {
+            let lineNo = first + l
+            let set = setIndex(lineNo)
+            for w in 0..<ways {
+                let t = tags[slot(set, w)]
+                if t & Cache.validBit != 0 && Cache.lineOf(t) == lineNo && UInt16(truncatingIfNeeded: t) != keyid.rawValue {
+                    return CachedLine(lineIndex: Int(l), keyid: KeyID(UInt16(truncatingIfNeeded: t)), dirty: t & Cache.dirtyBit != 0)
+                }
+            }
+        }
+        return nil
+    }
+
     /// The KeyIDs under which one line is cached, with their dirty bits.
     public func entries(ofLine pa: PhysAddr) -> [(keyid: KeyID, dirty: Bool)] {
         let lineNo = pa.rawValue >> 6

@@ -15,6 +15,8 @@ public final class Machine {
     public let keyTable: KeyIDTable
     public let cache: Cache
     public let clock: CostClock
+    /// Where CPU accesses are recorded for the invariant checker (nil: not recorded; TouchLog.swift).
+    @exclusivity(unchecked) package var touchLog: TouchLog?
 
     /// Builds a machine. Throws `ConfigError` for a bad configuration, `HardwareError` when the host
     /// cannot reserve the memory.
@@ -46,6 +48,7 @@ public final class Machine {
     public func clearPage(_ pfn: PFN, keyid: KeyID) {
         guard frameInRange(pfn) else { return }
         clock.charge(.zeroPage)
+        if let log = touchLog { log.access(pfn.physAddr, bytes: pageSize, keyid: hwKeyID(keyid), write: true) }
         cache.zeroPage(pfn, keyid: hwKeyID(keyid))
     }
 
@@ -53,6 +56,10 @@ public final class Machine {
     public func copyPage(from src: PFN, srcKeyID: KeyID, to dst: PFN, dstKeyID: KeyID) {
         guard frameInRange(src), frameInRange(dst) else { return }
         clock.charge(.copyPage)
+        if let log = touchLog {
+            log.access(src.physAddr, bytes: pageSize, keyid: hwKeyID(srcKeyID), write: false)
+            log.access(dst.physAddr, bytes: pageSize, keyid: hwKeyID(dstKeyID), write: true)
+        }
         cache.copyPage(from: src, srcKeyID: hwKeyID(srcKeyID), to: dst, dstKeyID: hwKeyID(dstKeyID))
     }
 
@@ -66,6 +73,7 @@ public final class Machine {
     /// CPU loads through a mapping with `keyid` (via the cache). Bytes beyond DRAM read as 0xFF.
     public func read(_ pa: PhysAddr, keyid: KeyID, into out: UnsafeMutableRawBufferPointer) {
         let n = inRange(pa, out.count)
+        if n > 0, let log = touchLog { log.access(pa, bytes: n, keyid: hwKeyID(keyid), write: false) }
         if n > 0 { cache.load(pa, keyid: hwKeyID(keyid), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<n])) }
         if n < out.count { for i in n..<out.count { out[i] = 0xFF } }
     }
@@ -83,6 +91,7 @@ public final class Machine {
     /// Bytes beyond DRAM are dropped.
     public func write(_ pa: PhysAddr, keyid: KeyID, from src: UnsafeRawBufferPointer) {
         let n = inRange(pa, src.count)
+        if n > 0, let log = touchLog { log.access(pa, bytes: n, keyid: hwKeyID(keyid), write: true) }
         if n > 0 { cache.store(pa, keyid: hwKeyID(keyid), from: UnsafeRawBufferPointer(rebasing: src[0..<n])) }
     }
 

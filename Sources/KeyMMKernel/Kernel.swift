@@ -131,6 +131,7 @@ public final class Kernel {
     /// A fresh mm_struct (mm_init): empty tree, pkey 0 allocated, default layout.
     func makeMM() -> MM {
         let mm = MM(pageTable: PageTable(layout: layout))
+        if let log = machine.touchLog { mm.attachTouchLog(log) }
         if !pkeysEnabled {
             // init_new_context() only sets up the pkey map with OSPKE; the zeroed context
             // makes pkey 0 look like the execute-only key.
@@ -157,6 +158,17 @@ public final class Kernel {
             out.append((pid, t.mm))
         }
         return out
+    }
+
+    /// Starts (nil: stops) recording what calls touch — frames, page-table entries, VMAs, CPU
+    /// accesses, page references — in `log` (KeyMMHardware/TouchLog.swift; the invariant checker's
+    /// incremental checks read it). Every mm made later records into it too.
+    package func attachTouchLog(_ log: TouchLog?) {
+        machine.touchLog = log
+        allocator.attachTouchLog(log)
+        pageCache.touchLog = log
+        mktme.touchLog = log
+        for t in tasks.values { t.mm.attachTouchLog(log) }
     }
 
     func newAnonVMA(parent: AnonVMA?) -> AnonVMA {

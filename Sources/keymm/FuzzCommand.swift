@@ -31,8 +31,13 @@ struct Fuzz: ParsableCommand {
     @Option(name: .long, help: "Calls per episode (a fresh machine each).")
     var episode: Int = 500
 
-    @Option(name: .customLong("sweep-every"), help: "The checker's full sweep every N calls (1: after every call).")
-    var sweepEvery: Int = 1
+    @Option(name: .customLong("sweep-every"), help: ArgumentHelp(
+        "The checker's full sweep every N calls (1: after every call); the incremental checks run after every other call.",
+        discussion: "Every invariant is checked after every call either way: the incremental checks re-check what the call touched, the full sweep everything (a cross-check)."))
+    var sweepEvery: Int = FuzzOptions().sweepEvery
+
+    @Flag(inversion: .prefixedNo, help: "Incremental checking after each call (--no-incremental: the full sweep after every call).")
+    var incremental = true
 
     @Option(name: .long, help: "Calls never to generate, comma-separated (e.g. to get past a known model bug).")
     var without: String?
@@ -55,10 +60,12 @@ struct Fuzz: ParsableCommand {
         try withInputErrors("fuzz") {
             guard ops > 0 else { throw UsageError("--ops must be positive") }
             guard episode > 0 else { throw UsageError("--episode must be positive") }
+            guard sweepEvery > 0 else { throw UsageError("--sweep-every must be positive") }
             options.ops = ops
             options.seed = seed
             options.episodeLength = episode
-            options.sweepEvery = max(sweepEvery, 1)
+            options.sweepEvery = sweepEvery
+            options.incremental = incremental
             options.keepGoing = keepGoing
             options.without = Set((without ?? "").split(separator: ",").map { String($0) })
             options.model = try fuzzModel()
@@ -94,7 +101,11 @@ struct Fuzz: ParsableCommand {
                     continue
                 }
                 let rate = r.seconds > 0 ? Double(r.ops) / r.seconds : 0
-                print("policy \(r.policy.rawValue): \(r.ops) calls in \(r.episodes) episodes, \(String(format: "%.1f", r.seconds)) s (\(Int(rate)) calls/s): \(r.finding == nil ? "no violation" : "VIOLATION")")
+                let cpuRate = r.cpuSeconds > 0 ? Double(r.ops) / r.cpuSeconds : 0
+                print("policy \(r.policy.rawValue): \(r.ops) calls in \(r.episodes) episodes, \(String(format: "%.1f", r.seconds)) s (\(Int(rate)) calls/s), \(String(format: "%.1f", r.cpuSeconds)) CPU-s (\(Int(cpuRate)) calls per CPU-second): \(r.finding == nil ? "no violation" : "VIOLATION")")
+                for (e, m) in r.shadowMismatches.prefix(5) {
+                    print("  checker: episode \(e): the full sweep found the incremental shadow out of date: \(m)")
+                }
                 for (name, n) in r.violationsByInvariant.sorted(by: { $0.key < $1.key }) {
                     print("  \(n) episode(s) broke \(name)")
                 }

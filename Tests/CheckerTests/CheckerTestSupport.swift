@@ -5,7 +5,8 @@ import Foundation
 import Testing
 import KeyMM
 
-/// A scenario runner with the checker on (full sweep after every call), on a small machine.
+/// A scenario runner with the checker on (by default incremental with the full sweep after every
+/// call cross-checking it), on a small machine.
 struct Harness {
     let runner: ScenarioRunner
     var kernel: Kernel { runner.kernel! }
@@ -26,15 +27,13 @@ struct Harness {
     static let zeroVA = VirtAddr(0x7e00_0000_1000)
     static let plainVA = VirtAddr(0x7e00_0000_8000)
 
-    init(_ settings: [String] = [], program: String = Harness.base) throws {
+    init(_ settings: [String] = [], program: String = Harness.base, mode: CheckMode = .crossChecked) throws {
         var c = ModelConfig()
         c.machine.memory = .mib(64)
         c.machine.cacheSize = .mib(1)
         for s in settings { try c.apply(s) }
         var o = RunOptions()
-        var co = CheckerOptions()
-        co.sweepEvery = 1
-        o.checker = co
+        o.checker = mode.options
         runner = ScenarioRunner(config: c, options: o)
         try runner.run(TraceReader(string: program, name: "<test>"))
     }

@@ -31,7 +31,11 @@ public final class MKTMEState {
     public let directMap: DirectMapLayout
 
     // MARK: gup pins
-    var pins: [Int32: PinRecord] = [:]
+    var pins: [Int32: PinRecord] = [:] {
+        didSet { touchLog?.references() }
+    }
+    /// Where changes of the pins' page references are recorded for the invariant checker.
+    @exclusivity(unchecked) var touchLog: TouchLog?
     var pinCount: [PFN: Int] = [:]
     var nextPinHandle: Int32 = 1
 

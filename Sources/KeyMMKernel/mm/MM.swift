@@ -7,6 +7,7 @@
 // only through `adjust` while it is in the tree. These fields are `internal(set)`: only the
 // kernel's own paths change them.
 import KeyMMBase
+import KeyMMHardware
 
 /// struct mm_struct.
 public final class MM {
@@ -51,6 +52,22 @@ public final class MM {
     public init(pageTable: PageTable) {
         self.pageTable = pageTable
         self.mmapBase = MM.defaultMmapBase
+    }
+
+    /// The id this mm's page table and VMA tree tag their touches with (0: not recorded).
+    package private(set) var touchID: UInt32 = 0
+
+    /// Starts (or, with nil, stops) recording this mm's page-table and VMA changes in `log`.
+    func attachTouchLog(_ log: TouchLog?) {
+        if let log {
+            touchID = log.newOwner()
+            let owner = TouchOwner(log: log, id: touchID)
+            pageTable.touch = owner
+            vmas.touch = owner
+        } else {
+            pageTable.touch = nil
+            vmas.touch = nil
+        }
     }
 
     /// map_count.

@@ -141,25 +141,38 @@ public final class VMA {
     // VMA is in the tree only through `MM.adjust` / split / merge; the flags with the mm's
     // vm_stat accounting; the KeyID (vm_page_prot) with its KeyID reference; the anon_vma
     // links with their degree counts.
-    public internal(set) var vmStart: VirtAddr
-    public internal(set) var vmEnd: VirtAddr
+    public internal(set) var vmStart: VirtAddr {
+        didSet { if let t = touch { t.log.vmas(t.id, min(oldValue, vmStart).rawValue, vmEnd.rawValue) } }
+    }
+    public internal(set) var vmEnd: VirtAddr {
+        didSet { if let t = touch { t.log.vmas(t.id, vmStart.rawValue, max(oldValue, vmEnd).rawValue) } }
+    }
     /// Offset in pages into the file, or vmStart >> PAGE_SHIFT for anonymous memory.
     public internal(set) var vmPgoff: UInt64
-    public internal(set) var vmFlags: VMFlags
+    public internal(set) var vmFlags: VMFlags {
+        didSet { if let t = touch { t.log.vmas(t.id, vmStart.rawValue, vmEnd.rawValue) } }
+    }
     public var vmFile: MappedFile?
     /// Which open of `vmFile` the mapping came from (the struct file pointer's identity;
     /// 0 for anonymous memory and for shmem files, which are unique per mapping anyway).
     public var fileOpenID: UInt64 = 0
     public internal(set) var anonVMA: AnonVMA?
     /// The protection bits its PTEs are built from, KeyID included.
-    public internal(set) var vmPageProt: PageProt
+    public internal(set) var vmPageProt: PageProt {
+        didSet { if let t = touch { t.log.vmas(t.id, vmStart.rawValue, vmEnd.rawValue) } }
+    }
     /// NUMA memory policy (mbind); VMAs with different policies never merge.
     public var memoryPolicy: MemoryPolicy
     /// anon_vma_name (prctl PR_SET_VMA_ANON_NAME), shown as [anon:NAME].
     public var anonName: String?
-    public var vmOps: VMOperations?
+    public var vmOps: VMOperations? {
+        didSet { if let t = touch { t.log.vmas(t.id, vmStart.rawValue, vmEnd.rawValue) } }
+    }
     /// anon_vma_chain: every anon_vma this VMA is linked to (own + ancestors' after fork).
     public internal(set) var anonVMAChain: [AnonVMA] = []
+    /// While in a VMA tree with a touch log: where changes of its range, flags, protection and
+    /// operations are recorded for the invariant checker (KeyMMHardware/TouchLog.swift).
+    @exclusivity(unchecked) package var touch: TouchOwner?
 
     public init(start: VirtAddr, end: VirtAddr, pgoff: UInt64, flags: VMFlags, pageProt: PageProt,
                 file: MappedFile? = nil, memoryPolicy: MemoryPolicy = .default) {

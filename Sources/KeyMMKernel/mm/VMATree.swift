@@ -27,6 +27,7 @@
 // - a VMA's vmStart must not change while it is in the tree: callers remove it, change the
 //   range, and insert it again (`MM.adjust` does this) — `check()` verifies all of this.
 import KeyMMBase
+import KeyMMHardware
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -177,6 +178,18 @@ public final class VMATree: Sequence {
     public private(set) var count: Int = 0
     /// Where `cursor(findVMA:)` stores what it read of the neighbours (keeps the loads).
     private let sink = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// Where insertions and removals are recorded for the invariant checker (nil: not recorded);
+    /// a VMA in the tree gets the same owner so it records its own changes.
+    @exclusivity(unchecked) package var touch: TouchOwner? {
+        didSet { for v in self { v.touch = touch } }
+    }
+
+    /// Records `vma`'s range and hands it the tree's touch owner (nil: takes it away).
+    @inline(__always) private func noteVMA(_ vma: VMA, inTree: Bool) {
+        guard let t = touch else { return }
+        t.log.vmas(t.id, vma.vmStart.rawValue, vma.vmEnd.rawValue)
+        vma.touch = inTree ? t : nil
+    }
 
     public init() {
         capacity = 0
@@ -421,6 +434,7 @@ public final class VMATree: Sequence {
 
     /// Inserts a VMA; it must not overlap any VMA in the tree.
     public func insert(_ vma: VMA) {
+        noteVMA(vma, inTree: true)
         reserve(height + 1)
         let k = vma.vmStart.rawValue
         if let (sepKey, right) = insert(k, VMATree.retainedBits(vma), into: root) {
@@ -481,6 +495,8 @@ public final class VMATree: Sequence {
     /// Puts `new` where `old` is; both must have the same vm_start (split_vma's lower half
     /// taking the place of the VMA it came from).
     public func replace(_ old: VMA, with new: VMA) {
+        noteVMA(old, inTree: false)
+        noteVMA(new, inTree: true)
         let (n, i) = descend(old.vmStart.rawValue)
         let np = node(n)
         if i > 0, np.slots[i - 1] == VMATree.bits(old), new.vmStart == old.vmStart {
@@ -499,6 +515,7 @@ public final class VMATree: Sequence {
     public func remove(_ vma: VMA) -> Bool {
         let removed = remove(vma.vmStart.rawValue, VMATree.bits(vma), from: root)
         guard removed else { return false }
+        noteVMA(vma, inTree: false)
         count -= 1
         let rp = node(root)
         if !rp.isLeaf && rp.count == 1 {
@@ -613,6 +630,10 @@ public final class VMATree: Sequence {
 
     /// Removes every VMA.
     public func removeAll() {
+        if let t = touch {
+            t.log.vmas(t.id, 0, userAddressLimit &+ UInt64(pageSize))
+            for v in self { v.touch = nil }
+        }
         releaseAllVMAs()
         highWater = 0
         freeHead = -1

@@ -65,6 +65,9 @@ public final class PageAllocator {
         keyidLists = OwnedBuffer(repeating: FreeArea(), count: keyidListCount)
     }
 
+    /// Starts (nil: stops) recording every write of a frame's metadata in `log`.
+    func attachTouchLog(_ log: TouchLog?) { store.touchLog = log }
+
     func anomaly(_ text: String) {
         if anomalies.count < 10_000 { anomalies.append(text) }
     }

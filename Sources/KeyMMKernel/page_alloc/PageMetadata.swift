@@ -12,6 +12,7 @@
 // its head's `mapping`/`index` fields are the list links (as struct page reuses `lru`).
 import Foundation
 import KeyMMBase
+import KeyMMHardware
 
 /// One frame's metadata: struct page fields plus page_ext->keyid. 32 bytes.
 
@@ -74,6 +75,9 @@ final class PageMetadataStore {
     private(set) var materializedSections = 0
     /// Host bytes held by materialized arrays.
     private(set) var metadataBytes = 0
+    /// Where writes of a frame's metadata are recorded for the invariant checker (nil: not
+    /// recorded; KeyMMHardware/TouchLog.swift). Every write goes through the subscript's _modify.
+    @exclusivity(unchecked) var touchLog: TouchLog?
 
     init(frameCount: Int) {
         self.frameCount = max(frameCount, 0)
@@ -132,6 +136,7 @@ final class PageMetadataStore {
         }
         @inline(__always) _modify {
             precondition(pfn < UInt64(frameCount), "PageMetadataStore: PFN beyond memory")
+            if let log = touchLog { log.frame(pfn) }
             let base = unsafe sectionBase(Int(pfn >> UInt64(PageMetadataStore.sectionShift)))
             yield unsafe &base[Int(pfn & UInt64(PageMetadataStore.sectionFrames - 1))]
         }

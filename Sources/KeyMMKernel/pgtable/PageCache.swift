@@ -6,13 +6,18 @@
 // the entry is removed); a page's contents are the file's contents (files start zeroed, so
 // a fresh page-cache page is a zeroed KeyID-0 frame); page-cache pages are never encrypted.
 import KeyMMBase
+import KeyMMHardware
 
 /// struct address_space: one file's cached pages.
 public final class AddressSpace {
     /// The file (the cache keeps its inode alive while pages are cached).
     public let file: MappedFile
-    /// Page index → frame.
-    public var pages: [UInt64: PFN] = [:]
+    /// Page index → frame (each holds a page reference: a change is recorded in the touch log).
+    public var pages: [UInt64: PFN] = [:] {
+        didSet { touchLog?.references() }
+    }
+    /// Where changes of the references the cache holds are recorded (nil: not recorded).
+    @exclusivity(unchecked) var touchLog: TouchLog?
     /// Indices of pages dirtied through shared mappings and not yet written back.
     public var dirty: Set<UInt64> = []
     /// Identifies this mapping in struct page's ->mapping (rmap for file pages).
@@ -32,6 +37,10 @@ public final class PageCache {
     private var spaces: [ObjectIdentifier: AddressSpace] = [:]
     private var byID: [UInt64: AddressSpace] = [:]
     private var nextID: UInt64 = 1
+    /// Where changes of the references the cache holds are recorded for the invariant checker.
+    @exclusivity(unchecked) var touchLog: TouchLog? {
+        didSet { for s in spaces.values { s.touchLog = touchLog } }
+    }
 
     public init() {}
 
@@ -41,6 +50,7 @@ public final class PageCache {
         if let s = spaces[k] { return s }
         // Mapping ids live in their own range so they never equal an anon_vma id.
         let s = AddressSpace(file: file, id: PageCache.fileMappingBit | nextID)
+        s.touchLog = touchLog
         nextID += 1
         spaces[k] = s
         byID[s.id] = s
@@ -67,6 +77,7 @@ public final class PageCache {
     public func removeMapping(for file: MappedFile) -> AddressSpace? {
         guard let s = spaces.removeValue(forKey: ObjectIdentifier(file)) else { return nil }
         byID[s.id] = nil
+        touchLog?.references()
         return s
     }
 

@@ -9,8 +9,11 @@
 //
 // Invariants: `used[t]` counts the non-none entries of table t; a slot is the index of an
 // entry in `storage` (table * 512 + index), stable across pool growth; a PMD entry with
-// `.pse` is a huge (2 MiB) leaf and has no PTE table below it.
+// `.pse` is a huge (2 MiB) leaf and has no PTE table below it; `placement[t]` is the VA the
+// linked table t starts at and its level (what a write's VA range is computed from when a touch
+// log is attached: every PMD/PTE write that can change a leaf is recorded, TouchLog.swift).
 import KeyMMBase
+import KeyMMHardware
 
 /// Entries per table at every level.
 public let ptrsPerTable = 512
@@ -33,6 +36,10 @@ public final class PageTable {
     @usableFromInline var capacity: Int        // tables the pool can hold
     @usableFromInline var highWater: Int       // tables ever handed out (next fresh index)
     @usableFromInline var freeTables: [Int32] = []
+    /// Per table: the first VA it maps | its level (4 PGD, 3 PUD, 2 PMD, 1 PTE), set when linked.
+    @usableFromInline var placement: OwnedBuffer<UInt64>
+    /// Where entry writes are recorded for the invariant checker (nil: not recorded).
+    @exclusivity(unchecked) @usableFromInline package var touch: TouchOwner?
     /// Tables currently allocated, the PGD included (what VmPTE would count, times 4 KiB).
     public private(set) var tableCount: Int = 1
 
@@ -46,6 +53,8 @@ public final class PageTable {
         capacity = 16
         storage = OwnedBuffer(repeating: 0, count: capacity * ptrsPerTable)
         used = OwnedBuffer(repeating: 0, count: capacity)
+        placement = OwnedBuffer(repeating: 0, count: capacity)
+        placement[0] = 4
         highWater = 1
     }
 
@@ -72,6 +81,7 @@ public final class PageTable {
     /// Writes an entry, keeping the table's used count.
     @inlinable public func set(_ slot: Int, _ pte: PTE) {
         let old = storage[slot]
+        if let t = touch { noteWrite(t, slot, old, pte.raw) }
         storage[slot] = pte.raw
         if (old == 0) != (pte.raw == 0) {
             let t = slot >> 9
@@ -81,12 +91,46 @@ public final class PageTable {
 
     /// ORs bits into a present entry (hardware setting accessed/dirty); used count unchanged.
     @inlinable public func setBits(_ slot: Int, _ bits: UInt64) {
+        if let t = touch { noteWrite(t, slot, storage[slot], storage[slot] | bits) }
         storage[slot] |= bits
     }
 
     /// Clears bits of an entry that stays non-none.
     @inlinable public func clearBits(_ slot: Int, _ bits: UInt64) {
+        if let t = touch { noteWrite(t, slot, storage[slot], storage[slot] & ~bits) }
         storage[slot] &= ~bits
+    }
+
+    // MARK: touch log
+
+    /// Records the VA range an entry write may change: a PTE's 4 KiB; a PMD's 2 MiB when a huge
+    /// leaf is written or a non-empty PTE table is linked or unlinked; an upper level's span
+    /// only when a non-empty table is unlinked (linking and freeing empty tables change no leaf).
+    @usableFromInline func noteWrite(_ t: TouchOwner, _ slot: Int, _ old: UInt64, _ new: UInt64) {
+        guard old != new else { return }
+        let info = placement[slot >> 9]
+        let level = info & 7
+        let span: UInt64 = level == 1 ? UInt64(pageSize) : UInt64(1) << (12 + 9 * (level - 1))
+        let va = (info & ~UInt64(0xFFF)) &+ UInt64(slot & 511) &* span
+        if level != 1 {
+            // A PMD that is neither none nor a table pointer is a leaf (huge, or not present).
+            let leaf = level == 2 && ((old != 0 && !PageTable.isTable(old)) || (new != 0 && !PageTable.isTable(new)))
+            if !leaf && !holdsEntries(old) && !holdsEntries(new) { return }
+        }
+        t.log.entries(t.id, va, va &+ span)
+    }
+
+    /// Whether a non-leaf entry points at a table holding entries.
+    @usableFromInline func holdsEntries(_ e: UInt64) -> Bool {
+        e & 1 != 0 && e & PTEFlags.pse.rawValue == 0 && used[child(e)] != 0
+    }
+
+    /// Sets `table`'s placement from the slot that links it.
+    func place(_ table: Int, under parentSlot: Int) {
+        let info = placement[parentSlot >> 9]
+        let level = info & 7
+        let span: UInt64 = UInt64(1) << (12 + 9 * (level - 1))
+        placement[table] = ((info & ~UInt64(0xFFF)) &+ UInt64(parentSlot & 511) &* span) | (level - 1)
     }
 
     // MARK: walks
@@ -132,9 +176,9 @@ public final class PageTable {
     public func allocPMDSlot(_ va: VirtAddr) -> Int {
         let a = va.rawValue
         let gs = PageTable.pgdIndex(a)
-        if storage[gs] & 1 == 0 { set(gs, PTE(raw: tableEntry(allocTable()))) }
+        if storage[gs] & 1 == 0 { link(allocTable(), under: gs) }
         let us = child(storage[gs]) << 9 | PageTable.pudIndex(a)
-        if storage[us] & 1 == 0 { set(us, PTE(raw: tableEntry(allocTable()))) }
+        if storage[us] & 1 == 0 { link(allocTable(), under: us) }
         return child(storage[us]) << 9 | PageTable.pmdIndex(a)
     }
 
@@ -145,8 +189,8 @@ public final class PageTable {
         var m = storage[ps]
         if m & PTEFlags.pse.rawValue != 0 { return nil }
         if m & 1 == 0 {
-            m = tableEntry(allocTable())
-            set(ps, PTE(raw: m))
+            link(allocTable(), under: ps)
+            m = storage[ps]
         }
         return child(m) << 9 | PageTable.pteIndex(va.rawValue)
     }
@@ -154,8 +198,14 @@ public final class PageTable {
     /// Installs a fresh PTE table under an empty PMD slot and returns the table index.
     public func allocPTETable(under pmdSlot: Int) -> Int {
         let t = allocTable()
-        set(pmdSlot, PTE(raw: tableEntry(t)))
+        link(t, under: pmdSlot)
         return t
+    }
+
+    /// Installs a fresh (empty) table under a none slot.
+    func link(_ table: Int, under parentSlot: Int) {
+        place(table, under: parentSlot)
+        set(parentSlot, PTE(raw: tableEntry(table)))
     }
 
     /// The first PTE slot of the table a (non-huge, present) PMD entry points to.
@@ -185,11 +235,18 @@ public final class PageTable {
         let newCap = capacity * 2
         storage.grow(to: newCap * ptrsPerTable, filling: 0)
         used.grow(to: newCap, filling: 0)
+        placement.grow(to: newCap, filling: 0)
         capacity = newCap
     }
 
     /// Frees an (empty) table and clears the entry pointing at it.
     func freeTable(_ table: Int, parentSlot: Int) {
+        if let t = touch, used[table] != 0 {
+            // Not expected (callers free empty tables): everything the table mapped goes.
+            let info = placement[table]
+            let span: UInt64 = UInt64(1) << (12 + 9 * (info & 7))
+            t.log.entries(t.id, info & ~UInt64(0xFFF), (info & ~UInt64(0xFFF)) &+ span)
+        }
         storage.fill(0, from: table << 9, count: ptrsPerTable)
         used[table] = 0
         set(parentSlot, .none)
@@ -231,6 +288,7 @@ public final class PageTable {
 
     /// Drops every table and entry (exit_mmap's free_pgtables for the whole mm).
     public func reset() {
+        if let t = touch { t.log.entries(t.id, 0, userAddressLimit &+ UInt64(pageSize)) }
         storage.fill(0)
         used.fill(0)
         highWater = 1

@@ -32,8 +32,14 @@ public struct FuzzOptions: Sendable {
     public var episodeLength = 500
     /// Re-runs the shrinker may spend.
     public var maxShrinkRuns = 3000
-    /// The checker's full sweep every N calls (1: after every call).
-    public var sweepEvery = 1
+    /// The checker's full sweep every N calls (1: after every call); the incremental checks
+    /// (what each call touched) run after every other call.
+    public var sweepEvery = 250
+    /// Incremental checking; false: the full sweep after every call.
+    public var incremental = true
+    /// Whether the checker runs at all (false: the model alone, nothing can be found; for
+    /// measuring what the checker costs).
+    public var checking = true
     /// Calls the generator never makes (e.g. to get past a known model bug).
     public var without: Set<String> = []
     /// Campaign mode: after a violation go on with the next episode (and policy); the first
@@ -68,6 +74,8 @@ public struct FuzzPolicyResult: Sendable {
     public var ops: Int
     public var episodes: Int
     public var seconds: Double
+    /// CPU time of the fuzzing thread (generation, model, checker, shrinking), in seconds.
+    public var cpuSeconds: Double = 0
     public var finding: FuzzFinding?
     /// True when the injected bug cannot show under this policy (skipped).
     public var skipped = false
@@ -76,6 +84,10 @@ public struct FuzzPolicyResult: Sendable {
     public var unrelated: [(episode: Int, violation: Violation)] = []
     /// Keep-going mode: episodes that broke an invariant, counted by the invariant's name.
     public var violationsByInvariant: [String: Int] = [:]
+    /// Differences the checker's full sweeps found between its incrementally kept shadow and the
+    /// model (touches its log missed: an incremental-checking bug), with the episode; empty when
+    /// incremental checking was exact.
+    public var shadowMismatches: [(episode: Int, detail: String)] = []
 }
 
 /// The fuzzer.
@@ -113,7 +125,8 @@ public final class Fuzzer {
         var o = RunOptions()
         var c = CheckerOptions()
         c.sweepEvery = max(options.sweepEvery, 1)
-        o.checker = c
+        c.incremental = options.incremental
+        o.checker = options.checking ? c : nil
         return o
     }
 
@@ -129,6 +142,8 @@ public final class Fuzzer {
                 continue
             }
             let start = Date()
+            let cpuStart = HostClock.threadCPUSeconds()
+            var mismatches: [(Int, String)] = []
             var ops = 0
             var episode = 0
             var finding: FuzzFinding?
@@ -141,6 +156,7 @@ public final class Fuzzer {
                     self.progress?(done + ops + n, total)
                 }
                 ops += r.executed
+                for m in r.mismatches where mismatches.count < 20 { mismatches.append((episode, m)) }
                 if let v = r.violation {
                     if options.injectBug != nil,
                        firstFiring(r.lines, config: model(policy, episode: episode, bug: false), target: v.invariant) != nil {
@@ -160,6 +176,8 @@ public final class Fuzzer {
                                           seconds: Date().timeIntervalSince(start), finding: finding)
             result.unrelated = unrelated
             result.violationsByInvariant = counts
+            result.cpuSeconds = HostClock.threadCPUSeconds() - cpuStart
+            result.shadowMismatches = mismatches
             results.append(result)
             done += options.ops
             if finding != nil && !options.keepGoing { break }
@@ -170,7 +188,7 @@ public final class Fuzzer {
 
     /// One episode: generates and executes up to `calls` lines; stops at the first violation.
     func runEpisode(_ policy: AllocatorPolicy, episode: Int, calls: Int,
-                    progress: (Int) -> Void) -> (lines: [String], executed: Int, violation: Violation?) {
+                    progress: (Int) -> Void) -> (lines: [String], executed: Int, violation: Violation?, mismatches: [String]) {
         let m = model(policy, episode: episode)
         let runner = ScenarioRunner(config: m, options: runOptions())
         var gen = ProgramGenerator(seed: m.machine.seed, nodes: m.machine.nodes, memory: m.machine.memory.rawValue)
@@ -188,8 +206,8 @@ public final class Fuzzer {
             }
             lines.append(line)
             executed += 1
-            if let v = runner.violations.first { return (lines, executed, v) }
+            if let v = runner.violations.first { return (lines, executed, v, runner.checker?.shadowMismatches ?? []) }
         }
-        return (lines, executed, nil)
+        return (lines, executed, nil, runner.checker?.shadowMismatches ?? [])
     }
 }

@@ -1,0 +1,174 @@
+// Incremental checking against the full sweep: the checker that re-checks only what each call
+// touched (the touch log, never a full sweep) reports exactly what the full sweep after every call
+// reports — the same violations at the same calls — on every seeded bug's scenario, on fuzz
+// episodes with every seeded bug, and on random programs; the full sweep's cross-check finds the
+// incrementally kept shadow up to date; and a touch the log misses is found by that cross-check.
+import Foundation
+import Testing
+import KeyMM
+@testable import KeyMMWorkloads
+@testable import KeyMMKernel
+
+/// The checker configurations compared.
+enum CheckMode: CaseIterable {
+    /// The touch log only: no full sweep after any call.
+    case incrementalOnly
+    /// The reference: no touch log, the full sweep after every call.
+    case fullEveryCall
+    /// Both: the touch log kept, and the full sweep after every call cross-checking it.
+    case crossChecked
+
+    var options: CheckerOptions {
+        var o = CheckerOptions()
+        switch self {
+        case .incrementalOnly: o.incremental = true; o.sweepEvery = Int.max
+        case .fullEveryCall: o.incremental = false
+        case .crossChecked: o.incremental = true; o.sweepEvery = 1
+        }
+        return o
+    }
+}
+
+/// One call's violations as compared between modes (the site's index and the report line).
+func reports(_ vs: [Violation]) -> [String] { vs.map { "\($0.site?.index ?? -1) \($0.invariant.rawValue): \($0.detail)" } }
+
+/// Runs scenario text with a checker mode.
+func runMode(_ text: String, name: String, mode: CheckMode) -> ScenarioRunner {
+    var o = RunOptions()
+    o.checker = mode.options
+    let runner = ScenarioRunner(config: ModelConfig(), options: o)
+    do { try runner.run(TraceReader(string: text, name: name)) } catch { Issue.record("\(name): \(error)") }
+    return runner
+}
+
+/// Runs one generated program (a fuzz episode) incrementally (no sweep) and with the full sweep
+/// after every call (cross-checking the incremental shadow) in lockstep, comparing each call's
+/// violations, until `calls` calls or 10 calls after the first violation; returns the
+/// incremental run's violations.
+@discardableResult
+func lockstep(seed: UInt64, policy: AllocatorPolicy, bug: SeededBug?, calls: Int,
+              sourceLocation: Testing.SourceLocation = #_sourceLocation) -> [Violation] {
+    var options = FuzzTests.options(policy, bug: bug?.name, ops: calls, seed: seed)
+    options.episodeLength = calls
+    let fuzzer = Fuzzer(options: options)
+    let config = fuzzer.model(policy, episode: 0)
+    let runners = [CheckMode.incrementalOnly, .crossChecked].map { mode -> ScenarioRunner in
+        var o = RunOptions()
+        o.checker = mode.options
+        return ScenarioRunner(config: config, options: o)
+    }
+    var gen = ProgramGenerator(seed: config.machine.seed, nodes: config.machine.nodes, memory: config.machine.memory.rawValue)
+    var stopAt = calls
+    for i in 0..<calls where i < stopAt {
+        let line = gen.next(runners[0].kernel)
+        let before = runners.map(\.violations.count)
+        var failed = 0
+        for r in runners {
+            do { try r.execute(text: line, file: "<fuzz>") } catch { failed += 1 }
+        }
+        #expect(failed == 0 || failed == runners.count, "call \(i) `\(line)`: an input error in some modes only", sourceLocation: sourceLocation)
+        let new = zip(runners, before).map { reports(Array($0.violations[$1...])) }
+        if new[0] != new[1] {
+            Issue.record("call \(i) `\(line)` (seed \(seed), \(policy.rawValue), bug \(bug?.name ?? "none")):\nincremental: \(new[0])\nfull:        \(new[1])", sourceLocation: sourceLocation)
+            break
+        }
+        if !new[1].isEmpty && stopAt == calls { stopAt = i + 11 }
+    }
+    let inc = runners[0].checker!, cross = runners[1].checker!
+    #expect(inc.sweeps == 0 && inc.incrementalCalls == inc.callsChecked, "the incremental run swept", sourceLocation: sourceLocation)
+    #expect(cross.sweeps == cross.callsChecked, sourceLocation: sourceLocation)
+    #expect(cross.shadowMismatches.isEmpty, "\(cross.shadowMismatches)", sourceLocation: sourceLocation)
+    return runners[0].violations
+}
+
+@Suite struct IncrementalCheckTests {
+    /// Every seeded bug's shrunk scenario: the same violations, at the same calls, both ways.
+    @Test(arguments: ScenarioFiles.bugs)
+    func seededBugScenarioIsCaughtAtTheSameCall(_ file: String) throws {
+        let text = try ScenarioFiles.text(file)
+        let inc = runMode(text, name: file, mode: .incrementalOnly)
+        let full = runMode(text, name: file, mode: .fullEveryCall)
+        let first = try #require(full.violations.first, "\(file) breaks no invariant")
+        #expect(inc.violations.first?.site?.index == first.site?.index, "\(file): incremental \(inc.violations.first.map(\.description) ?? "nothing"), full \(first)")
+        #expect(reports(inc.violations) == reports(full.violations))
+        #expect(inc.checker?.sweeps == 0)
+    }
+
+    /// Every seeded bug, fuzzed (one episode, policy per-keyid, where every bug can show): the
+    /// incremental checks and the full sweep agree call by call, and the bug is caught.
+    @Test(arguments: SeededBug.all.map(\.name))
+    func seededBugFuzzedIsCaughtAtTheSameCall(_ name: String) throws {
+        let bug = try #require(SeededBug.named(name))
+        let policy = try #require([AllocatorPolicy.perKeyID, .integrated, .wrapper, .eager].first {
+            bug.applies(policy: $0.rawValue, encryption: "mktme")
+        })
+        let found = IncrementalCheckTests.budget[name].map { calls in
+            lockstep(seed: IncrementalCheckTests.seeds[name] ?? 11, policy: policy, bug: bug, calls: calls)
+        } ?? []
+        #expect(found.contains { bug.caughtBy.contains($0.invariant) }, "\(name) not caught within the episode")
+    }
+
+    /// Calls and seeds that find each bug in the test configuration (FuzzTests.options: 256 KiB
+    /// cache), policy per-keyid: `keymm fuzz --ops 400 --episode 400 --set cache=256K --policy
+    /// per-keyid --inject-bug NAME --seed S` finds it within about 20 calls fewer.
+    static let budget: [String: Int] = [
+        "skip-flush-on-keyid-change": 130, "free-keyid-while-referenced": 40, "mprotect-drops-keyid": 50,
+        "split-from-vm-page-prot": 50, "merge-across-keyids": 30, "encrypted-zero-page": 40,
+        "ksm-across-keyids": 80, "migrate-drops-keyid": 140, "encrypt-mprotect-keeps-pages": 30,
+        "zero-before-keyid": 40, "khugepaged-skips-prep": 50, "vma-dup-skips-keyid-ref": 40,
+        "skip-flush-on-keyid-release": 140,
+    ]
+    static let seeds: [String: UInt64] = [
+        "skip-flush-on-keyid-change": 12, "encrypted-zero-page": 12, "ksm-across-keyids": 13,
+        "encrypt-mprotect-keeps-pages": 12, "khugepaged-skips-prep": 6, "vma-dup-skips-keyid-ref": 12,
+        "skip-flush-on-keyid-release": 5,
+    ]
+
+    /// Random programs on the unmodified model and with a random seeded bug: identical violations
+    /// call by call, the shadow never out of date.
+    @Test(arguments: AllocatorPolicy.allCases)
+    func randomProgramsAgreeCallByCall(_ policy: AllocatorPolicy) {
+        var g = SystemRandomNumberGenerator()
+        let seed = UInt64.random(in: 1...UInt64(1) << 40, using: &g)
+        let applicable = SeededBug.all.filter { $0.applies(policy: policy.rawValue, encryption: "mktme") }
+        let bug = Bool.random(using: &g) ? applicable.randomElement(using: &g) : nil
+        lockstep(seed: seed, policy: policy, bug: bug, calls: 80)
+    }
+
+    /// A touch the log misses (here: a page table whose writes are not recorded) is what the full
+    /// sweep's cross-check exists for: it finds the shadow out of date.
+    @Test func aMissedTouchIsFoundByTheCrossCheck() throws {
+        let text = """
+            1 mmap(0x7e0000000000, 16384, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0) = 0x7e0000000000
+            1 mem_write(0x7e0000000000, "some bytes 0123456789") = 21
+
+            """
+        var o = RunOptions()
+        o.checker = CheckMode.incrementalOnly.options
+        let runner = ScenarioRunner(config: ModelConfig(), options: o)
+        try runner.run(TraceReader(string: text, name: "<test>"))
+        let checker = try #require(runner.checker)
+        #expect(checker.isIncremental)
+        let mm = try #require(runner.kernel?.task(ProcessID(1))?.mm)
+        mm.pageTable.touch = nil
+        try runner.run(TraceReader(string: "1 mem_write(0x7e0000001000, \"more bytes 0123456789\") = 21\n", name: "<test>"))
+        #expect(checker.shadowMismatches.isEmpty)   // no sweep yet
+        _ = checker.fullCheck()
+        #expect(checker.shadowMismatches.contains { $0.contains("entries") }, "\(checker.shadowMismatches)")
+    }
+
+    /// Without a checker, with the full sweep after every call, and incremental: the model does
+    /// the same thing (cycles, counters, results).
+    @Test(arguments: ["mktme/keyid-lifetime-gup-pin.strace", "mktme/swap-encrypted.strace", "mktme/ksm-same-keyid-only.strace"])
+    func checkingModeDoesNotChangeTheModel(_ file: String) throws {
+        guard ScenarioFiles.model.contains(file) else { return }
+        let text = try ScenarioFiles.text(file)
+        let off = ScenarioFiles.run(text, name: file, checker: false)
+        for mode in CheckMode.allCases {
+            let on = runMode(text, name: file, mode: mode)
+            #expect(on.kernel?.machine.clock.snapshot == off.kernel?.machine.clock.snapshot)
+            #expect(on.kernel?.machine.clock.cycles == off.kernel?.machine.clock.cycles)
+            #expect(on.reproduced == off.reproduced)
+        }
+    }
+}
