@@ -117,7 +117,7 @@ func execute(file: String, config: ModelConfig, options: RunOptions, output: Out
     var stopped: RunInputError?
     do { try runner.run(reader) } catch { stopped = error }
     bar.finish()
-    if stopped == nil { stopped = runner.nothingRanError(file: file) }
+    let nothingRan = stopped == nil ? runner.nothingRanError(file: file) : nil
 
     for d in runner.divergences.prefix(options.lenient ? 10 : Int.max) {
         print("\(d.file):\(d.line): divergence: \(d.call): expected \(d.expected), got \(d.actual)")
@@ -126,19 +126,20 @@ func execute(file: String, config: ModelConfig, options: RunOptions, output: Out
         print("... and \(runner.divergences.count - 10) more divergences")
     }
     for v in runner.violations { print(v.description) }
-    let nothingRan = runner.calls == 0 && stopped != nil
     if let stopped {
         printError(stopped.description)
-        if !nothingRan {
-            let more = ScenarioRunner.remainingInputErrors(reader)
-            for e in more.errors { printError(e.description) }
-            if more.count > more.errors.count { printError("... and \(more.count - more.errors.count) more errors") }
-            printError("note: the \(runner.calls) calls before \(stopped.location.file):\(stopped.location.line) executed; nothing after it did")
-        }
+        let more = ScenarioRunner.remainingInputErrors(reader)
+        for e in more.errors { printError(e.description) }
+        if more.count > more.errors.count { printError("... and \(more.count - more.errors.count) more errors") }
+        printError("note: the \(runner.calls) calls before \(stopped.location.file):\(stopped.location.line) executed; nothing after it did")
     }
-    if !output.quiet && !(nothingRan && !options.lenient) {
-        for line in runner.summaryLines(file: file, lenient: options.lenient) { print(line) }
+    if let nothingRan { printError(nothingRan.description) }
+    if !output.quiet {
+        // Nothing ran: no counts line (no "100%" of nothing); replay still lists what it skipped.
+        let lines = runner.summaryLines(file: file, lenient: options.lenient)
+        for line in nothingRan == nil ? lines[...] : lines.dropFirst() { print(line) }
     }
+    stopped = stopped ?? nothingRan
     if let kernel = runner.kernel, stopped == nil {
         if let pid = output.maps { print(try procText(pid, "maps", file: file, kernel.procMaps(ProcessID(pid)), runner), terminator: "") }
         if let pid = output.smaps { print(try procText(pid, "smaps", file: file, kernel.procSmaps(ProcessID(pid)), runner), terminator: "") }

@@ -2,7 +2,7 @@
 //
 // Every figure printed comes from executing calls on a fresh machine (the same calls a
 // scenario file could hold) or from the bench's alloc-free workload; nothing is canned.
-// Key material is never printed: the user key's hex is shown as <32 hex digits>.
+// Key material is never printed: the user key's hex is shown as <redacted, 32 hex>.
 //
 // Invariant: deterministic (seeded machine, modeled time only) except the policy table's
 // "this host" column, which prices the same modeled work with costs measured on the host
@@ -71,7 +71,7 @@ public struct Demo {
         let serialB = try value(call("add_key(\"mktme\", \"tenant-b\", \"type=cpu algorithm=aes-xts-128\", 0, KEY_SPEC_PROCESS_KEYRING)", pid: 200))
         let keyidA = kernel.keys.snapshot().keys.first { $0.serial == Int32(truncatingIfNeeded: serialA) }?.keyid ?? 0
         let keyidB = kernel.keys.snapshot().keys.first { $0.serial == Int32(truncatingIfNeeded: serialB) }?.keyid ?? 0
-        out("   tenant A (pid 100): add_key(\"mktme\", \"tenant-a\", \"type=user algorithm=aes-xts-128 key=<32 hex digits> tweak=<32 hex digits>\") = \(serialA)  -> KeyID \(keyidA)")
+        out("   tenant A (pid 100): add_key(\"mktme\", \"tenant-a\", \"type=user algorithm=aes-xts-128 key=<redacted, 32 hex> tweak=<redacted, 32 hex>\") = \(serialA)  -> KeyID \(keyidA)")
         out("   tenant B (pid 200): add_key(\"mktme\", \"tenant-b\", \"type=cpu algorithm=aes-xts-128\") = \(serialB)  -> KeyID \(keyidB)")
         for (pid, page, serial) in [(Int32(100), Self.pageA, serialA), (Int32(200), Self.pageB, serialB)] {
             _ = try value(call("mmap(0x\(String(page, radix: 16)), 4096, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)", pid: pid))
@@ -89,7 +89,7 @@ public struct Demo {
         // write still shows the old DRAM (the fresh page's zeros); after clflush, ciphertext.
         guard case .bytes(let early) = try call("phys_read(0x\(String(pa, radix: 16)), \(n))", pid: 100) else { throw DemoError("phys_read failed") }
         f.dramStaleBeforeFlush = early.allSatisfy { $0 == 0 }
-        out("   phys_read(0x\(String(pa, radix: 16)), \(n)) right after the write: \(Self.show(early)) -> DRAM still holds the old contents: the line is in the cache, not yet written back")
+        out("   phys_read(0x\(String(pa, radix: 16)), \(n)) right after the write: \(Self.show(early)) -> DRAM still holds what it held before (zeros): the new line is in the cache, not yet written back")
         _ = try call("clflush(0x\(String(Self.pageA, radix: 16)), \(n))", pid: 100)
         guard case .bytes(let flushed) = try call("phys_read(0x\(String(pa, radix: 16)), \(n))", pid: 100) else { throw DemoError("phys_read failed") }
         out("   clflush(0x\(String(Self.pageA, radix: 16)), \(n)) writes the line back through the engine; phys_read now: \(Self.show(flushed)) -> ciphertext")

@@ -27,8 +27,7 @@ extension ScenarioRunner {
 
     /// The lines the terminal shows for one file (after divergences and violations).
     public func summaryLines(file: String, lenient: Bool, maxSkipped: Int = 5) -> [String] {
-        let rate = compared == 0 ? 100.0 : 100.0 * Double(reproduced) / Double(compared)
-        var out = ["\(file): \(calls) calls, \(reproduced)/\(compared) recorded results reproduced (\(Self.percent(rate))), \(divergences.count) divergences, \(violations.count) invariant violations"]
+        var out = ["\(file): \(calls) calls, \(Self.reproducedText(reproduced, compared)), \(divergences.count) divergences, \(violations.count) invariant violations"]
         if !notModeled.isEmpty {
             let n = notModeled.values.reduce(0, +)
             out.append("  not modeled: \(Self.count(n, "call")) of \(Self.count(notModeled.count, "system call")) the model does not model: \(Self.byCount(notModeled, limit: 8))")
@@ -57,6 +56,13 @@ extension ScenarioRunner {
         return s
     }
 
+    /// `12/12 recorded results reproduced (100.00%)`, or `no recorded result to compare` (never a
+    /// percentage of nothing).
+    static func reproducedText(_ reproduced: Int, _ compared: Int) -> String {
+        guard compared > 0 else { return "no recorded result to compare" }
+        return "\(reproduced)/\(compared) recorded results reproduced (\(percent(100.0 * Double(reproduced) / Double(compared))))"
+    }
+
     static func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
 
     static func percent(_ rate: Double) -> String {
@@ -69,8 +75,7 @@ extension ScenarioRunner {
 extension RunReport {
     /// The terminal's total line for a run over several files.
     public var totalLine: String {
-        let rate = compared == 0 ? 100.0 : 100.0 * Double(reproduced) / Double(compared)
-        var s = "total: \(files.count) files, \(calls) calls, \(reproduced)/\(compared) recorded results reproduced (\(ScenarioRunner.percent(rate))), \(divergences.count) divergences, \(violations.count) invariant violations"
+        var s = "total: \(files.count) files, \(calls) calls, \(ScenarioRunner.reproducedText(reproduced, compared)), \(divergences.count) divergences, \(violations.count) invariant violations"
         let nm = notModeled.values.reduce(0, +)
         if nm > 0 { s += ", \(nm) calls not modeled" }
         let l = learned.values.reduce(0, +)
