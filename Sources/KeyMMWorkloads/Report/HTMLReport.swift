@@ -1,10 +1,13 @@
 // `keymm report`: one self-contained HTML file (inline CSS and SVG, no script, no network) from
 // bench JSON results (docs/bench-json.md) and, optionally, run JSON (docs/run-json.md).
 //
-// Charts: modeled overhead (ratio_vs_none) per policy per workload; flushed lines and KeyID
-// switches per workload and policy (log scale); the modeled cost breakdown of each row (counters
-// priced with a cost profile); KeyID occupancy over time (keyid-pressure's `occupancy` series);
-// the address space of each process in a run colored by KeyID (`processes[].vmas[].keyid`).
+// Charts: modeled overhead (ratio_vs_none) per policy per workload, with numbered notes beside
+// surprising bars (ReportNotes.swift); flushed lines and KeyID switches per workload and policy
+// (log scale); the modeled cost breakdown of each row (counters priced with a cost profile; the
+// seven largest events coloured, the rest grey); KeyID occupancy over time (keyid-pressure's
+// `occupancy` series, one chart per distinct series); the address space of each process in a run
+// colored by KeyID (`processes[].vmas[].keyid`). Colours: Okabe-Ito (colour-blind safe); linear
+// axes tick at 1, 2 or 5 times a power of ten, log axes at powers of ten.
 //
 // Invariants: the output depends only on the inputs (deterministic: inputs in order, keys sorted);
 // every string from an input is HTML-escaped; bad JSON is reported with FILE:LINE:COLUMN.
