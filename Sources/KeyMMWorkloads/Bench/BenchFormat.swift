@@ -117,10 +117,29 @@ public enum BenchFormatter {
         }
         var keys = Set<String>()
         for r in withExtra { keys.formUnion(r.extra!.keys) }
+        let keyWidth = max(5, keys.map(\.count).max() ?? 0)
+        let width = max(8, (tableWidth - 2 - keyWidth) / withExtra.count - 2)
+        // Values too wide for a column (notes, timing methods) go below the table, one per line.
+        let wide = keys.filter { k in withExtra.contains { r in
+            guard let v = r.extra?[k] else { return false }
+            if case .array = v { return false }
+            return v.text.count > width
+        } }
         var cells = [["extra"] + withExtra.map(\.policy)]
-        let width = max(12, (tableWidth - 30) / withExtra.count - 2)
-        for k in keys.sorted() { cells.append([k] + withExtra.map { cell($0.extra?[k], width) }) }
-        return ("\n" + align(cells, maxWidth: tableWidth), clipped)
+        for k in keys.subtracting(wide).sorted() { cells.append([k] + withExtra.map { cell($0.extra?[k], width) }) }
+        var text = "\n" + (cells.count > 1 ? align(cells, maxWidth: tableWidth) : "")
+        for k in wide.sorted() {
+            let values = withExtra.map { $0.extra?[k]?.text ?? "-" }
+            if Set(values).count == 1 {
+                text += "  \(k): " + cell(withExtra[0].extra?[k], tableWidth - 4 - k.count) + "\n"
+            } else {
+                for r in withExtra where r.extra?[k] != nil {
+                    let label = "\(k) (\(r.policy))"
+                    text += "  \(label): " + cell(r.extra?[k], tableWidth - 4 - label.count) + "\n"
+                }
+            }
+        }
+        return (text, clipped)
     }
 
     /// `text` cut to `width` characters with "..." when longer; and whether it was.
