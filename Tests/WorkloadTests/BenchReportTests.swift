@@ -134,3 +134,18 @@ struct BenchReportTests {
         #expect(ReportNotes(rows: plain.results, costs: .default).notes.isEmpty)
     }
 }
+
+extension ReportReadabilityTests {
+    @Test func processesOfSeveralFilesAreLabelledWithTheirFile() throws {
+        var rep = HTMLReport()
+        let run = """
+        {"schema": 1, "calls": 2, "files": ["a/x.strace", "b/y.strace"], "processes": [
+          {"pid": 1, "file": "a/x.strace", "vmas": [{"start": "0x1000", "end": "0x2000", "perms": "rw-p", "pgoff": 0, "keyid": 1, "flags": "0x73", "path": null}]},
+          {"pid": 1, "file": "b/y.strace", "vmas": []}]}
+        """
+        try rep.add(data: Data(run.utf8), name: "run.json")
+        let html = rep.render()
+        #expect(html.contains(">x.strace pid 1<") && html.contains(">y.strace pid 1<"))
+        #expect(html.contains("no mappings at the end"))
+    }
+}

@@ -369,11 +369,19 @@ public struct HTMLReport {
         }
         var s = ""
         var keyidsSeen: Set<Int> = []
-        let width = 1100, left = 70, stripH = 26
+        // A run over several files tags each process with its file: the label names both.
+        func label(_ p: JSONValue) -> String {
+            guard case .object(let po) = p else { return "?" }
+            let pid = "pid " + (po["pid"]?.number.map { String(Int($0)) } ?? "?")
+            guard case .string(let file)? = po["file"] else { return pid }
+            return (file as NSString).lastPathComponent + " " + pid
+        }
+        let labels = procs.map(label)
+        let width = 1100, stripH = 26
+        let left = min(360, max(70, 7 * (labels.map(\.count).max() ?? 0) + 12))
         var body = ""
         for (i, p) in procs.enumerated() {
             guard case .object(let po) = p, case .array(let vmas)? = po["vmas"] else { continue }
-            let pid = po["pid"]?.number.map { String(Int($0)) } ?? "?"
             var items: [(w: Double, keyid: Int, title: String)] = []
             for v in vmas {
                 guard case .object(let vo) = v else { continue }
@@ -387,7 +395,10 @@ public struct HTMLReport {
             }
             let total = max(items.reduce(0) { $0 + $1.w }, 1)
             let y = 8 + i * (stripH + 8)
-            body += "<text x=\"\(left - 6)\" y=\"\(y + 17)\" text-anchor=\"end\">pid \(htmlEscape(pid))</text>"
+            body += "<text x=\"\(left - 6)\" y=\"\(y + 17)\" text-anchor=\"end\">\(htmlEscape(labels[i]))</text>"
+            if items.isEmpty {
+                body += "<text x=\"\(left + 4)\" y=\"\(y + 17)\" fill=\"#666\">no mappings at the end</text>"
+            }
             var x = Double(left)
             for it in items {
                 let w = it.w / total * Double(width - left - 10)
