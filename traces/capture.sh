@@ -24,4 +24,7 @@ strace -f -o make-j2.strace make -C src -j2
 strace -f -o arenastat.strace src/arenastat 100000
 make -s -C src clean
 perf trace -F all --syscalls --sort-events -o python3-startup.perf -- /usr/bin/python3 -c pass
+# A user's own capture: python3 through a shell shim, no terminal (setsid, stdin /dev/null), so
+# bash's open of /dev/tty fails with ENXIO (replay learns it: the model has no /dev/tty).
+setsid sh -c 'strace -f -o python3-shim-json.strace src/python3-shim -c "import json"' </dev/null >/dev/null 2>&1
 ls -l *.strace *.perf

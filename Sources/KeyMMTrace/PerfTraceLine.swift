@@ -153,7 +153,7 @@ extension LineParser {
             result = .value(try parseNumber(negative: negative, start: start))
             skipBlanks()
             if negative, peek() == 0x45, let e = scanIdentifier() {
-                let name = text(e, pos)
+                let name = try errnoName(e)
                 skipBlanks()
                 result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
             }

@@ -4,6 +4,9 @@ import ArgumentParser
 import Foundation
 import KeyMM
 
+/// `keymm --version`: the release and the schemas of the machine-readable outputs.
+let keymmVersion = "keymm 0.1.0 (run JSON schema 1, bench JSON schema 1)"
+
 @main
 struct KeyMMCommand: ParsableCommand {
     /// Like ParsableCommand.main, but a usage error (unknown option, bad argument) exits 2 as
@@ -26,6 +29,8 @@ struct KeyMMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keymm",
         abstract: "An executable model of the Linux mm with multi-key memory encryption (MKTME).",
+        discussion: "Start with `keymm demo`; README.md has a five-minute tour of every command.",
+        version: keymmVersion,
         subcommands: [Demo.self, Run.self, Replay.self, Bench.self, Calibrate.self, Fuzz.self, Report.self]
     )
 }

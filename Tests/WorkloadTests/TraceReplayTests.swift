@@ -46,6 +46,21 @@ enum Corpus {
         #expect(r.skippedInputCount == 0, "\(name): \(r.skippedInput.prefix(3).map(\.description))")
     }
 
+    /// Issue 16, item 3: a user's own capture (python3 through a bash shim, no terminal) replays
+    /// with nothing diverging; bash's `openat("/dev/tty") = -1 ENXIO` is learned from the log
+    /// (the model has no /dev/tty), not compared; every line is executed, counted or an exit.
+    @Test func ownCaptureThroughAShellShimReplaysFully() throws {
+        let r = try Corpus.replay("python3-shim-json.strace")
+        #expect(r.divergences.isEmpty, "\(r.divergences.prefix(3))")
+        #expect(r.reproduced == r.compared && r.compared > 300)
+        #expect(r.learned["openat ENXIO"] == 1)
+        #expect(r.skippedInputCount == 0)
+        let lines = try String(contentsOf: Corpus.root.appendingPathComponent("python3-shim-json.strace"), encoding: .utf8)
+            .split(separator: "\n")
+        let events = lines.filter { $0.contains("+++") || $0.contains("---") }.count
+        #expect(r.calls + r.notModeled.values.reduce(0, +) + events == lines.count, "every line accounted for")
+    }
+
     @Test func inferredRegionsAreReportedApartFromDivergences() throws {
         let r = try Corpus.replay("python3-startup.strace")
         // ld.so's RELRO and the binary's are made read-only by mprotect calls whose mappings

@@ -5,6 +5,10 @@
 // (the calls' actual outcomes), `#@ set` lines pinning every setting, and comments saying what
 // went wrong, then run once more exactly as `keymm run` would run it to confirm it reproduces.
 //
+// A last pass turns each `type=user` key into a `type=cpu` key where the violation still fires,
+// so the file carries no key= / tweak= hex unless the finding needs those bytes (then they are
+// the fuzzer's own seeded key, never a user's).
+//
 // Invariant: a candidate that stops on an input error (a line naming a process whose fork was
 // removed) counts as "still fires" only if the violation came before the error.
 import Foundation
@@ -76,6 +80,16 @@ extension Fuzzer {
                 if c != cur && test(c) { changed = true }
             }
         }
+        // Key material: a user key whose bytes the violation does not need becomes a CPU-generated
+        // key, so the written file holds no key= / tweak= hex unless the finding depends on it.
+        for i in cur.indices where runs < options.maxShrinkRuns {
+            let plain = Fuzzer.withoutKeyMaterial(cur[i])
+            if plain != cur[i] {
+                var c = cur
+                c[i] = plain
+                _ = test(c)
+            }
+        }
         let (text, reproduced, divergences) = writeScenario(cur, config: config, policy: policy, episode: episode,
                                                            violation: violation, opsToFind: opsToFind,
                                                            originalCalls: lines.count, runs: runs)
@@ -93,6 +107,18 @@ extension Fuzzer {
             rest = call + "1," + rest.dropFirst(call.count + "\(pid),".count)
         }
         return "1 " + rest
+    }
+
+    /// An add_key line of a `type=user` key (key= and tweak= hex) as the same call with a
+    /// `type=cpu` key (the key service generates the material); other lines unchanged.
+    static func withoutKeyMaterial(_ line: String) -> String {
+        guard line.contains("add_key("), let open = line.range(of: "\"type=user "),
+              let close = line[open.upperBound...].range(of: "\", ") else { return line }
+        let options = "type=cpu algorithm=aes-xts-128"
+        var rest = line[close.upperBound...]
+        guard let comma = rest.firstIndex(of: ",") else { return line }   // the payload length
+        rest = rest[comma...]
+        return String(line[..<open.lowerBound]) + "\"" + options + "\", \(options.utf8.count)" + String(rest)
     }
 
     /// A generated line without the id it asks for (`fork() = 7` -> `fork()`): the written file

@@ -6,9 +6,10 @@
 // placement rule of the contract: an address a trace recorded for mmap/mremap/brk is
 // where the model puts the mapping.
 //
-// Invariant: a call the model does not model returns nil (counted, never guessed); a
-// call it models never traps on its arguments: every bad argument is a TraceError at
-// the argument's column.
+// Invariant: a Linux system call the model does not model returns nil (counted, never
+// guessed); a name that is no Linux system call and no model call is a TraceError (with a
+// "did you mean"); a call it models never traps on its arguments: every bad argument is a
+// TraceError at the argument's column.
 import KeyMMBase
 import KeyMMHardware
 import KeyMMKernel
@@ -28,8 +29,19 @@ enum ModeledCall: String, CaseIterable {
     case nanosleep, clock_nanosleep, vvar_map, hugetlb_map
 
     static let byName: [String: ModeledCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
-    /// Names of the model-only calls: a misspelling of one is an input error, not a skipped call.
-    static let modelOnlyPrefixes = ["mem_", "phys_", "virt_", "gup_", "ksm_", "khugepaged_", "file_", "numa_", "vvar_", "hugetlb_"]
+    /// The model-only calls (no Linux system call has these names), for messages.
+    static let modelOnly = allCases.map(\.rawValue).filter { !LinuxNames.isSyscall($0) }
+
+    /// A name that is neither a Linux system call nor a model call: the located error, with
+    /// the closest known name as a hint (`munmpa` -> munmap, `wbinvdd` -> wbinvd).
+    static func unknownCallError(_ line: SyscallLine) -> TraceError {
+        let hint = closestName(to: line.name, among: allCases.map(\.rawValue))
+            ?? closestName(to: line.name, among: LinuxNames.syscalls)
+        let what = "unknown call \(line.name): neither an x86-64 Linux system call nor a model-only call"
+        if let hint { return TraceError(location: line.location, message: what + " (did you mean \(hint)?)") }
+        return TraceError(location: line.location, message: what + "; model-only calls are "
+                          + modelOnly.joined(separator: ", ") + " (docs/scenario-format.md)")
+    }
 }
 
 /// Executes trace lines on a kernel.
@@ -38,13 +50,23 @@ struct SyscallDispatcher {
     var fdPaths: [Int32: [Int32: String]] = [:]
     /// Regions replay assumed the exec built (the log shows no call that made them).
     var inferred: [InferredRegion] = []
+    /// Set when the last call's outcome was taken from the log (`learn`), not computed.
+    var learnedLast = false
+
+    /// The recorded error of a call whose answer lies outside the model (the host's files, an
+    /// execve's PATH search): taken as the truth, marked learned so the runner counts it apart
+    /// from reproduced results.
+    mutating func learn(_ line: SyscallLine, _ errnoName: String) -> CallOutcome {
+        learnedLast = true
+        return .error(Errno(name: errnoName) ?? .ENOENT)
+    }
 
     /// The outcome of `line` on `kernel`, or nil if the model does not model the call.
     mutating func execute(_ line: SyscallLine, on kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
         guard let call = ModeledCall.byName[line.name] else {
-            if !lenient, ModeledCall.modelOnlyPrefixes.contains(where: { line.name.hasPrefix($0) }) {
-                throw TraceError(location: line.location, message: "unknown model-only call \(line.name); model-only calls are \(ModeledCall.allCases.map(\.rawValue).filter { n in ModeledCall.modelOnlyPrefixes.contains { n.hasPrefix($0) } }.joined(separator: ", "))")
-            }
+            // A real system call the model does not model is counted (never guessed); any
+            // other name is a misspelling or a made-up call, and nothing may vanish silently.
+            guard LinuxNames.isSyscall(line.name) else { throw ModeledCall.unknownCallError(line) }
             return nil
         }
         let pid = ProcessID(line.pid ?? 1)
@@ -56,6 +78,7 @@ struct SyscallDispatcher {
         } else {
             throw TraceError(location: line.location, message: "process \(pid) was never started: a process starts at the file's first line or as the result of fork/vfork/clone")
         }
+        learnedLast = false
         var a = Arguments(line: line)
         if lenient { try inferExecRegions(call, a: a, line: line, task: task, kernel: kernel) }
         return try execute(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
@@ -141,7 +164,7 @@ struct SyscallDispatcher {
             return Self.outcome(r.map { Int64($0.rawValue) })
         case .execve:
             // A failed execve leaves the image alone; the trace says which happened.
-            if line.result.errnoName != nil { return Self.outcome(Result<Void, Errno>.failure(Errno(name: line.result.errnoName ?? "") ?? .ENOENT)) }
+            if let name = line.result.errnoName { return learn(line, name) }
             return Self.outcome(kernel.execve(pid))
         case .exit, .exit_group:
             kernel.exit(pid, code: a.count > 0 ? (try? a.i32(0)) ?? 0 : 0)
