@@ -113,7 +113,12 @@ func execute(file: String, config: ModelConfig, options: RunOptions, output: Out
             let skipped = runner.notModeled.values.reduce(0, +)
             print("  not modeled: \(skipped) calls of \(runner.notModeled.count) other system calls; unparsed lines skipped: \(runner.skippedInputCount)")
             let pages = runner.inferred.reduce(UInt64(0)) { $0 + ((UInt64($1.end.dropFirst(2), radix: 16) ?? 0) - (UInt64($1.start.dropFirst(2), radix: 16) ?? 0)) / 4096 }
-            print("  inferred exec-time regions (not divergences): \(runner.inferred.count) regions, \(pages) pages")
+            let kinds = ["binary", "interpreter", "stack", "unexplained"].compactMap { k -> String? in
+                let n = runner.inferred.filter { $0.kind == k }.count
+                return n == 0 ? nil : "\(k) \(n)"
+            }
+            print("  inferred exec-time regions (not divergences): \(runner.inferred.count) regions, \(pages) pages"
+                  + (kinds.isEmpty ? "" : " (\(kinds.joined(separator: ", ")))"))
         }
     }
     if let kernel = runner.kernel {
