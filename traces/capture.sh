@@ -24,6 +24,8 @@ strace -f -o make-j2.strace make -C src -j2
 strace -f -o arenastat.strace src/arenastat 100000
 make -s -C src clean
 perf trace -F all --syscalls --sort-events -o python3-startup.perf -- /usr/bin/python3 -c pass
+# The timed build and its counts for `keymm bench macro`.
+sh "$T/measure-make-j2.sh"
 # Multi-threaded programs (threads share one mm: docs/vm-core.md "Threads").
 gcc -O2 -Wall -pthread -o /tmp/keymm-threadmaps threads/threadmaps.c
 strace -f -o threadmaps.strace /tmp/keymm-threadmaps
