@@ -54,18 +54,19 @@ import Testing
         let enc = t.charge(clock, encrypted: true)
         #expect(enc.memory == 6_000 && clock.count(of: .decryptLine) == 1000 && clock.value(of: .programFills) == 2000)
     }
+}
 
-    /// The committed build: its counts file is found next to the trace, and every row carries the
-    /// program's user time; encrypted rows add the engine's latency on every fill and lose IPC.
-    @Test func macroRowsIncludeTheProgramsTime() throws {
+extension MacroProgramTimeTests {
+    /// The committed build (checked on the quick macro report BenchWorkloadsTests already runs):
+    /// its counts file is found next to the trace, and every row carries the program's user time;
+    /// encrypted rows add the engine's latency on every fill and lose IPC.
+    static func checkProgramTime(_ r: BenchReport) throws {
         guard let trace = MacroWorkload.tracePath(), trace.hasSuffix("make-j2-timed.strace") else {
             Issue.record("traces/make-j2-timed.strace not found"); return
         }
-        try BuildConsistency.require()
-        let r = try BenchRunner.run([MacroWorkload()], policies: [.none, .wrapper, .integrated], base: BenchContext(quick: true))
-        let none = try #require(r.results.first { $0.policy == "none" })
-        let wrapper = try #require(r.results.first { $0.policy == "wrapper" })
-        let integrated = try #require(r.results.first { $0.policy == "integrated" })
+        let none = try #require(r.results.first { $0.workload == "macro" && $0.policy == "none" })
+        let wrapper = try #require(r.results.first { $0.workload == "macro" && $0.policy == "wrapper" })
+        let integrated = try #require(r.results.first { $0.workload == "macro" && $0.policy == "integrated" })
         for row in [none, wrapper, integrated] {
             let user = row.extra?["user_cycles"]?.number ?? 0
             let mm = row.extra?["mm_cycles"]?.number ?? 0
