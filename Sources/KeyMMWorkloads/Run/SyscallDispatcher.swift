@@ -41,6 +41,8 @@ struct SyscallDispatcher {
     var layouts: [ObjectIdentifier: ExecLayoutNotes] = [:]
     /// Regions replay assumed the exec built (the log shows no call that made them).
     var inferred: [InferredRegion] = []
+    /// Set once a call has run in some task.
+    var started = false
 
     /// The outcome of `line` on `kernel`, or nil if the model does not model the call.
     mutating func execute(_ line: SyscallLine, on kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
@@ -51,6 +53,9 @@ struct SyscallDispatcher {
             return nil
         }
         let pid = ProcessID(line.pid ?? 1)
+        // A call that never completed because its task was ended (a thread in a call when another
+        // ran exit_group): the task is gone, and no new process may be made up for it.
+        if line.result == .unfinished, kernel.task(pid) == nil, started { return nil }
         let task: TaskStruct
         if let t = kernel.task(pid) {
             task = t
@@ -59,6 +64,7 @@ struct SyscallDispatcher {
         } else {
             throw TraceError(location: line.location, message: "process \(pid) was never started: a process starts at the file's first line or as the result of fork/vfork/clone")
         }
+        started = true
         var a = Arguments(line: line)
         if lenient { try inferExecRegions(call, a: a, line: line, task: task, kernel: kernel) }
         return try execute(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
