@@ -38,7 +38,12 @@ public struct InferredRegion: Codable, Sendable, Hashable {
     public var pid: Int32
     public var start: String
     public var end: String
+    /// The exec mapping it belongs to: `binary`, `interpreter` (ld.so or the vDSO/vvar),
+    /// `stack`, or `unexplained` (no exec mapping is there: Run/ExecLayout.swift).
+    public var kind: String
+    /// The same in words, with the layout facts the classification used.
     public var what: String
+    /// The call that acted on it.
     public var reason: String
 }
 

@@ -43,7 +43,12 @@ extension ScenarioRunner {
                 out.append("    ... and \(skippedInputCount - maxSkipped) more (--json FILE lists the first \(min(skippedInputCount, 100)) in skipped_input)")
             }
             let pages = inferred.reduce(UInt64(0)) { $0 + ((UInt64($1.end.dropFirst(2), radix: 16) ?? 0) - (UInt64($1.start.dropFirst(2), radix: 16) ?? 0)) / 4096 }
-            out.append("  inferred exec-time regions (not divergences): \(inferred.count) regions, \(pages) pages")
+            let kinds = ["binary", "interpreter", "stack", "unexplained"].compactMap { k -> String? in
+                let n = inferred.filter { $0.kind == k }.count
+                return n == 0 ? nil : "\(k) \(n)"
+            }
+            out.append("  inferred exec-time regions (not divergences): \(inferred.count) regions, \(pages) pages"
+                       + (kinds.isEmpty ? "" : " (\(kinds.joined(separator: ", ")))"))
         }
         return out
     }
