@@ -1,5 +1,7 @@
 // `keymm report`: one self-contained HTML file (inline CSS and SVG, no script, no network) from
-// bench JSON results (docs/bench-json.md) and, optionally, run JSON (docs/run-json.md).
+// bench JSON results (docs/bench-json.md), sweep results (rows grouped by workload and point),
+// fuzz summaries, JSONL shards (merged first, Campaign/Merge.swift) and, optionally, run JSON
+// (docs/run-json.md).
 //
 // Charts: modeled overhead (ratio_vs_none) per policy per workload; flushed lines and KeyID
 // switches per workload and policy (log scale); the modeled cost breakdown of each row (counters
@@ -26,12 +28,28 @@ public struct HTMLReport {
     public var benches: [(file: String, report: BenchReport)] = []
     /// Run results (run JSON), as JSON trees, with their file names.
     public var runs: [(file: String, json: JSONValue)] = []
+    /// Fuzz summaries (`keymm fuzz --json`, `keymm merge` of a campaign), with their file names.
+    public var fuzz: [(file: String, summary: FuzzSummary)] = []
     /// Prices for the cost breakdown.
     public var costs: CostProfile = .default
 
     public init() {}
 
-    /// Reads one input file: a bench report (`results`) or a run result (`processes`).
+    /// Merges JSONL shards (files, or directories of `*.jsonl`) and adds the merged result.
+    public mutating func add(shards paths: [String]) throws(ReportInputError) {
+        let name = paths.joined(separator: " ")
+        do {
+            switch try CampaignMerge.merge(CampaignMerge.read(paths)) {
+            case .bench(let report): benches.append((name, report))
+            case .fuzz(let summary, _): fuzz.append((name, summary))
+            }
+        } catch {
+            throw ReportInputError(file: error.file, line: error.line, column: error.column, message: error.message)
+        }
+    }
+
+    /// Reads one input file: a bench report (`results`), a fuzz summary (`kind: fuzz`) or a run
+    /// result (`processes`).
     public mutating func add(file: String) throws(ReportInputError) {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw ReportInputError(file: file, line: 1, column: 1, message: "cannot read file")
@@ -52,7 +70,11 @@ public struct HTMLReport {
         guard case .object(let o) = tree else {
             throw ReportInputError(file: name, line: 1, column: 1, message: "expected a JSON object (bench or run result)")
         }
-        if o["results"] != nil {
+        if case .string("fuzz")? = o["kind"] {
+            do { fuzz.append((name, try JSONDecoder().decode(FuzzSummary.self, from: data))) } catch {
+                throw ReportInputError(file: name, line: 1, column: 1, message: "not a fuzz summary (docs/jsonl.md): \(error)")
+            }
+        } else if o["results"] != nil {
             do { benches.append((name, try JSONDecoder().decode(BenchReport.self, from: data))) } catch {
                 throw ReportInputError(file: name, line: 1, column: 1, message: "not a bench result (docs/bench-json.md): \(error)")
             }
@@ -81,7 +103,7 @@ public struct HTMLReport {
         <h1>KeyMM report</h1>
 
         """
-        h += "<p class=\"note\">Inputs: " + (benches.map(\.file) + runs.map(\.file)).map(htmlEscape).joined(separator: ", ")
+        h += "<p class=\"note\">Inputs: " + (benches.map(\.file) + fuzz.map(\.file) + runs.map(\.file)).map(htmlEscape).joined(separator: ", ")
             + ". Modeled cycles come from the cost clock (deterministic); wall seconds are host time.</p>\n"
         if !rows.isEmpty {
             h += section("Modeled overhead per policy (modeled cycles / MKTME off)", overheadChart())
@@ -91,6 +113,7 @@ public struct HTMLReport {
             h += section("Rows", rowTable())
             h += section("Host", hostTable())
         }
+        for f in fuzz { h += section("Fuzz campaign: \(htmlEscape(f.file))", fuzzTable(f.summary)) }
         for run in runs { h += section("Address space by KeyID: \(htmlEscape(run.file))", addressSpace(run.json)) }
         h += "</body></html>\n"
         return h
@@ -108,7 +131,7 @@ public struct HTMLReport {
 
     var workloads: [String] {
         var seen: [String] = []
-        for r in rows where r.policy != "all" && !seen.contains(r.workload) { seen.append(r.workload) }
+        for r in rows where r.policy != "all" && !seen.contains(r.group) { seen.append(r.group) }
         return seen
     }
 
@@ -117,7 +140,8 @@ public struct HTMLReport {
         return Self.policyOrder.filter(present.contains) + present.subtracting(Self.policyOrder).sorted()
     }
 
-    func row(_ w: String, _ p: String) -> BenchRow? { rows.last { $0.workload == w && $0.policy == p } }
+    /// The row of group `w` (workload, and sweep point settings) under policy `p`.
+    func row(_ w: String, _ p: String) -> BenchRow? { rows.last { $0.group == w && $0.policy == p } }
 
     func legend(_ x: Int, _ y: Int) -> String {
         var s = "", dx = x
@@ -200,7 +224,7 @@ public struct HTMLReport {
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(rs.count * (barH + 4) + 80)\">"
         for (i, r) in rs.enumerated() {
             let y = 10 + i * (barH + 4)
-            s += "<text x=\"\(left - 6)\" y=\"\(y + 11)\" text-anchor=\"end\">\(htmlEscape(r.workload)) / \(htmlEscape(r.policy))</text>"
+            s += "<text x=\"\(left - 6)\" y=\"\(y + 11)\" text-anchor=\"end\">\(htmlEscape(r.group)) / \(htmlEscape(r.policy))</text>"
             var parts: [(String, Double)] = []
             for e in events { if let n = r.counters[e.name], n > 0, e.price > 0 { parts.append((e.name, Double(n) * Double(e.price))) } }
             let total = parts.reduce(0) { $0 + $1.1 }
@@ -322,10 +346,23 @@ public struct HTMLReport {
     func rowTable() -> String {
         var s = "<table><tr><th class=\"l\">workload</th><th class=\"l\">policy</th><th>modeled cycles</th><th>vs none</th><th>flushed lines</th><th>keyid switches</th><th>host rate</th><th>wall s</th></tr>"
         for r in rows {
-            s += "<tr><td class=\"l\">\(htmlEscape(r.workload))</td><td class=\"l\">\(htmlEscape(r.policy))</td><td>\(Self.compact(Double(r.modeledCycles)))</td>"
+            s += "<tr><td class=\"l\">\(htmlEscape(r.group))</td><td class=\"l\">\(htmlEscape(r.policy))</td><td>\(Self.compact(Double(r.modeledCycles)))</td>"
             s += "<td>\(r.ratioVsNone.map { String(format: "%.3fx", $0) } ?? "")</td>"
             s += "<td>\(r.counters["flushed_lines"] ?? 0)</td><td>\(r.counters["keyid_switches"] ?? 0)</td>"
             s += "<td>\(r.hostRate.map { htmlEscape(Self.compact($0.value) + " " + $0.unit) } ?? "")</td><td>\(String(format: "%.2f", r.wallSeconds))</td></tr>"
+        }
+        return s + "</table>"
+    }
+
+    func fuzzTable(_ f: FuzzSummary) -> String {
+        var s = "<p class=\"note\">seed \(f.seed), config hash \(htmlEscape(f.configHash)), \(f.calls) calls in \(f.programs) programs, "
+            + "\(f.violations) violating program(s), \(f.wall.shardSeconds.count) shard(s).</p>"
+        s += "<table><tr><th class=\"l\">policy</th><th>calls</th><th>programs</th><th>modeled cycles</th><th class=\"l\">violations</th><th class=\"l\">finding</th></tr>"
+        for p in f.policies {
+            let v = p.skipped ? "skipped" : (p.reached ? p.violationsByInvariant.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") : "not run")
+            let finding = p.finding.map { "program \($0.program): \($0.violation.invariant.rawValue), shrunk to \($0.shrunkCalls) calls" } ?? ""
+            s += "<tr><td class=\"l\">\(htmlEscape(p.policy.rawValue))</td><td>\(p.ops)</td><td>\(p.programs)</td><td>\(Self.compact(Double(p.modeledCycles)))</td>"
+            s += "<td class=\"l\">\(htmlEscape(v))</td><td class=\"l\">\(htmlEscape(finding))</td></tr>"
         }
         return s + "</table>"
     }
