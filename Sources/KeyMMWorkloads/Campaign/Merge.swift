@@ -121,7 +121,7 @@ public enum CampaignMerge {
             throw JSONLError(file: "keymm merge", message: "incomplete run: missing index\(absent.count == 1 ? "" : "es") " + Self.list(absent)
                              + " of \(h0.units) (in \(owners.joined(separator: ", ")))")
         }
-        let seconds = (0..<n).map { byShard[$0]!.trailer!.wallSeconds }
+        let seconds = (0..<n).map { byShard[$0]?.trailer?.wallSeconds ?? 0 }
         switch h0.kind {
         case "fuzz":
             let options = try fuzzOptions(plan: h0.plan, file: first.file)
