@@ -16,6 +16,15 @@ enum SweepRuns {
         memory = "256M"
         """
 
+    /// The merge tests' sweep: one axis, 4 points (cheap to run four times over).
+    static let small = """
+        workloads = ["alloc-free"]
+        policies = ["integrated"]
+        quick = true
+        keyid-bits = [3, 6]
+        memory = "256M"
+        """
+
     static func plan(_ text: String = spec) throws -> BenchPlan {
         try SweepSpec(text: text, file: "sweep.toml", base: ModelConfig()).plan(base: ModelConfig(), costs: .default)
     }
@@ -34,7 +43,7 @@ enum SweepRuns {
 }
 
 @Suite struct SweepShardTests {
-    static let whole = try? BenchRunner.run(SweepRuns.plan())
+    static let whole = try? BenchRunner.run(SweepRuns.plan(SweepRuns.small))
 
     @Test func pointsAreInTheDocumentedOrder() throws {
         let plan = try SweepRuns.plan()
@@ -53,14 +62,37 @@ enum SweepRuns {
     @Test(arguments: [1, 3, 7])
     func mergeOfSweepShardsIsTheUnshardedSweep(_ n: Int) throws {
         let whole = try #require(SweepShardTests.whole)
-        let merged = try SweepRuns.merged(SweepRuns.plan(), count: n)
+        let merged = try SweepRuns.merged(SweepRuns.plan(SweepRuns.small), count: n)
         // What each writes, host time and host facts aside, byte for byte.
         #expect(try merged.modeledOnly.jsonData() == whole.modeledOnly.jsonData())
-        #expect(merged.results.count == 8)
+        #expect(merged.results.count == 4)
         #expect(merged.results.allSatisfy { $0.ratioVsNone != nil && $0.point != nil })
-        // Ratios are taken within a point's settings: integrated vs none at the same cache and KeyID bits.
-        let r = merged.results[5], base = merged.results[4]
+        // Ratios are taken within a point's settings: integrated vs none at the same KeyID bits.
+        let r = merged.results[3], base = merged.results[2]
         #expect(r.ratioVsNone == Double(r.modeledCycles) / Double(base.modeledCycles))
+    }
+
+    @Test func reportReadsADirectoryOfShards() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keymm-report-shards-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let plan = try SweepRuns.plan(SweepRuns.small)
+        for i in 0..<2 {
+            var data = Data()
+            try BenchRunner.runShard(plan, shard: Shard(index: i, count: 2)!, writer: JSONLWriter { data.append($0) })
+            try data.write(to: dir.appendingPathComponent("sweep-\(i).jsonl"))
+        }
+        var report = HTMLReport()
+        try report.add(shards: [dir.path])
+        #expect(report.benches.first?.report.results.count == 4)
+        let html = report.render()
+        // Sweep groups are labelled workload, then one line per setting.
+        #expect(html.contains(">alloc-free</text>") && html.contains(">keyid-bits=6</text>"))
+        // A missing shard is a located error, not a partial report.
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("sweep-1.jsonl"))
+        var partial = HTMLReport()
+        #expect(throws: ReportInputError.self) { try partial.add(shards: [dir.path]) }
     }
 
     @Test func benchShardsMergeToTheUnshardedBench() throws {
@@ -76,8 +108,8 @@ enum SweepRuns {
     }
 
     @Test func mergeRefusesAShardOfAnotherSweep() throws {
-        let plan = try SweepRuns.plan()
-        let other = try SweepRuns.plan(SweepRuns.spec.replacingOccurrences(of: "\"1M\"", with: "\"2M\""))
+        let plan = try SweepRuns.plan(SweepRuns.small)
+        let other = try SweepRuns.plan(SweepRuns.small.replacingOccurrences(of: "[3, 6]", with: "[3, 5]"))
         let a = try SweepRuns.shard(plan, Shard(index: 0, count: 2)!)
         let b = try SweepRuns.shard(other, Shard(index: 1, count: 2)!)
         #expect(throws: JSONLError.self) { try CampaignMerge.merge([a, b]) }

@@ -167,7 +167,10 @@ public struct HTMLReport {
             if log { return Double(height) * (1 - log10(max(v, 1)) / max(log10(maxV), 1)) }
             return Double(height) * (1 - v / (maxV * 1.08))
         }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(top + height + 60)\" viewBox=\"0 0 \(width) \(top + height + 60)\">"
+        // A group label is the workload, then (sweeps) one line per setting under it.
+        let labelLines = ws.map { Self.labelLines($0) }
+        let extra = 12 * ((labelLines.map(\.count).max() ?? 1) - 1)
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(top + height + 60 + extra)\" viewBox=\"0 0 \(width) \(top + height + 60 + extra)\">"
         s += "<g transform=\"translate(0,\(top))\">"
         // Axis and grid.
         let ticks: [Double] = log ? (0...Int(log10(maxV).rounded(.up))).map { pow(10, Double($0)) }
@@ -189,11 +192,13 @@ public struct HTMLReport {
                 s += "<rect x=\"\(x)\" y=\"\(svgNum(yy))\" width=\"\(barW - 2)\" height=\"\(svgNum(max(Double(height) - yy, 0)))\" fill=\"\(Self.policyColor[p] ?? "#555")\">"
                 s += "<title>\(htmlEscape(w)) / \(htmlEscape(p)): \(htmlEscape(label(v)))</title></rect>"
             }
-            s += "<text x=\"\(gx + ps.count * barW / 2)\" y=\"\(height + 16)\" text-anchor=\"middle\">\(htmlEscape(w))</text>"
+            for (li, text) in labelLines[gi].enumerated() {
+                s += "<text x=\"\(gx + ps.count * barW / 2)\" y=\"\(height + 16 + 12 * li)\" text-anchor=\"middle\">\(htmlEscape(text))</text>"
+            }
         }
         s += "<line x1=\"\(left)\" x2=\"\(left)\" y1=\"0\" y2=\"\(height)\" stroke=\"#333\"/>"
         s += "<line x1=\"\(left)\" x2=\"\(width - 10)\" y1=\"\(height)\" y2=\"\(height)\" stroke=\"#333\"/>"
-        s += legend(left, height + 42)
+        s += legend(left, height + 42 + extra)
         s += "</g></svg>"
         return s
     }
@@ -219,7 +224,8 @@ public struct HTMLReport {
                        "#756bb1", "#636363", "#fdae6b", "#9ecae1", "#a1d99b", "#bcbddc"]
         let rs = rows.filter { $0.policy != "all" }
         guard !rs.isEmpty else { return "<p class=\"note\">no policy rows</p>" }
-        let left = 190, barH = 14, width = 1100, plotW = width - left - 20
+        let longest = rs.map { $0.group.count + $0.policy.count + 3 }.max() ?? 0
+        let left = max(190, 7 * longest), barH = 14, width = 1100 + max(0, left - 190), plotW = width - left - 20
         var used: [String] = []
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(rs.count * (barH + 4) + 80)\">"
         for (i, r) in rs.enumerated() {
@@ -378,6 +384,13 @@ public struct HTMLReport {
     }
 
     // MARK: helpers
+
+    /// `alloc-free [cache=1M keyid-bits=3]` -> ["alloc-free", "cache=1M", "keyid-bits=3"].
+    static func labelLines(_ group: String) -> [String] {
+        guard let open = group.range(of: " ["), group.hasSuffix("]") else { return [group] }
+        let settings = group[open.upperBound..<group.index(before: group.endIndex)]
+        return [String(group[..<open.lowerBound])] + settings.split(separator: " ").map(String.init)
+    }
 
     static func compact(_ v: Double) -> String {
         let a = abs(v)
