@@ -38,16 +38,20 @@ struct Bench: ParsableCommand {
         do {
             try runBench()
         } catch let e as BenchUsageError {
-            FileHandle.standardError.write(Data("keymm bench: error: \(e.message)\n".utf8))
+            printError(e.located ? e.message : "keymm bench: error: \(e.message)")
             throw ExitCode(2)
         }
     }
 
-    struct BenchUsageError: Error { var message: String }
+    struct BenchUsageError: Error {
+        var message: String
+        /// The message already names its place (a located config error): printed as it is.
+        var located = false
+    }
 
     func runBench() throws {
         let model: ModelConfig
-        do { model = try modelOptions.modelConfig() } catch { throw BenchUsageError(message: error.message) }
+        do { model = try modelOptions.modelConfig() } catch { throw BenchUsageError(message: error.message, located: error.located) }
         var costs = CostProfile.default
         if let file = model.costsFile {
             do { costs = try CostProfile.load(from: file) } catch { throw BenchUsageError(message: "\(error)") }

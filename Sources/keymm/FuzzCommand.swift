@@ -165,7 +165,7 @@ struct Fuzz: ParsableCommand {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw UsageError("cannot read configuration file \(file)")
             }
-            do { try m.applyTOML(text, file: file) } catch { throw UsageError(error.description) }
+            do { try m.applyTOML(text, file: file) } catch { throw UsageError(error.description, located: true) }
         }
         for s in model.set {
             do { try m.apply(s) } catch { throw UsageError("--set \(s): \(error.message)") }

@@ -42,7 +42,7 @@ struct Sweep: ParsableCommand {
         do {
             try runSweep()
         } catch let e as Bench.BenchUsageError {
-            printError("keymm sweep: error: \(e.message)")
+            printError(e.located ? e.message : "keymm sweep: error: \(e.message)")
             throw ExitCode(2)
         } catch let e as ConfigFileError {
             printError(e.description)
@@ -52,7 +52,7 @@ struct Sweep: ParsableCommand {
 
     func runSweep() throws {
         let base: ModelConfig
-        do { base = try modelOptions.modelConfig() } catch { throw Bench.BenchUsageError(message: error.message) }
+        do { base = try modelOptions.modelConfig() } catch { throw Bench.BenchUsageError(message: error.message, located: error.located) }
         var costs = CostProfile.default
         if let file = base.costsFile {
             do { costs = try CostProfile.load(from: file) } catch { throw Bench.BenchUsageError(message: "\(error)") }
