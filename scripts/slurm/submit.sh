@@ -16,6 +16,7 @@ shards=${3:?SHARDS}
 shift 3
 export KEYMM=${KEYMM:-$(realpath "$here/../../.build/release/keymm")}
 export OUT=$out NICE=${NICE:-0} REPORT=${REPORT:-0}
+unset SHARDS   # the array tasks take their shard from SLURM_ARRAY_TASK_ID/COUNT/MIN
 mkdir -p "$out"
 # shellcheck disable=SC2086
 case $kind in
@@ -34,3 +35,4 @@ array=${array%%;*}
 # shellcheck disable=SC2086
 merge=$(sbatch --parsable ${SBATCH_ARGS:-} --chdir "$out" --dependency=afterany:"$array" "$here/merge.sbatch")
 echo "array job $array ($shards tasks), merge job ${merge%%;*}; shards and merged.json in $out"
+echo "to redo shard I: KEYMM=$KEYMM OUT=$out SHARDS=$shards ${FUZZ_ARGS:+FUZZ_ARGS=\"$FUZZ_ARGS\" }${SPEC:+SPEC=$SPEC }sbatch --chdir $out --array=I $here/$kind-array.sbatch"
