@@ -35,4 +35,4 @@ array=${array%%;*}
 # shellcheck disable=SC2086
 merge=$(sbatch --parsable ${SBATCH_ARGS:-} --chdir "$out" --dependency=afterany:"$array" "$here/merge.sbatch")
 echo "array job $array ($shards tasks), merge job ${merge%%;*}; shards and merged.json in $out"
-echo "to redo shard I: KEYMM=$KEYMM OUT=$out SHARDS=$shards ${FUZZ_ARGS:+FUZZ_ARGS=\"$FUZZ_ARGS\" }${SPEC:+SPEC=$SPEC }sbatch --chdir $out --array=I $here/$kind-array.sbatch"
+echo "to redo shard I: KEYMM=$KEYMM OUT=$out SHARDS=$shards ${FUZZ_ARGS:+FUZZ_ARGS=\"$FUZZ_ARGS\" }${SPEC:+SPEC=$SPEC }${SWEEP_ARGS:+SWEEP_ARGS=\"$SWEEP_ARGS\" }sbatch --chdir $out --array=I $here/$kind-array.sbatch"
