@@ -14,25 +14,25 @@ import KeyMMHardware
 import KeyMMKernel
 
 /// One unit of bench work.
-public struct BenchUnit: Sendable {
-    public var workload: any BenchWorkload
+package struct BenchUnit: Sendable {
+    package var workload: any BenchWorkload
     /// nil for a policy-independent workload (policy `all`).
-    public var policy: AllocatorPolicy?
+    package var policy: AllocatorPolicy?
     /// The unit's configuration (the policy is set in it).
-    public var config: ModelConfig
+    package var config: ModelConfig
     /// The sweep point (nil in a plain bench).
-    public var point: BenchPoint?
+    package var point: BenchPoint?
 }
 
 /// A bench run or sweep as numbered units.
-public struct BenchPlan: Sendable {
+package struct BenchPlan: Sendable {
     /// `bench` or `sweep`.
-    public var kind: String
-    public var units: [BenchUnit]
-    public var costs: CostProfile
-    public var quick: Bool
+    package var kind: String
+    package var units: [BenchUnit]
+    package var costs: CostProfile
+    package var quick: Bool
     /// What decides the work (for the config hash).
-    public var planJSON: JSONValue
+    package var planJSON: JSONValue
 
     /// The policies a bench runs: the given ones (all when empty), `none` first if missing.
     static func policies(_ asked: [AllocatorPolicy]) -> [AllocatorPolicy] {
@@ -42,7 +42,7 @@ public struct BenchPlan: Sendable {
     }
 
     /// The units of `keymm bench`: each workload under each policy.
-    public static func bench(_ workloads: [any BenchWorkload], policies asked: [AllocatorPolicy], config: ModelConfig,
+    package static func bench(_ workloads: [any BenchWorkload], policies asked: [AllocatorPolicy], config: ModelConfig,
                              costs: CostProfile, quick: Bool) -> BenchPlan {
         let pols = policies(asked)
         var units: [BenchUnit] = []
@@ -61,7 +61,7 @@ public struct BenchPlan: Sendable {
     }
 
     /// The run's identity (JSONL header, config hash).
-    public var identity: RunIdentity { RunIdentity(kind: kind, plan: planJSON, units: units.count) }
+    package var identity: RunIdentity { RunIdentity(kind: kind, plan: planJSON, units: units.count) }
 }
 
 extension CostProfile {

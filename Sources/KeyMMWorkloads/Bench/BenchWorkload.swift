@@ -86,14 +86,14 @@ public enum BenchRunner {
     }
 
     /// Runs every unit of `plan` and assembles the report.
-    public static func run(_ plan: BenchPlan, progress: ((String) -> Void)? = nil) throws -> BenchReport {
+    package static func run(_ plan: BenchPlan, progress: ((String) -> Void)? = nil) throws -> BenchReport {
         var results: [(index: Int, result: BenchResult)] = []
         try run(plan, shard: .whole, progress: progress) { results.append(($0, $1)) }
         return BenchReport.assemble(host: BenchHost.facts(), results: results)
     }
 
     /// Runs the units of `shard` in order, handing each result to `emit` as it is produced.
-    public static func run(_ plan: BenchPlan, shard: Shard, progress: ((String) -> Void)? = nil,
+    package static func run(_ plan: BenchPlan, shard: Shard, progress: ((String) -> Void)? = nil,
                            emit: (Int, BenchResult) throws -> Void) throws {
         for u in shard.units(of: plan.units.count) {
             let unit = plan.units[u]

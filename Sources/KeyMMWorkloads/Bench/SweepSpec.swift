@@ -20,19 +20,19 @@ import KeyMMHardware
 import KeyMMKernel
 
 /// A parsed sweep spec.
-public struct SweepSpec: Sendable {
-    public var file: String
-    public var workloads: [any BenchWorkload]
-    public var policies: [AllocatorPolicy]
-    public var quick: Bool
+package struct SweepSpec: Sendable {
+    package var file: String
+    package var workloads: [any BenchWorkload]
+    package var policies: [AllocatorPolicy]
+    package var quick: Bool
     /// Swept settings: key and values, keys in alphabetical order.
-    public var axes: [(key: String, values: [String])]
+    package var axes: [(key: String, values: [String])]
     /// Settings with one value, applied to every point (document order).
-    public var fixed: [(key: String, value: String)]
+    package var fixed: [(key: String, value: String)]
 
     /// Parses `text` (the contents of `file`); `base` is the configuration the points start
     /// from (`--config`, `--set`), used to validate every point now.
-    public init(text: String, file: String, base: ModelConfig) throws(ConfigFileError) {
+    package init(text: String, file: String, base: ModelConfig) throws(ConfigFileError) {
         self.file = file
         let doc = try TOMLDocument(text: text, file: file)
         var workloads: [any BenchWorkload] = []
@@ -101,7 +101,7 @@ public struct SweepSpec: Sendable {
     }
 
     /// Every combination of the axes' values, in point order.
-    public var combinations: [[(key: String, value: String)]] {
+    package var combinations: [[(key: String, value: String)]] {
         var out: [[(key: String, value: String)]] = [[]]
         for axis in axes {
             out = out.flatMap { prefix in axis.values.map { prefix + [(axis.key, $0)] } }
@@ -119,7 +119,7 @@ public struct SweepSpec: Sendable {
     }
 
     /// The sweep's units in point order.
-    public func plan(base: ModelConfig, costs: CostProfile, quick quickFlag: Bool = false) throws(ConfigFileError) -> BenchPlan {
+    package func plan(base: ModelConfig, costs: CostProfile, quick quickFlag: Bool = false) throws(ConfigFileError) -> BenchPlan {
         let pols = BenchPlan.policies(policies)
         var units: [BenchUnit] = []
         for combo in combinations {

@@ -15,20 +15,20 @@
 import Foundation
 
 /// The first line of a shard's JSON Lines.
-public struct JSONLHeader: Codable, Sendable, Hashable {
-    public var type = "header"
-    public var schema = 1
-    public var keymm: String
-    public var kind: String
-    public var configHash: String
-    public var shard: Int
-    public var shards: Int
-    public var units: Int
-    public var plan: JSONValue
+package struct JSONLHeader: Codable, Sendable, Hashable {
+    package var type = "header"
+    package var schema = 1
+    package var keymm: String
+    package var kind: String
+    package var configHash: String
+    package var shard: Int
+    package var shards: Int
+    package var units: Int
+    package var plan: JSONValue
     /// Facts about the host that ran this shard (informational).
-    public var host: [String: JSONValue]
+    package var host: [String: JSONValue]
 
-    public init(identity: RunIdentity, shard: Shard, host: [String: JSONValue]) {
+    package init(identity: RunIdentity, shard: Shard, host: [String: JSONValue]) {
         keymm = KeyMMVersion.string
         kind = identity.kind
         configHash = identity.configHash
@@ -46,22 +46,22 @@ public struct JSONLHeader: Codable, Sendable, Hashable {
 }
 
 /// The last line of a shard that finished.
-public struct JSONLTrailer: Codable, Sendable, Hashable {
-    public var type = "trailer"
-    public var done = true
-    public var shard: Int
-    public var shards: Int
+package struct JSONLTrailer: Codable, Sendable, Hashable {
+    package var type = "trailer"
+    package var done = true
+    package var shard: Int
+    package var shards: Int
     /// Result lines written.
-    public var results: Int
+    package var results: Int
     /// Violation lines written (fuzz).
-    public var violations: Int
+    package var violations: Int
     /// Fuzz without --keep-going: the unit whose violation ended this shard (later units of the
     /// shard were not run); nil when the shard did all its units.
-    public var stoppedAt: Int?
+    package var stoppedAt: Int?
     /// Host wall-clock seconds of the whole shard (informational).
-    public var wallSeconds: Double
+    package var wallSeconds: Double
 
-    public init(shard: Shard, results: Int, violations: Int, stoppedAt: Int?, wallSeconds: Double) {
+    package init(shard: Shard, results: Int, violations: Int, stoppedAt: Int?, wallSeconds: Double) {
         self.shard = shard.index
         shards = shard.count
         self.results = results
@@ -75,7 +75,7 @@ public struct JSONLTrailer: Codable, Sendable, Hashable {
         case stoppedAt = "stopped_at", wallSeconds = "wall_seconds"
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(type, forKey: .type)
         try c.encode(done, forKey: .done)
@@ -89,37 +89,37 @@ public struct JSONLTrailer: Codable, Sendable, Hashable {
 }
 
 /// Writes JSON Lines, one write per line.
-public final class JSONLWriter {
+package final class JSONLWriter {
     private let emit: (Data) -> Void
     private let encoder: JSONEncoder
 
     /// A writer on `handle` (standard output by default); FileHandle.write is an unbuffered
     /// write(2), so each line is flushed as it is written.
-    public convenience init(handle: FileHandle = .standardOutput) {
+    package convenience init(handle: FileHandle = .standardOutput) {
         self.init { handle.write($0) }
     }
 
     /// A writer handing each line (with its newline) to `emit`.
-    public init(emit: @escaping (Data) -> Void) {
+    package init(emit: @escaping (Data) -> Void) {
         self.emit = emit
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     }
 
     /// Writes `value` as one line.
-    public func write<T: Encodable>(_ value: T) {
+    package func write<T: Encodable>(_ value: T) {
         guard var data = try? encoder.encode(value) else { return }
         data.append(0x0A)
         emit(data)
     }
 
     /// Writes a JSON object with `type` and `index` added to `value`'s members.
-    public func write<T: Encodable>(_ value: T, type: String, index: Int, adding extra: [String: JSONValue] = [:]) {
+    package func write<T: Encodable>(_ value: T, type: String, index: Int, adding extra: [String: JSONValue] = [:]) {
         write(JSONLWriter.line(value, type: type, index: index, adding: extra))
     }
 
     /// `value`'s members plus `type`, `index` and `extra`, as one JSON object.
-    public static func line<T: Encodable>(_ value: T, type: String, index: Int, adding extra: [String: JSONValue] = [:]) -> JSONValue {
+    package static func line<T: Encodable>(_ value: T, type: String, index: Int, adding extra: [String: JSONValue] = [:]) -> JSONValue {
         var o = JSONValue.of(value)?.objectValue ?? [:]
         o["type"] = .string(type)
         o["index"] = .int(Int64(index))
@@ -129,29 +129,29 @@ public final class JSONLWriter {
 }
 
 /// A malformed JSON Lines file, or shards that do not make a run.
-public struct JSONLError: Error, CustomStringConvertible, Sendable {
-    public let file: String
-    public let line: Int
-    public let column: Int
-    public let message: String
-    public init(file: String, line: Int = 1, column: Int = 1, message: String) {
+package struct JSONLError: Error, CustomStringConvertible, Sendable {
+    package let file: String
+    package let line: Int
+    package let column: Int
+    package let message: String
+    package init(file: String, line: Int = 1, column: Int = 1, message: String) {
         self.file = file; self.line = line; self.column = column; self.message = message
     }
-    public var description: String { "\(file):\(line):\(column): error: \(message)" }
+    package var description: String { "\(file):\(line):\(column): error: \(message)" }
 }
 
 /// One shard's JSON Lines, read back.
-public struct JSONLShard: Sendable {
-    public var file: String
-    public var header: JSONLHeader
+package struct JSONLShard: Sendable {
+    package var file: String
+    package var header: JSONLHeader
     /// Result and violation lines: (line number, type, index, the raw line).
-    public var records: [(line: Int, type: String, index: Int, data: Data)]
-    public var trailer: JSONLTrailer?
+    package var records: [(line: Int, type: String, index: Int, data: Data)]
+    package var trailer: JSONLTrailer?
     /// A last line cut short (a killed shard), if any.
-    public var truncatedLine: Int?
+    package var truncatedLine: Int?
 
     /// Reads `data` (the contents of `file`).
-    public init(data: Data, file: String) throws(JSONLError) {
+    package init(data: Data, file: String) throws(JSONLError) {
         self.file = file
         var lines: [(Int, Data)] = []
         var start = data.startIndex
@@ -204,7 +204,7 @@ public struct JSONLShard: Sendable {
     }
 
     /// Reads a file.
-    public init(path: String) throws(JSONLError) {
+    package init(path: String) throws(JSONLError) {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw JSONLError(file: path, message: "cannot read file")
         }

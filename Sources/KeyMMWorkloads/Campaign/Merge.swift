@@ -14,15 +14,15 @@ import KeyMMChecker
 import KeyMMKernel
 
 /// What merging shards produced.
-public enum MergedRun: Sendable {
+package enum MergedRun: Sendable {
     case fuzz(FuzzSummary, injectBug: SeededBug?)
     case bench(BenchReport)
 }
 
 /// Merging shards of one run.
-public enum CampaignMerge {
+package enum CampaignMerge {
     /// Reads the shards named by `paths`: JSONL files, and directories (their `*.jsonl` files, sorted).
-    public static func read(_ paths: [String]) throws(JSONLError) -> [JSONLShard] {
+    package static func read(_ paths: [String]) throws(JSONLError) -> [JSONLShard] {
         var files: [String] = []
         for p in paths {
             var isDir: ObjCBool = false
@@ -40,7 +40,7 @@ public enum CampaignMerge {
     }
 
     /// Checks that `shards` make one whole run and merges them.
-    public static func merge(_ shards: [JSONLShard]) throws(JSONLError) -> MergedRun {
+    package static func merge(_ shards: [JSONLShard]) throws(JSONLError) -> MergedRun {
         guard let first = shards.first else { throw JSONLError(file: "keymm merge", message: "no shard files given") }
         let h0 = first.header
         // One run: the same identity everywhere.

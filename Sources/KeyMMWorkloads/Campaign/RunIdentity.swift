@@ -15,22 +15,22 @@ public enum KeyMMVersion {
 }
 
 /// A run's plan as canonical JSON and its hash.
-public struct RunIdentity: Sendable, Hashable {
+package struct RunIdentity: Sendable, Hashable {
     /// `fuzz`, `bench` or `sweep`.
-    public let kind: String
+    package let kind: String
     /// Everything that decides the work (a JSON object).
-    public let plan: JSONValue
+    package let plan: JSONValue
     /// Number of units (fuzz programs across policies, bench rows, sweep points).
-    public let units: Int
+    package let units: Int
 
-    public init(kind: String, plan: JSONValue, units: Int) {
+    package init(kind: String, plan: JSONValue, units: Int) {
         self.kind = kind
         self.plan = plan
         self.units = units
     }
 
     /// 16 hex digits: FNV-1a 64 of `{"keymm":VERSION,"kind":KIND,"plan":PLAN,"units":N}`.
-    public var configHash: String {
+    package var configHash: String {
         let whole = JSONValue.object(["keymm": .string(KeyMMVersion.string), "kind": .string(kind), "plan": plan,
                                       "units": .int(Int64(units))])
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
@@ -45,7 +45,7 @@ public struct RunIdentity: Sendable, Hashable {
 
 extension JSONValue {
     /// Compact JSON with sorted keys (the form hashed and written on JSON Lines).
-    public var canonicalText: String {
+    package var canonicalText: String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let d = try? enc.encode(self) else { return "null" }
@@ -53,19 +53,19 @@ extension JSONValue {
     }
 
     /// A JSON tree of an Encodable value (nil if it does not encode).
-    public static func of<T: Encodable>(_ value: T) -> JSONValue? {
+    package static func of<T: Encodable>(_ value: T) -> JSONValue? {
         guard let d = try? JSONEncoder().encode(value) else { return nil }
         return try? JSONDecoder().decode(JSONValue.self, from: d)
     }
 
     /// The value decoded as `T` (nil if it does not fit).
-    public func decode<T: Decodable>(_ type: T.Type) -> T? {
+    package func decode<T: Decodable>(_ type: T.Type) -> T? {
         guard let d = try? JSONEncoder().encode(self) else { return nil }
         return try? JSONDecoder().decode(T.self, from: d)
     }
 
     /// The object's members (nil for other values).
-    public var objectValue: [String: JSONValue]? {
+    package var objectValue: [String: JSONValue]? {
         if case .object(let o) = self { return o }
         return nil
     }

@@ -11,38 +11,38 @@
 // the same shard as `--shard 2/4`.
 
 /// Shard `index` of `count`.
-public struct Shard: Sendable, Hashable, CustomStringConvertible {
-    public let index: Int
-    public let count: Int
+package struct Shard: Sendable, Hashable, CustomStringConvertible {
+    package let index: Int
+    package let count: Int
 
     /// The whole run (shard 0 of 1).
-    public static let whole = Shard(uncheckedIndex: 0, count: 1)
+    package static let whole = Shard(uncheckedIndex: 0, count: 1)
 
     init(uncheckedIndex index: Int, count: Int) { self.index = index; self.count = count }
 
     /// Shard `index` of `count`; nil unless 0 <= index < count.
-    public init?(index: Int, count: Int) {
+    package init?(index: Int, count: Int) {
         guard count >= 1, index >= 0, index < count else { return nil }
         self.index = index
         self.count = count
     }
 
-    public var description: String { "\(index)/\(count)" }
+    package var description: String { "\(index)/\(count)" }
 
     /// Whether unit `u` belongs to this shard.
-    public func contains(_ u: Int) -> Bool { u % count == index }
+    package func contains(_ u: Int) -> Bool { u % count == index }
 
     /// The units of `0..<total` this shard does, in increasing order.
-    public func units(of total: Int) -> StrideTo<Int> { stride(from: index, to: total, by: count) }
+    package func units(of total: Int) -> StrideTo<Int> { stride(from: index, to: total, by: count) }
 
     /// A shard named on the command line or by the environment that cannot be used.
-    public struct ResolutionError: Error, CustomStringConvertible, Sendable {
-        public let message: String
-        public var description: String { message }
+    package struct ResolutionError: Error, CustomStringConvertible, Sendable {
+        package let message: String
+        package var description: String { message }
     }
 
     /// Parses `I/N` (0 <= I < N).
-    public static func parse(_ text: String) throws(ResolutionError) -> Shard {
+    package static func parse(_ text: String) throws(ResolutionError) -> Shard {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else {
             throw ResolutionError(message: "--shard \(text): expected I/N, e.g. --shard 3/64 (0 <= I < N)")
@@ -57,7 +57,7 @@ public struct Shard: Sendable, Hashable, CustomStringConvertible {
     /// `SLURM_ARRAY_TASK_COUNT` (index = task id - `SLURM_ARRAY_TASK_MIN`, default 0); else
     /// `JOB_COMPLETION_INDEX` with `--shards N` (Kubernetes gives no total); else the whole run.
     /// `shards` (`--shards N`) must agree with the total the other source gives.
-    public static func resolve(flag: String?, shards: Int?, environment: [String: String]) throws(ResolutionError) -> Shard {
+    package static func resolve(flag: String?, shards: Int?, environment: [String: String]) throws(ResolutionError) -> Shard {
         if let shards, shards < 1 { throw ResolutionError(message: "--shards \(shards): expected N >= 1") }
         func agree(_ s: Shard, _ source: String) throws(ResolutionError) -> Shard {
             if let shards, shards != s.count {

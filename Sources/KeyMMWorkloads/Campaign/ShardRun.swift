@@ -8,17 +8,17 @@
 import Foundation
 
 /// What a fuzz shard did.
-public struct FuzzShardOutcome: Sendable {
-    public var programs: [Int: FuzzProgramRecord] = [:]
-    public var findings: [Int: FuzzFinding] = [:]
+package struct FuzzShardOutcome: Sendable {
+    package var programs: [Int: FuzzProgramRecord] = [:]
+    package var findings: [Int: FuzzFinding] = [:]
     /// The unit whose finding ended the shard (without keep-going), if any.
-    public var stoppedAt: Int?
-    public var wallSeconds = 0.0
+    package var stoppedAt: Int?
+    package var wallSeconds = 0.0
 }
 
 extension Fuzzer {
     /// Runs `shard`, writing its JSON Lines to `writer` (nil: records only).
-    public func runShard(_ shard: Shard, writer: JSONLWriter?) -> FuzzShardOutcome {
+    package func runShard(_ shard: Shard, writer: JSONLWriter?) -> FuzzShardOutcome {
         var out = FuzzShardOutcome()
         writer?.write(JSONLHeader(identity: identity, shard: shard, host: BenchHost.facts()))
         let start = BenchHost.wallSeconds()
@@ -39,7 +39,7 @@ extension Fuzzer {
 extension BenchRunner {
     /// Runs the units of `shard`, writing its JSON Lines to `writer`; returns the rows written.
     @discardableResult
-    public static func runShard(_ plan: BenchPlan, shard: Shard, writer: JSONLWriter,
+    package static func runShard(_ plan: BenchPlan, shard: Shard, writer: JSONLWriter,
                                 progress: ((String) -> Void)? = nil) throws -> Int {
         writer.write(JSONLHeader(identity: plan.identity, shard: shard, host: BenchHost.facts()))
         let start = BenchHost.wallSeconds()

@@ -103,7 +103,7 @@ public struct FuzzSummary: Sendable, Hashable, Codable {
 
     /// Assembles the result from records keyed by unit. `programs` must hold every unit up to
     /// `stoppedAt` (all units when nil); records of later units are ignored.
-    public static func assemble(plan: FuzzPlan, identity: RunIdentity, options: FuzzOptions,
+    package static func assemble(plan: FuzzPlan, identity: RunIdentity, options: FuzzOptions,
                                 programs: [Int: FuzzProgramRecord], findings: [Int: FuzzFinding],
                                 stoppedAt: Int?, shardSeconds: [Double]) -> FuzzSummary {
         var s = FuzzSummary(configHash: identity.configHash, plan: identity.plan, seed: options.seed)

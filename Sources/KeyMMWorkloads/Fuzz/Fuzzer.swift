@@ -185,7 +185,7 @@ public final class Fuzzer {
     }
 
     /// The run's identity (JSONL headers, config hash): every option that decides the work.
-    public var identity: RunIdentity {
+    package var identity: RunIdentity {
         let o = options
         let planJSON: JSONValue = .object([
             "seed": .string(String(o.seed)), "ops": .int(Int64(o.ops)), "episode": .int(Int64(plan.episodeLength)),
@@ -215,7 +215,7 @@ public final class Fuzzer {
     /// Runs the units of `shard` in order. Each program's summary goes to `result` (with its
     /// unit) when it ends; a shrunk violation to `violation` after it. Without keep-going the
     /// shard stops at its first finding and returns that unit (nil: it did all its units).
-    public func runShard(_ shard: Shard, result: (Int, FuzzProgramRecord) -> Void,
+    package func runShard(_ shard: Shard, result: (Int, FuzzProgramRecord) -> Void,
                          violation: (Int, FuzzFinding) -> Void) -> Int? {
         let mine = Array(shard.units(of: plan.units))
         let total = mine.reduce(0) { $0 + plan.length(plan.unit($1).program) }
