@@ -9,7 +9,8 @@
 //   KeyMMKeys       the key service: keyrings, the "mktme" key type, KeyID references
 //   KeyMMKernel     Linux mm: VMAs, page tables, faults, page allocator, MKTME policies
 //   KeyMMTrace      the scenario/trace language (strace syntax): lexer and parser
-//   KeyMMWorkloads  running scenarios and real traces, bench workloads
+//   KeyMMWorkloads  running scenarios and real traces, bench workloads and sweeps, the fuzzer,
+//                   shards/JSON Lines/merge, reports; TOML through LebJe/TOMLKit
 //   KeyMM           the embeddable library product (re-exports the above)
 //   keymm           the command-line tool
 import PackageDescription
@@ -29,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -76,7 +78,10 @@ let package = Package(
         ),
         .target(
             name: "KeyMMWorkloads",
-            dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMChecker", "KeyMMTrace", "CHostProbe"],
+            dependencies: [
+                "KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel", "KeyMMChecker", "KeyMMTrace", "CHostProbe",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
             swiftSettings: strict
         ),
         .target(

@@ -1,4 +1,4 @@
-// The keymm command line: subcommands demo, run, replay, bench, fuzz, calibrate, report.
+// The keymm command line: subcommands demo, run, replay, bench, sweep, calibrate, fuzz, merge, report.
 // Exit statuses follow the contract: 0 success, 1 divergence/violation, 2 bad input.
 import ArgumentParser
 import Foundation
@@ -31,6 +31,6 @@ struct KeyMMCommand: ParsableCommand {
         abstract: "An executable model of the Linux mm with multi-key memory encryption (MKTME).",
         discussion: "Start with `keymm demo`; README.md has a five-minute tour of every command.",
         version: keymmVersion,
-        subcommands: [Demo.self, Run.self, Replay.self, Bench.self, Calibrate.self, Fuzz.self, Report.self]
+        subcommands: [Demo.self, Run.self, Replay.self, Bench.self, Sweep.self, Calibrate.self, Fuzz.self, Merge.self, Report.self]
     )
 }

@@ -37,10 +37,18 @@ public enum BenchFormatter {
         var all = Set<String>()
         for r in report.results { all.formUnion(r.counters.keys) }
         let counters = all.sorted()
-        var lines = [(["workload", "policy", "modeled_cycles", "ratio_vs_none", "wall_seconds", "host_rate", "host_rate_unit"] + counters).joined(separator: ",")]
+        // Sweep rows: the point number and one column per swept setting, after the policy.
+        let swept = Set(report.results.flatMap { $0.point?.settings.keys.map { $0 } ?? [] }).sorted()
+        let pointColumns = report.results.contains { $0.point != nil } ? ["point"] + swept : []
+        var lines = [(["workload", "policy"] + pointColumns + ["modeled_cycles", "ratio_vs_none", "wall_seconds", "host_rate", "host_rate_unit"] + counters).joined(separator: ",")]
         for r in report.results {
-            var f = [csvField(r.workload), csvField(r.policy), String(r.modeledCycles), r.ratioVsNone.map { number($0) } ?? "",
-                     number(r.wallSeconds), r.hostRate.map { number($0.value) } ?? "", csvField(r.hostRate?.unit ?? "")]
+            var f = [csvField(r.workload), csvField(r.policy)]
+            if !pointColumns.isEmpty {
+                f.append(r.point.map { String($0.index) } ?? "")
+                f += swept.map { csvField(r.point?.settings[$0] ?? "") }
+            }
+            f += [String(r.modeledCycles), r.ratioVsNone.map { number($0) } ?? "",
+                  number(r.wallSeconds), r.hostRate.map { number($0.value) } ?? "", csvField(r.hostRate?.unit ?? "")]
             f += counters.map { String(r.counters[$0] ?? 0) }
             lines.append(f.joined(separator: ","))
         }
@@ -61,9 +69,9 @@ public enum BenchFormatter {
         var out = ""
         var order: [String] = []
         var shortened = false
-        for r in report.results where !order.contains(r.workload) { order.append(r.workload) }
+        for r in report.results where !order.contains(r.group) { order.append(r.group) }
         for w in order {
-            let rows = report.results.filter { $0.workload == w }
+            let rows = report.results.filter { $0.group == w }
             var header = ["policy", "modeled cycles", "vs none"]
             let hasRate = rows.contains(where: { $0.hostRate != nil })
             if hasRate { header.append("host rate") }

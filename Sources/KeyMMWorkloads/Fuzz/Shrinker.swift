@@ -29,9 +29,9 @@ extension Fuzzer {
         return nil
     }
 
-    func shrink(_ policy: AllocatorPolicy, episode: Int, lines: [String], violation: Violation, opsToFind: Int) -> FuzzFinding {
-        let config = model(policy, episode: episode)
-        let unmodified = model(policy, episode: episode, bug: false)
+    func shrink(_ policy: AllocatorPolicy, program: Int, lines: [String], violation: Violation) -> FuzzFinding {
+        let config = model(policy, program: program)
+        let unmodified = model(policy, program: program, bug: false)
         let target = violation.invariant
         var runs = 0
         var cur = lines
@@ -90,10 +90,9 @@ extension Fuzzer {
                 _ = test(c)
             }
         }
-        let (text, reproduced, divergences) = writeScenario(cur, config: config, policy: policy, episode: episode,
-                                                           violation: violation, opsToFind: opsToFind,
-                                                           originalCalls: lines.count, runs: runs)
-        return FuzzFinding(policy: policy, opsToFind: opsToFind, episode: episode, violation: violation,
+        let (text, reproduced, divergences) = writeScenario(cur, config: config, policy: policy, program: program,
+                                                           violation: violation, originalCalls: lines.count, runs: runs)
+        return FuzzFinding(policy: policy, program: program, violation: violation,
                            originalCalls: lines.count, shrunkCalls: cur.count, shrinkRuns: runs, scenario: text,
                            reproduced: reproduced, reproducedDivergences: divergences)
     }
@@ -132,8 +131,8 @@ extension Fuzzer {
 
     /// The scenario file for `lines`, with the results the calls actually return, and what
     /// running it as `keymm run` does (the violation of `violation.invariant`, divergences).
-    func writeScenario(_ lines: [String], config: ModelConfig, policy: AllocatorPolicy, episode: Int,
-                       violation: Violation, opsToFind: Int, originalCalls: Int, runs: Int)
+    func writeScenario(_ lines: [String], config: ModelConfig, policy: AllocatorPolicy, program: Int,
+                       violation: Violation, originalCalls: Int, runs: Int)
         -> (String, Violation?, Int) {
         // Re-run to record each call's outcome and to locate the violation.
         let runner = ScenarioRunner(config: config, options: runOptions())
@@ -157,7 +156,7 @@ extension Fuzzer {
         head.append("# Found by keymm fuzz --seed \(options.seed) --policy \(policy.rawValue)"
                      + (options.injectBug.map { " --inject-bug \($0.name)" } ?? "")
                      + (options.without.isEmpty ? "" : " --without \(options.without.sorted().joined(separator: ","))")
-                     + " after \(opsToFind) calls (episode \(episode)).")
+                     + " in program \(program), call \((violation.site?.index ?? 0) + 1).")
         if let bug = options.injectBug {
             head.append("# Injected bug \(bug.name): \(bug.mistake) (\(bug.location)).")
         }

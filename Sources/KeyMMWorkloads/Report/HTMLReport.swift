@@ -1,5 +1,7 @@
 // `keymm report`: one self-contained HTML file (inline CSS and SVG, no script, no network) from
-// bench JSON results (docs/bench-json.md) and, optionally, run JSON (docs/run-json.md).
+// bench JSON results (docs/bench-json.md), sweep results (rows grouped by workload and point),
+// fuzz summaries, JSONL shards (merged first, Campaign/Merge.swift) and, optionally, run JSON
+// (docs/run-json.md).
 //
 // Charts: modeled overhead (ratio_vs_none) per policy per workload, with numbered notes beside
 // surprising bars (ReportNotes.swift); flushed lines and KeyID switches per workload and policy
@@ -29,12 +31,28 @@ public struct HTMLReport {
     public var benches: [(file: String, report: BenchReport)] = []
     /// Run results (run JSON), as JSON trees, with their file names.
     public var runs: [(file: String, json: JSONValue)] = []
+    /// Fuzz summaries (`keymm fuzz --json`, `keymm merge` of a campaign), with their file names.
+    public var fuzz: [(file: String, summary: FuzzSummary)] = []
     /// Prices for the cost breakdown.
     public var costs: CostProfile = .default
 
     public init() {}
 
-    /// Reads one input file: a bench report (`results`) or a run result (`processes`).
+    /// Merges JSONL shards (files, or directories of `*.jsonl`) and adds the merged result.
+    public mutating func add(shards paths: [String]) throws(ReportInputError) {
+        let name = paths.joined(separator: " ")
+        do {
+            switch try CampaignMerge.merge(CampaignMerge.read(paths)) {
+            case .bench(let report): benches.append((name, report))
+            case .fuzz(let summary, _): fuzz.append((name, summary))
+            }
+        } catch {
+            throw ReportInputError(file: error.file, line: error.line, column: error.column, message: error.message)
+        }
+    }
+
+    /// Reads one input file: a bench report (`results`), a fuzz summary (`kind: fuzz`) or a run
+    /// result (`processes`).
     public mutating func add(file: String) throws(ReportInputError) {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw ReportInputError(file: file, line: 1, column: 1, message: "cannot read file")
@@ -55,7 +73,11 @@ public struct HTMLReport {
         guard case .object(let o) = tree else {
             throw ReportInputError(file: name, line: 1, column: 1, message: "expected a JSON object (bench or run result)")
         }
-        if o["results"] != nil {
+        if case .string("fuzz")? = o["kind"] {
+            do { fuzz.append((name, try JSONDecoder().decode(FuzzSummary.self, from: data))) } catch {
+                throw ReportInputError(file: name, line: 1, column: 1, message: "not a fuzz summary (docs/jsonl.md): \(error)")
+            }
+        } else if o["results"] != nil {
             do { benches.append((name, try JSONDecoder().decode(BenchReport.self, from: data))) } catch {
                 throw ReportInputError(file: name, line: 1, column: 1, message: "not a bench result (docs/bench-json.md): \(error)")
             }
@@ -85,7 +107,7 @@ public struct HTMLReport {
         <h1>KeyMM report</h1>
 
         """
-        h += "<p class=\"note\">Inputs: " + (benches.map(\.file) + runs.map(\.file)).map(htmlEscape).joined(separator: ", ")
+        h += "<p class=\"note\">Inputs: " + (benches.map(\.file) + fuzz.map(\.file) + runs.map(\.file)).map(htmlEscape).joined(separator: ", ")
             + ". Modeled cycles come from the cost clock (deterministic); wall seconds are host time.</p>\n"
         if !rows.isEmpty {
             h += section("Modeled overhead per policy (modeled cycles / MKTME off)", overheadChart())
@@ -95,6 +117,7 @@ public struct HTMLReport {
             h += section("Rows", rowTable())
             h += section("Host", hostTable())
         }
+        for f in fuzz { h += section("Fuzz campaign: \(htmlEscape(f.file))", fuzzTable(f.summary)) }
         for run in runs { h += section("Address space by KeyID: \(htmlEscape(run.file))", addressSpace(run.json)) }
         h += "</body></html>\n"
         return h
@@ -115,7 +138,7 @@ public struct HTMLReport {
 
     var workloads: [String] {
         var seen: [String] = []
-        for r in rows where r.policy != "all" && !seen.contains(r.workload) { seen.append(r.workload) }
+        for r in rows where r.policy != "all" && !seen.contains(r.group) { seen.append(r.group) }
         return seen
     }
 
@@ -124,7 +147,8 @@ public struct HTMLReport {
         return Self.policyOrder.filter(present.contains) + present.subtracting(Self.policyOrder).sorted()
     }
 
-    func row(_ w: String, _ p: String) -> BenchRow? { rows.last { $0.workload == w && $0.policy == p } }
+    /// The row of group `w` (workload, and sweep point settings) under policy `p`.
+    func row(_ w: String, _ p: String) -> BenchRow? { rows.last { $0.group == w && $0.policy == p } }
 
     func legend(_ x: Int, _ y: Int) -> String {
         var s = "", dx = x
@@ -154,7 +178,10 @@ public struct HTMLReport {
             if log { return Double(height) * (1 - log10(max(v, 1)) / max(log10(maxV), 1)) }
             return Double(height) * (1 - v / maxV)
         }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(top + height + 60)\" viewBox=\"0 0 \(width) \(top + height + 60)\">"
+        // A group label is the workload, then (sweeps) one line per setting under it.
+        let labelLines = ws.map { Self.labelLines($0) }
+        let extra = 12 * ((labelLines.map(\.count).max() ?? 1) - 1)
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(top + height + 60 + extra)\" viewBox=\"0 0 \(width) \(top + height + 60 + extra)\">"
         s += "<g transform=\"translate(0,\(top))\">"
         // Axis and grid.
         let ticks: [Double] = log ? (0...Int(log10(maxV).rounded())).map { pow(10, Double($0)) }
@@ -179,11 +206,13 @@ public struct HTMLReport {
                     s += "<text x=\"\(x + (barW - 2) / 2)\" y=\"\(svgNum(yy - 4))\" text-anchor=\"middle\" font-weight=\"bold\">\(htmlEscape(m))</text>"
                 }
             }
-            s += "<text x=\"\(gx + ps.count * barW / 2)\" y=\"\(height + 16)\" text-anchor=\"middle\">\(htmlEscape(w))</text>"
+            for (li, text) in labelLines[gi].enumerated() {
+                s += "<text x=\"\(gx + ps.count * barW / 2)\" y=\"\(height + 16 + 12 * li)\" text-anchor=\"middle\">\(htmlEscape(text))</text>"
+            }
         }
         s += "<line x1=\"\(left)\" x2=\"\(left)\" y1=\"0\" y2=\"\(height)\" stroke=\"#333\"/>"
         s += "<line x1=\"\(left)\" x2=\"\(width - 10)\" y1=\"\(height)\" y2=\"\(height)\" stroke=\"#333\"/>"
-        s += legend(left, height + 42)
+        s += legend(left, height + 42 + extra)
         s += "</g></svg>"
         return s
     }
@@ -263,12 +292,13 @@ public struct HTMLReport {
         let named = weight.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
             .prefix(Self.okabeIto.count).map(\.key)
         func color(_ name: String) -> String { named.firstIndex(of: name).map { Self.okabeIto[$0] } ?? Self.grey }
-        let left = 190, barH = 14, width = 1100, plotW = width - left - 20
+        let longest = rs.map { $0.group.count + $0.policy.count + 3 }.max() ?? 0
+        let left = max(190, 7 * longest), barH = 14, width = 1100 + max(0, left - 190), plotW = width - left - 20
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(rs.count * (barH + 4) + 50)\">"
         var hasOther = false
         for (i, r) in rs.enumerated() {
             let y = 10 + i * (barH + 4)
-            s += "<text x=\"\(left - 6)\" y=\"\(y + 11)\" text-anchor=\"end\">\(htmlEscape(r.workload)) / \(htmlEscape(r.policy))</text>"
+            s += "<text x=\"\(left - 6)\" y=\"\(y + 11)\" text-anchor=\"end\">\(htmlEscape(r.group)) / \(htmlEscape(r.policy))</text>"
             let p = parts(r)
             let total = p.reduce(0) { $0 + $1.1 }
             guard total > 0 else { continue }
@@ -424,10 +454,23 @@ public struct HTMLReport {
     func rowTable() -> String {
         var s = "<table><tr><th class=\"l\">workload</th><th class=\"l\">policy</th><th>modeled cycles</th><th>vs none</th><th>flushed lines</th><th>keyid switches</th><th>host rate</th><th>wall s</th></tr>"
         for r in rows {
-            s += "<tr><td class=\"l\">\(htmlEscape(r.workload))</td><td class=\"l\">\(htmlEscape(r.policy))</td><td>\(Self.compact(Double(r.modeledCycles)))</td>"
+            s += "<tr><td class=\"l\">\(htmlEscape(r.group))</td><td class=\"l\">\(htmlEscape(r.policy))</td><td>\(Self.compact(Double(r.modeledCycles)))</td>"
             s += "<td>\(r.ratioVsNone.map { String(format: "%.3fx", $0) } ?? "")</td>"
             s += "<td>\(r.counters["flushed_lines"] ?? 0)</td><td>\(r.counters["keyid_switches"] ?? 0)</td>"
             s += "<td>\(r.hostRate.map { htmlEscape(Self.compact($0.value) + " " + $0.unit) } ?? "")</td><td>\(String(format: "%.2f", r.wallSeconds))</td></tr>"
+        }
+        return s + "</table>"
+    }
+
+    func fuzzTable(_ f: FuzzSummary) -> String {
+        var s = "<p class=\"note\">seed \(f.seed), config hash \(htmlEscape(f.configHash)), \(f.calls) calls in \(f.programs) programs, "
+            + "\(f.violations) violating program(s), \(f.wall.shardSeconds.count) shard(s).</p>"
+        s += "<table><tr><th class=\"l\">policy</th><th>calls</th><th>programs</th><th>modeled cycles</th><th class=\"l\">violations</th><th class=\"l\">finding</th></tr>"
+        for p in f.policies {
+            let v = p.skipped ? "skipped" : (p.reached ? p.violationsByInvariant.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") : "not run")
+            let finding = p.finding.map { "program \($0.program): \($0.violation.invariant.rawValue), shrunk to \($0.shrunkCalls) calls" } ?? ""
+            s += "<tr><td class=\"l\">\(htmlEscape(p.policy.rawValue))</td><td>\(p.ops)</td><td>\(p.programs)</td><td>\(Self.compact(Double(p.modeledCycles)))</td>"
+            s += "<td class=\"l\">\(htmlEscape(v))</td><td class=\"l\">\(htmlEscape(finding))</td></tr>"
         }
         return s + "</table>"
     }
@@ -443,6 +486,13 @@ public struct HTMLReport {
     }
 
     // MARK: helpers
+
+    /// `alloc-free [cache=1M keyid-bits=3]` -> ["alloc-free", "cache=1M", "keyid-bits=3"].
+    static func labelLines(_ group: String) -> [String] {
+        guard let open = group.range(of: " ["), group.hasSuffix("]") else { return [group] }
+        let settings = group[open.upperBound..<group.index(before: group.endIndex)]
+        return [String(group[..<open.lowerBound])] + settings.split(separator: " ").map(String.init)
+    }
 
     static func compact(_ v: Double) -> String {
         let a = abs(v)
