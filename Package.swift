@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 // KeyMM: an executable model of the Linux memory manager with multi-key
 // hardware memory encryption (Intel MKTME, AMD SME/SEV, SGX mm tracking).
 //
@@ -17,6 +17,9 @@ import PackageDescription
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
 ]
+/// Targets that keep unsafe code (in their few rooms) also get strict memory safety: every
+/// unsafe use is marked `unsafe` where it happens (SE-0458).
+let strictUnsafe: [SwiftSetting] = strict + [.strictMemorySafety()]
 
 let package = Package(
     name: "KeyMM",
@@ -44,7 +47,7 @@ let package = Package(
         .target(
             name: "KeyMMBase",
             dependencies: [],
-            swiftSettings: strict
+            swiftSettings: strictUnsafe
         ),
         .target(
             name: "KeyMMHardware",
@@ -62,7 +65,7 @@ let package = Package(
                 "KeyMMBase", "KeyMMHardware", "KeyMMKeys",
                 .product(name: "Collections", package: "swift-collections"),
             ],
-            swiftSettings: strict
+            swiftSettings: strictUnsafe
         ),
         .target(
             name: "KeyMMTrace",
@@ -72,7 +75,7 @@ let package = Package(
         .target(
             name: "KeyMMChecker",
             dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel"],
-            swiftSettings: strict
+            swiftSettings: strictUnsafe
         ),
         .target(
             name: "KeyMMWorkloads",

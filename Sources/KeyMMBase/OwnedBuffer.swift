@@ -14,16 +14,16 @@ package struct OwnedBuffer<Element: BitwiseCopyable>: ~Copyable {
     @usableFromInline package private(set) var count: Int
 
     /// `count` copies of `value` (a zero-length buffer still owns a one-element allocation).
-    @inlinable @usableFromInline package init(repeating value: Element, count: Int) {
+    @inlinable package init(repeating value: Element, count: Int) {
         precondition(count >= 0, "OwnedBuffer: negative count")
-        base = UnsafeMutablePointer<Element>.allocate(capacity: max(count, 1))
+        unsafe base = UnsafeMutablePointer<Element>.allocate(capacity: max(count, 1))
         unsafe base.initialize(repeating: value, count: max(count, 1))
         self.count = count
     }
 
     /// The elements of `array`, in order.
-    @inlinable @usableFromInline package init(_ array: [Element]) {
-        base = UnsafeMutablePointer<Element>.allocate(capacity: max(array.count, 1))
+    @inlinable package init(_ array: [Element]) {
+        unsafe base = UnsafeMutablePointer<Element>.allocate(capacity: max(array.count, 1))
         count = array.count
         for i in 0..<array.count { unsafe (base + i).initialize(to: array[i]) }
     }
@@ -31,7 +31,7 @@ package struct OwnedBuffer<Element: BitwiseCopyable>: ~Copyable {
     deinit { unsafe base.deallocate() }
 
     /// Element `i` (0 ..< count), read and updated in place.
-    @inlinable @usableFromInline package subscript(i: Int) -> Element {
+    @inlinable package subscript(i: Int) -> Element {
         get {
             precondition(i >= 0 && i < count, "OwnedBuffer: index out of range")
             return unsafe base[i]
@@ -43,7 +43,7 @@ package struct OwnedBuffer<Element: BitwiseCopyable>: ~Copyable {
     }
 
     /// Sets `n` elements from `start` to `value`.
-    @inlinable @usableFromInline package func fill(_ value: Element, from start: Int = 0, count n: Int? = nil) {
+    @inlinable package func fill(_ value: Element, from start: Int = 0, count n: Int? = nil) {
         let n = n ?? (count - start)
         precondition(start >= 0 && n >= 0 && start + n <= count, "OwnedBuffer: range out of bounds")
         unsafe (base + start).update(repeating: value, count: n)
@@ -51,12 +51,12 @@ package struct OwnedBuffer<Element: BitwiseCopyable>: ~Copyable {
 
     /// The storage as raw bytes for a call that takes a buffer (a scratch page handed to the
     /// machine's read/write); the pointer must not escape `body`.
-    @unsafe @inlinable @usableFromInline package func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+    @unsafe @inlinable package func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         try unsafe body(UnsafeMutableRawBufferPointer(start: base, count: count * MemoryLayout<Element>.stride))
     }
 
     /// Grows to `newCount` elements (more than `count`), the new ones set to `value`.
-    @inlinable @usableFromInline package mutating func grow(to newCount: Int, filling value: Element) {
+    @inlinable package mutating func grow(to newCount: Int, filling value: Element) {
         precondition(newCount > count, "OwnedBuffer: grow must add elements")
         let b = UnsafeMutablePointer<Element>.allocate(capacity: newCount)
         unsafe b.moveInitialize(from: base, count: count)
