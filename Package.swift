@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 // KeyMM: an executable model of the Linux memory manager with multi-key
 // hardware memory encryption (Intel MKTME, AMD SME/SEV, SGX mm tracking).
 //
@@ -8,7 +8,7 @@
 //   KeyMMHardware   DRAM, encryption engine, KeyID table (PCONFIG), cache, cost clock
 //   KeyMMKeys       the key service: keyrings, the "mktme" key type, KeyID references
 //   KeyMMKernel     Linux mm: VMAs, page tables, faults, page allocator, MKTME policies
-//   KeyMMTrace      the scenario/trace language (strace syntax): lexer and parser
+//   KeyMMTrace      the scenario/trace language (strace syntax): lexer and parser (KeyMMBase only)
 //   KeyMMWorkloads  running scenarios and real traces, bench workloads and sweeps, the fuzzer,
 //                   shards/JSON Lines/merge, reports; TOML through LebJe/TOMLKit
 //   KeyMM           the embeddable library product (re-exports the above)
@@ -18,6 +18,9 @@ import PackageDescription
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
 ]
+/// Targets that keep unsafe code (in their few rooms) also get strict memory safety: every
+/// unsafe use is marked `unsafe` where it happens (SE-0458).
+let strictUnsafe: [SwiftSetting] = strict + [.strictMemorySafety()]
 
 let package = Package(
     name: "KeyMM",
@@ -46,7 +49,7 @@ let package = Package(
         .target(
             name: "KeyMMBase",
             dependencies: [],
-            swiftSettings: strict
+            swiftSettings: strictUnsafe
         ),
         .target(
             name: "KeyMMHardware",
@@ -64,17 +67,17 @@ let package = Package(
                 "KeyMMBase", "KeyMMHardware", "KeyMMKeys",
                 .product(name: "Collections", package: "swift-collections"),
             ],
-            swiftSettings: strict
+            swiftSettings: strictUnsafe
         ),
         .target(
             name: "KeyMMTrace",
-            dependencies: [],
+            dependencies: ["KeyMMBase"],
             swiftSettings: strict
         ),
         .target(
             name: "KeyMMChecker",
             dependencies: ["KeyMMBase", "KeyMMHardware", "KeyMMKeys", "KeyMMKernel"],
-            swiftSettings: strict
+            swiftSettings: strictUnsafe
         ),
         .target(
             name: "KeyMMWorkloads",
@@ -129,7 +132,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CheckerTests",
-            dependencies: ["KeyMM"],
+            dependencies: ["KeyMM", "KeyMMKernel"],
             swiftSettings: strict
         ),
     ]

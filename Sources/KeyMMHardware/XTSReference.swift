@@ -5,9 +5,6 @@
 // Invariant: keys are generated from a fixed seed, used once, and cleansed.
 import CLibCrypto
 import KeyMMBase
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Host measurements of libcrypto's AES-XTS.
 public enum XTSReference {
@@ -30,7 +27,7 @@ public enum XTSReference {
         guard EVP_EncryptInit_ex2(ctx, cipher, key.baseAddress!.assumingMemoryBound(to: UInt8.self), iv, nil) == 1 else { return nil }
         var pages = 0
         var outl: Int32 = 0
-        let t0 = cpuSeconds()
+        let t0 = HostClock.threadCPUSeconds()
         var t = t0
         while t - t0 < seconds {
             for i in 0..<256 {
@@ -39,14 +36,8 @@ public enum XTSReference {
                 _ = EVP_EncryptUpdate(ctx, buf, &outl, buf, Int32(pageSize))
             }
             pages += 256
-            t = cpuSeconds()
+            t = HostClock.threadCPUSeconds()
         }
         return (t - t0) * 1e9 / Double(pages)
-    }
-
-    static func cpuSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 }

@@ -147,6 +147,19 @@ public final class Kernel {
     /// The task with `pid`, or ESRCH.
     public func task(_ pid: ProcessID) -> TaskStruct? { tasks[pid] }
 
+    /// Every distinct mm (vfork/CLONE_VM tasks share one) with the lowest pid using it, in pid
+    /// order: what the kernel-wide scans (rmap fallback, KSM, khugepaged, reclaim, NUMA
+    /// balancing) and the checker visit.
+    package var distinctMMs: [(pid: ProcessID, mm: MM)] {
+        var seen = Set<ObjectIdentifier>()
+        var out: [(pid: ProcessID, mm: MM)] = []
+        for pid in tasks.keys.sorted() {
+            guard let t = tasks[pid], seen.insert(ObjectIdentifier(t.mm)).inserted else { continue }
+            out.append((pid, t.mm))
+        }
+        return out
+    }
+
     func newAnonVMA(parent: AnonVMA?) -> AnonVMA {
         let a = AnonVMA(id: nextAnonVMAId, parent: parent)
         nextAnonVMAId &+= 1

@@ -3,6 +3,8 @@
 import Foundation
 import Testing
 import KeyMM
+// Some tests break an invariant on purpose (a VMA's KeyID set behind the kernel's back): internal setters.
+@testable import KeyMMKernel
 
 @Suite struct InvariantTests {
     @Test func correctRunIsSilent() throws {

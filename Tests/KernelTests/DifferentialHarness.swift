@@ -58,20 +58,33 @@ final class DifferentialHarness: @unchecked Sendable {
     nonisolated(unsafe) static var shared: DifferentialHarness??
     static let lock = NSLock()
 
-    /// The shared harness, or nil (with the reason) when gcc is not available.
+    /// The shared harness, or nil (with the reason) when gcc is missing or the helper does not build.
     static func get() -> (DifferentialHarness?, String?) {
         lock.lock()
         defer { lock.unlock() }
-        if let s = shared { return (s, s == nil ? "gcc not found: differential tests skipped" : nil) }
+        if let s = shared { return (s, s == nil ? unavailableReason : nil) }
         let h = DifferentialHarness.make()
         shared = .some(h)
-        return (h, h == nil ? "gcc not found: differential tests skipped" : nil)
+        return (h, h == nil ? unavailableReason : nil)
     }
 
+    /// Why the harness is missing (the skip reason the differential suites show).
+    static var unavailableReason: String {
+        findGCC() == nil ? "gcc not found: the kernel-differential tests did not run"
+                         : "Helpers/diffexec.c did not build with gcc: the kernel-differential tests did not run"
+    }
+
+    /// Whether the native side can run (gcc found and the helper built; built once per process).
+    static var available: Bool { Self.get().0 != nil }
+
+    /// gcc (or cc) on PATH, as `.ci/run` looks for it.
     static func findGCC() -> String? {
-        for p in ["/usr/bin/gcc", "/usr/local/bin/gcc", "/bin/gcc", "/usr/bin/cc"]
-        where FileManager.default.isExecutableFile(atPath: p) {
-            return p
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for name in ["gcc", "cc"] {
+            for dir in path.split(separator: ":") where !dir.isEmpty {
+                let p = "\(dir)/\(name)"
+                if FileManager.default.isExecutableFile(atPath: p) { return p }
+            }
         }
         return nil
     }

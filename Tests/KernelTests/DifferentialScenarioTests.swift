@@ -18,7 +18,7 @@ private func mapAnon(_ page: Int64, _ pages: Int64, prot: UInt32 = RW, flags: UI
     .mmap(addrMode: 1, off: pg(page), len: len(pages), prot: prot, flags: flags, fdsel: 0, offset: 0)
 }
 
-@Suite(.serialized, .enabled(if: DifferentialHarness.findGCC() != nil, "gcc not found: differential tests skipped"))
+@Suite(.serialized, .enabled(if: DifferentialHarness.available, Comment(rawValue: DifferentialHarness.unavailableReason)))
 struct DifferentialScenarioTests {
     static let scenarios: [(name: String, ops: [DiffOp])] = [
         // merge.c: mprotect splits, and the inverse mprotect re-merges (unfaulted).

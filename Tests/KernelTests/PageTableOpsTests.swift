@@ -1,4 +1,4 @@
-// Range operations on page tables: mprotect keeping per-PTE KeyID bits (seed 003's vvar
+// Range operations on page tables: mprotect keeping per-PTE KeyID bits (docs/sources.md, seed 003's vvar
 // page), TLB flush/shootdown counting and stale-translation safety, mremap moving entries,
 // migration keeping the KeyID, smaps counters, freeing everything at exit.
 import Testing

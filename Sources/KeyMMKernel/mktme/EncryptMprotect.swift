@@ -1,4 +1,4 @@
-// encrypt_mprotect(2) (seed 002; RFC 45/62 and PATCHv2 44/59 "mm: Add the encrypt_mprotect()
+// encrypt_mprotect(2) (docs/sources.md, seed 002; RFC 45/62 and PATCHv2 44/59 "mm: Add the encrypt_mprotect()
 // system call for MKTME", 47/62 "mm: Restrict MKTME memory encryption to anonymous VMAs",
 // 44/62 "x86/mm: Set KeyIDs in encrypted VMAs for MKTME"): mprotect plus a KeyID, syscall 434.
 //

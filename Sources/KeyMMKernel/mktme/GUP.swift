@@ -1,5 +1,5 @@
 // gup_pin / gup_unpin: a driver pinning user pages with pin_user_pages(FOLL_PIN | FOLL_LONGTERM)
-// and releasing them with unpin_user_pages (seed 000: "the page may live longer than VMA it is
+// and releasing them with unpin_user_pages (docs/sources.md, seed 000: "the page may live longer than VMA it is
 // mapped into (i.e. in get_user_pages() case) and having refcounting per-VMA is not enough").
 //
 // gup_pin(task, addr, npages): addr is rounded down to its page; each page is faulted in as GUP

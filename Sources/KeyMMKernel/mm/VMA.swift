@@ -95,14 +95,14 @@ public final class AnonVMA {
     public let id: UInt64
     public let root: AnonVMA?
     public let parent: AnonVMA?
-    public var degree: Int = 0
+    public internal(set) var degree: Int = 0
     /// num_children: child anon_vmas (forks) whose parent is this one; a new root counts
     /// its self-parent link (1). (vm-core, mm/AnonVMA.swift)
-    public var numChildren: Int = 0
+    public internal(set) var numChildren: Int = 0
     /// num_active_vmas: VMAs whose `anonVMA` is this one.
-    public var numActiveVMAs: Int = 0
+    public internal(set) var numActiveVMAs: Int = 0
     /// anon_vma_chain links pointing here (the size of the kernel's rb_root interval tree).
-    public var chainLinks: Int = 0
+    public internal(set) var chainLinks: Int = 0
     public init(id: UInt64, parent: AnonVMA?) {
         self.id = id
         self.parent = parent
@@ -137,25 +137,29 @@ public extension VMOperations {
 public final class VMA {
     // Field order is the memory layout: what lookups and merge checks read (range, flags,
     // file, anon_vma, then prot/KeyID, policy, name, ops) fills the first two cache lines.
-    public var vmStart: VirtAddr
-    public var vmEnd: VirtAddr
+    // Fields with invariants are set only inside the kernel: the range (and pgoff) while the
+    // VMA is in the tree only through `MM.adjust` / split / merge; the flags with the mm's
+    // vm_stat accounting; the KeyID (vm_page_prot) with its KeyID reference; the anon_vma
+    // links with their degree counts.
+    public internal(set) var vmStart: VirtAddr
+    public internal(set) var vmEnd: VirtAddr
     /// Offset in pages into the file, or vmStart >> PAGE_SHIFT for anonymous memory.
-    public var vmPgoff: UInt64
-    public var vmFlags: VMFlags
+    public internal(set) var vmPgoff: UInt64
+    public internal(set) var vmFlags: VMFlags
     public var vmFile: MappedFile?
     /// Which open of `vmFile` the mapping came from (the struct file pointer's identity;
     /// 0 for anonymous memory and for shmem files, which are unique per mapping anyway).
     public var fileOpenID: UInt64 = 0
-    public var anonVMA: AnonVMA?
+    public internal(set) var anonVMA: AnonVMA?
     /// The protection bits its PTEs are built from, KeyID included.
-    public var vmPageProt: PageProt
+    public internal(set) var vmPageProt: PageProt
     /// NUMA memory policy (mbind); VMAs with different policies never merge.
     public var memoryPolicy: MemoryPolicy
     /// anon_vma_name (prctl PR_SET_VMA_ANON_NAME), shown as [anon:NAME].
     public var anonName: String?
     public var vmOps: VMOperations?
     /// anon_vma_chain: every anon_vma this VMA is linked to (own + ancestors' after fork).
-    public var anonVMAChain: [AnonVMA] = []
+    public internal(set) var anonVMAChain: [AnonVMA] = []
 
     public init(start: VirtAddr, end: VirtAddr, pgoff: UInt64, flags: VMFlags, pageProt: PageProt,
                 file: MappedFile? = nil, memoryPolicy: MemoryPolicy = .default) {

@@ -1,6 +1,6 @@
 // vm_area_dup / vm_area_free / remove_vma: creating a VMA from another (split, copy, fork)
 // and tearing one down. The MKTME series takes one KeyID reference per VMA whose KeyID is
-// not 0 here (seed 000), and vm_ops open/close run here.
+// not 0 here (docs/sources.md, seed 000), and vm_ops open/close run here.
 //
 // Invariants: every VMA with a non-zero KeyID that exists (in a tree or being built) holds
 // exactly one reference on its KeyID; `freeVMA` drops it exactly once.

@@ -7,7 +7,7 @@
 // include/linux/gfp_types.h.
 import KeyMMBase
 
-/// How the page allocator handles a page's KeyID (seed 001 and the MKTME series' history).
+/// How the page allocator handles a page's KeyID (docs/sources.md, seed 001 and the MKTME series' history).
 ///
 /// Per-operation actions of each policy are listed in docs/policies.md.
 public enum AllocatorPolicy: String, CaseIterable, Sendable, Codable {

@@ -268,7 +268,7 @@ extension Kernel {
     }
 
     /// vmf_insert_pfn_prot(): maps `pfn` at `addr` as a special entry with `prot` (its KeyID /
-    /// encryption bit may differ from vm_page_prot's: seed 003's vvar page).
+    /// encryption bit may differ from vm_page_prot's: docs/sources.md, seed 003's vvar page).
     public func insertPFNProt(_ mm: MM, _ vma: VMA, _ addr: VirtAddr, _ pfn: PFN, _ prot: PageProt) {
         let pt = mm.pageTable
         guard let slot = pt.allocPTESlot(addr) else { return }

@@ -1,4 +1,4 @@
-// A vvar-like special mapping (arch/x86/entry/vdso/vma.c's vvar_fault, seed 003): a VMA
+// A vvar-like special mapping (arch/x86/entry/vdso/vma.c's vvar_fault, docs/sources.md, seed 003): a VMA
 // whose pages are raw frames inserted at fault time with vmf_insert_pfn_prot(), each with
 // its own encryption state — e.g. one decrypted (KeyID 0 / no C-bit) page among pages
 // mapped with the VMA's KeyID. mprotect must keep each entry's encryption bits.

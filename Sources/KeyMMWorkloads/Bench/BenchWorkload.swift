@@ -129,18 +129,10 @@ public enum BenchHost {
     }
 
     /// CPU time of the calling thread in seconds (what `openssl speed` divides by: CPU, not wall, time).
-    public static func threadCPUSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    public static func threadCPUSeconds() -> Double { HostClock.threadCPUSeconds() }
 
     /// Monotonic wall-clock seconds.
-    public static func wallSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    public static func wallSeconds() -> Double { HostClock.wallSeconds() }
 
     /// Runs a program found on PATH; returns its stdout+stderr, or nil when it cannot run or fails.
     public static func runProgram(_ name: String, _ args: [String]) -> String? {

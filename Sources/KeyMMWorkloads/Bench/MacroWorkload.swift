@@ -4,7 +4,7 @@
 // VMA on the KeyID of a boot-time mktme key (`encrypt-anon=on`,
 // Sources/KeyMMKernel/mktme/EncryptAnon.swift), under each allocator policy; under `none` MKTME is
 // off, so `ratio_vs_none` is the overhead of encrypting all anonymous memory with that policy (the
-// series: ~20% on a kernel build; seed 001's macrobenchmark: wrapper ~15%, integrated ~3.6%).
+// series: ~20% on a kernel build; docs/sources.md, seed 001's macrobenchmark: wrapper ~15%, integrated ~3.6%).
 //
 // An strace log has no memory accesses. So that pages are allocated, zeroed, flushed and freed as
 // a real run would, the workload adds a first-touch approximation: after each successful
