@@ -64,6 +64,7 @@ public enum BenchRegistry {
         MacroWorkload(),
         TenantsWorkload(),
         KeyIDPressureWorkload(),
+        FaultsWorkload(evicting: true),
     ]
 
     /// The workload with this name, if any.
