@@ -15,6 +15,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "xts_gf.h"
 
 int hp_xts_vaes_available(void) {
     __builtin_cpu_init();
@@ -158,21 +159,13 @@ TARGET_VAES void hp_xts_vaes_page_tweaks(const void *rk, int rounds, uint64_t pa
     }
 }
 
-// Doubling per 128-bit lane (XTS's multiplication by alpha, little-endian, 0x87).
-TARGET_VAES static inline __m512i dbl4v(__m512i x, __m512i k) {
-    __m512i carries = _mm512_srli_epi64(x, 63);
-    __m512i swapped = _mm512_shuffle_epi32(carries, _MM_PERM_BADC);
-    __m512i fold = _mm512_and_si512(_mm512_sub_epi64(_mm512_setzero_si512(), swapped), k);
-    return _mm512_xor_si512(_mm512_slli_epi64(x, 1), fold);
-}
-
 // The masks of one line from its encrypted tweak T: [T, T*a, T*a^2, T*a^3]. Computed as
 // broadcast(T) * [1, a, a^2, a^3] lane-wise: lane j is doubled j times.
 TARGET_VAES static inline __m512i line_mask(const uint8_t *t, __m512i k) {
     __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)t));
-    __m512i d1 = dbl4v(b, k);
-    __m512i d2 = dbl4v(d1, k);
-    __m512i d3 = dbl4v(d2, k);
+    __m512i d1 = dbl4(b, k);
+    __m512i d2 = dbl4(d1, k);
+    __m512i d3 = dbl4(d2, k);
     // lanes: 0 from b, 1 from d1, 2 from d2, 3 from d3
     __m512i lo = _mm512_mask_blend_epi64(0x0C, b, d1);      // qwords 2,3 (lane 1) from d1
     __m512i hi = _mm512_mask_blend_epi64(0xC0, d2, d3);     // lane 3 from d3, lane 2 from d2
@@ -187,10 +180,9 @@ TARGET_VAES void hp_xts_vaes_lines(const void *rk, int rounds, int encrypt, cons
     size_t i = 0;
     for (; i + 8 <= lines; i += 8) {
         __m512i m[8], x[8];
-        for (int j = 0; j < 8; j++) {
-            m[j] = line_mask(t + 16 * (i + j), k);
-            x[j] = _mm512_xor_si512(_mm512_loadu_si512(s + 64 * (i + j)), m[j]);
-        }
+        masks4(t + 16 * i, k, &m[0], &m[1], &m[2], &m[3]);
+        masks4(t + 16 * (i + 4), k, &m[4], &m[5], &m[6], &m[7]);
+        for (int j = 0; j < 8; j++) x[j] = _mm512_xor_si512(_mm512_loadu_si512(s + 64 * (i + j)), m[j]);
         if (encrypt) enc8(x, rk, rounds); else dec8(x, rk, rounds);
         for (int j = 0; j < 8; j++) _mm512_storeu_si512(d + 64 * (i + j), _mm512_xor_si512(x[j], m[j]));
     }
