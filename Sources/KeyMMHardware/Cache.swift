@@ -99,6 +99,9 @@ public final class Cache {
     struct State {
         var validLines = 0
         var wbCount = 0
+        /// Dirty evictions since the last drain (counted into the clock when the buffer drains,
+        /// with the queued lines' write_back and encrypt_line charges: the same totals per operation).
+        var pendingEvictions = 0
         /// Line numbers [watchLo, watchHi) whose prefetched copies go stale if one of them is written back.
         var watchLo: UInt64 = 0
         var watchHi: UInt64 = 0
@@ -343,7 +346,7 @@ public final class Cache {
         let victim = slot(set, vw)
         if tags[victim] & Cache.validBit != 0 {
             evict(victim)
-            clock.count(.evictions, tags[victim] & Cache.dirtyBit != 0 ? 1 : 0)
+            if tags[victim] & Cache.dirtyBit != 0 { unsafe st.pointee.pendingEvictions &+= 1 }
         } else {
             unsafe st.pointee.validLines += 1
         }
@@ -387,22 +390,25 @@ public final class Cache {
         }
         unsafe st.pointee.wbCount = n &+ 1
         if unsafe lineNo >= st.pointee.watchLo && lineNo < st.pointee.watchHi { unsafe st.pointee.prefetchStale = true }
-        clock.charge(.writeBack)
-        if !engine.isPlaintext(KeyID(keyid)) { clock.charge(.encryptLine) }
         if unsafe st.pointee.hasObserver, let observer { observer(.writeBack(PhysAddr(lineNo << 6), KeyID(keyid))) }
     }
 
-    /// Encrypts every queued write-back (one engine batch per KeyID) and stores it to DRAM in queue
-    /// order. A batch that is one whole frame in line order (the common case: a page's 64 sets
-    /// evict the 64 lines of an older frame) is encrypted straight into DRAM.
+    /// Charges the queued write-backs (`write_back` each, `encrypt_line` for encrypting KeyIDs, the
+    /// dirty evictions among them), encrypts them (one engine batch per KeyID) and stores them to
+    /// DRAM in queue order. A batch that is one whole frame in line order (a page's 64 sets
+    /// evicting the 64 lines of an older frame, a page flush) is encrypted straight into DRAM.
     func drainWriteBacks() {
         let n = unsafe st.pointee.wbCount
         guard n > 0 else { return }
         unsafe st.pointee.wbCount = 0
+        clock.charge(.writeBack, n)
+        clock.count(.evictions, unsafe st.pointee.pendingEvictions)
+        unsafe st.pointee.pendingEvictions = 0
         let k0 = wbKey[0]
         var uniform = true
         for i in 1..<n where wbKey[i] != k0 { uniform = false; break }
         if uniform {
+            if !engine.isPlaintext(KeyID(k0)) { clock.charge(.encryptLine, n) }
             let first = wbAddr[0]
             if n == linesPerPage && first & UInt64(pageSize - 1) == 0 && dram.contains(PhysAddr(first), count: pageSize) {
                 var contiguous = true
@@ -414,6 +420,9 @@ public final class Cache {
             }
             unsafe engine.encrypt(KeyID(k0), addresses: wbAddr.pointer(), lines: n, from: wbData.raw(), to: wbData.raw())
         } else {
+            var encrypting = 0
+            for i in 0..<n where !engine.isPlaintext(KeyID(wbKey[i])) { encrypting += 1 }
+            clock.charge(.encryptLine, encrypting)
             // Group by KeyID; encryption is per line so groups may be processed in any order,
             // but DRAM is written below in queue order (a later write-back of a line wins).
             var done = [Bool](repeating: false, count: n)

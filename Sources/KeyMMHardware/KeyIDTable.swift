@@ -193,13 +193,14 @@ public final class KeyIDTable {
 
     @discardableResult
     private func installRandom(_ keyid: KeyID, keyBytes: Int, dataEntropy: [UInt8], tweakEntropy: [UInt8]) -> Bool {
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * keyBytes, alignment: 16)
-        defer { unsafe OPENSSL_cleanse(buf.baseAddress, buf.count); unsafe buf.deallocate() }
+        let key = OwnedBuffer<UInt8>(zeroedCount: 2 * keyBytes)
+        defer { unsafe OPENSSL_cleanse(key.raw(), key.byteCount) }
+        let buf = unsafe UnsafeMutableRawBufferPointer(start: key.raw(), count: 2 * keyBytes)
         unsafe rng.fill(buf)
-        for (i, b) in dataEntropy.prefix(keyBytes).enumerated() { unsafe buf[i] ^= b }
-        for (i, b) in tweakEntropy.prefix(keyBytes).enumerated() { unsafe buf[keyBytes + i] ^= b }
-        return unsafe engine.setKey(keyid, dataKey: UnsafeRawBufferPointer(rebasing: buf[0..<keyBytes]),
-                             tweakKey: UnsafeRawBufferPointer(rebasing: buf[keyBytes..<(2 * keyBytes)]))
+        for (i, b) in dataEntropy.prefix(keyBytes).enumerated() { key[i] ^= b }
+        for (i, b) in tweakEntropy.prefix(keyBytes).enumerated() { key[keyBytes + i] ^= b }
+        return unsafe engine.setKey(keyid, dataKey: UnsafeRawBufferPointer(start: key.raw(), count: keyBytes),
+                                    tweakKey: UnsafeRawBufferPointer(start: key.raw(keyBytes), count: keyBytes))
     }
 
     /// The state of a KeyID (KeyIDs beyond the table read as unprogrammed).

@@ -19,14 +19,15 @@ public enum XTSReference {
         guard let ctx = unsafe EVP_CIPHER_CTX_new() else { return nil }
         defer { unsafe EVP_CIPHER_CTX_free(ctx) }
         let keyBytes = keyBits / 4
-        let key = UnsafeMutableRawBufferPointer.allocate(byteCount: keyBytes, alignment: 16)
-        defer { unsafe OPENSSL_cleanse(key.baseAddress, keyBytes); unsafe key.deallocate() }
+        let keyStore = OwnedBuffer<UInt8>(zeroedCount: keyBytes)
+        defer { unsafe OPENSSL_cleanse(keyStore.raw(), keyBytes) }
+        let key = unsafe UnsafeMutableRawBufferPointer(start: keyStore.raw(), count: keyBytes)
         var g = SeededGenerator(seed: 0x5845_5453)
         unsafe g.fill(key)
         var iv = [UInt8](repeating: 0, count: 16)
-        let buf = UnsafeMutablePointer<UInt8>.allocate(capacity: pageSize)
-        defer { unsafe buf.deallocate() }
-        unsafe buf.initialize(repeating: 0x5A, count: pageSize)
+        let page = OwnedBuffer<UInt8>(repeating: 0x5A, count: pageSize)
+        defer { page.zero() }   // (also keeps `page` alive while `buf` is in use)
+        let buf = unsafe page.pointer()
         guard unsafe EVP_EncryptInit_ex2(ctx, cipher, key.baseAddress!.assumingMemoryBound(to: UInt8.self), iv, nil) == 1 else { return nil }
         var pages = 0
         var outl: Int32 = 0

@@ -66,6 +66,7 @@ public struct FaultsWorkload: BenchWorkload {
         // backed storage on first use (DRAM is not touched: freed frames are reused and nothing
         // is evicted in these rounds).
         bk.machine.cache.populateHostStorage()
+        let tweaks0 = bk.machine.engine.tweakCacheStats
         let start = bk.mark()
         var touchCPU = 0.0
         var faults = 0
@@ -106,6 +107,11 @@ public struct FaultsWorkload: BenchWorkload {
             "cache_bytes": .int(Int64(bk.machine.config.cacheSize.rawValue)),
             "evictions_per_fault": .double(benchRound(Double(d.counters["evictions"] ?? 0) / Double(totalPages), 2)),
             "write_backs_per_fault": .double(benchRound(Double(d.counters["write_backs"] ?? 0) / Double(totalPages), 2)),
+            // Host side (engine tweak cache): whole-frame batches served from one entry; lines whose
+            // tweak was looked up one by one or encrypted.
+            "engine_tweak_page_hits": .int(Int64(bk.machine.engine.tweakCacheStats.pageHits - tweaks0.pageHits)),
+            "engine_tweak_lines_other": .int(Int64(bk.machine.engine.tweakCacheStats.lineHits + bk.machine.engine.tweakCacheStats.lineMisses
+                                               - tweaks0.lineHits - tweaks0.lineMisses)),
             "model_first_touch_pages_per_s": .double(modelTouch.rounded()),
             "model_cycle_pages_per_s": .double(modelCycle.rounded()),
             "timing": .string("thread CPU time (model and native)"),
