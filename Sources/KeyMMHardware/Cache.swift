@@ -279,6 +279,27 @@ public final class Cache {
         }
     }
 
+    /// Prefetches (host) the tag of the way each of `count` consecutive sets from `lineNo`'s would
+    /// replace (what a page operation whose lines miss writes first). Reads the sets' records, so
+    /// call it only when the lines are expected to miss; issued together, the misses overlap.
+    @inline(__always) func prefetchVictims(_ lineNo: UInt64, _ count: Int) {
+        var set = setIndex(lineNo)
+        for _ in 0..<min(count, sets) {
+            unsafe hp_prefetchw_line(tags.pointer(slot(set, victimWay(set))))
+            set = set &+ 1 == sets ? 0 : set &+ 1
+        }
+    }
+
+    /// Prefetches (host) the data of each set's most recently used way, for `count` consecutive
+    /// lines from `lineNo` (a flush of lines that hit writes them back).
+    @inline(__always) func prefetchMRUData(_ lineNo: UInt64, _ count: Int) {
+        var set = setIndex(lineNo)
+        for _ in 0..<min(count, sets) {
+            unsafe hp_prefetchw_line(slotData(slot(set, Int(head[set]))))
+            set = set &+ 1 == sets ? 0 : set &+ 1
+        }
+    }
+
     /// Whether (line, KeyID) sits in its set's most recently used way (no LRU update).
     @inline(__always) func hitsMRU(_ lineNo: UInt64, _ keyid: UInt16) -> Bool {
         let set = setIndex(lineNo)
@@ -384,7 +405,7 @@ public final class Cache {
         wbKey[n] = keyid
         let out = unsafe wbData.raw(n &* cacheLineSize)
         if t & Cache.zeroBit != 0 {
-            unsafe out.initializeMemory(as: UInt8.self, repeating: 0, count: cacheLineSize)
+            _ = unsafe memset(out, 0, cacheLineSize)
         } else {
             unsafe out.copyMemory(from: slotData(slot), byteCount: cacheLineSize)
         }

@@ -6,6 +6,9 @@
 // Invariants: callers pass ranges inside DRAM and KeyIDs inside the table (Machine checks);
 // every public operation ends with the write-back buffer drained, so DRAM is exact afterwards.
 import KeyMMBase
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Cache {
     /// CPU loads of `out.count` bytes at `pa` through `keyid`. Charges one cache access per line.
@@ -28,6 +31,9 @@ extension Cache {
     public func zeroPage(_ pfn: PFN, keyid: KeyID) {
         let first = pfn.rawValue << 6
         prefetchSets(first, linesPerPage)
+        // A frame not cached as a whole (flushed on free, or evicted): its lines will miss, so
+        // bring in the tags the 64 allocations write, all at once.
+        if !hitsMRU(first, keyid.rawValue) { prefetchVictims(first, linesPerPage) }
         var alias = false
         for l in 0..<UInt64(linesPerPage) {
             let (slot, _) = lookupOrAllocate(first &+ l, keyid.rawValue, aliasDirty: &alias)
@@ -52,6 +58,11 @@ extension Cache {
         let firstLine = pa.rawValue >> 6
         let lastLine = (pa.rawValue &+ UInt64(length) &- 1) >> 6
         guard lastLine >= firstLine else { return }
+        if lastLine - firstLine >= 7 {
+            let n = Int(min(lastLine - firstLine + 1, UInt64(linesPerPage)))
+            prefetchSets(firstLine, n)
+            prefetchMRUData(firstLine, n)
+        }
         var l = firstLine
         while true {
             let w = findWay(l, keyid.rawValue)
@@ -105,7 +116,7 @@ extension Cache {
                 let to = min(addr + UInt64(count), lineStart + UInt64(cacheLineSize))
                 let len = Int(to - from)
                 if tags[slot] & Cache.zeroBit != 0 {
-                    unsafe (dst + out).initializeMemory(as: UInt8.self, repeating: 0, count: len)
+                    _ = unsafe memset(dst + out, 0, len)
                 } else {
                     unsafe (dst + out).copyMemory(from: slotData(slot) + Int(from - lineStart), byteCount: len)
                 }
@@ -161,7 +172,7 @@ extension Cache {
                 fill(slot, lineNo, keyid, aliasDirty: alias)
             } else if tags[slot] & Cache.zeroBit != 0 {
                 // Materialize a zeroPage'd line before a partial store.
-                if len != cacheLineSize { unsafe slotData(slot).initializeMemory(as: UInt8.self, repeating: 0, count: cacheLineSize) }
+                if len != cacheLineSize { _ = unsafe memset(slotData(slot), 0, cacheLineSize) }
                 tags[slot] &= ~Cache.zeroBit
             }
             unsafe (slotData(slot) + Int(a - lineStart)).copyMemory(from: src + off, byteCount: len)

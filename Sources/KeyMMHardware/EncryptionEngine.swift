@@ -5,10 +5,15 @@
 // KeyID 0 holds the boot-time TME key (MKTME) or plaintext (SME, off); an unprogrammed or cleared
 // KeyID uses the TME key; a NO_ENCRYPT KeyID stores plaintext.
 //
-// Speed: a batch of up to 64 lines costs two EVP calls, not 64 XTS calls. The 64 tweaks are
-// ECB-encrypted with the tweak key in one call; the 4 block tweaks of each line are that value
-// times alpha^0..3 in GF(2^128); the batch is XORed with them, ECB-encrypted (or decrypted) with the
-// data key in one call and XORed again. This is exactly IEEE 1619 XTS for 64-byte data units.
+// Two constructions, the same bytes (exactly IEEE 1619 XTS for 64-byte data units), chosen once by
+// CPUID:
+// * VAES (x86-64 with VAES + AVX-512, CXTSKernels/xts_vaes.c): the engine's own AES rounds, one
+//   line per 512-bit register, whitening fused with the rounds, on key schedules expanded at
+//   PCONFIG time into `schedules`;
+// * ECB-batched (every other host): a batch of up to 64 lines costs two EVP calls, not 64 XTS
+//   calls. The 64 tweaks are ECB-encrypted with the tweak key in one call; the 4 block tweaks of
+//   each line are that value times alpha^0..3 in GF(2^128); the batch is XORed with them,
+//   ECB-encrypted (or decrypted) with the data key in one call and XORed again.
 //
 // Encrypted-tweak cache (host speed only): E_K2(PA) depends only on the slot's tweak key and the
 // line's PA, and the model reuses frames heavily (LIFO allocation, write-backs of the same
@@ -20,8 +25,10 @@
 // a tweak key. Results are bit-identical with or without the cache (nothing modeled reads it).
 //
 // Invariants: EVP contexts live as long as the key (initialized once per PCONFIG, freed with the
-// key; OpenSSL cleanses the key schedule on free); scratch buffers are cleansed at deinit; raw keys
-// are never stored, printed or serialized.
+// key; OpenSSL cleanses the key schedule on free); a slot's VAES schedules likewise, cleansed with
+// OPENSSL_cleanse when its key dies (re-key, CLEAR_KEY, NO_ENCRYPT, deinit); scratch buffers are
+// cleansed at deinit; raw keys are never stored, printed or serialized. Every buffer is an
+// OwnedBuffer (freed with its own deallocator).
 import CXTSKernels
 import CLibCrypto
 import KeyMMBase

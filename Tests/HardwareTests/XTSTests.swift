@@ -275,4 +275,23 @@ import KeyMMBase
             #expect(c == pt)
         }
     }
+
+    @Test("VAES key schedules are cleansed when the key dies (re-key, CLEAR_KEY, NO_ENCRYPT)",
+          .enabled(if: EncryptionEngine.vaesAvailable, "this CPU has no VAES/AVX-512: the engine keeps no schedules of its own"))
+    func schedulesDieWithTheKey() {
+        let e = EncryptionEngine(slots: 4)
+        let region = 3 * EncryptionEngine.scheduleBytes
+        func schedule(_ k: Int) -> [UInt8] { (0..<region).map { e.schedules[k * region + $0] } }
+        let dk = [UInt8](repeating: 0x11, count: 16), tk = [UInt8](repeating: 0x22, count: 16)
+        for k in 1...3 { dk.withUnsafeBytes { d in tk.withUnsafeBytes { t in #expect(e.setKey(KeyID(UInt16(k)), dataKey: d, tweakKey: t)) } } }
+        let first = schedule(1)
+        #expect(first.contains { $0 != 0 })
+        e.setTME(KeyID(1)); e.setPlaintext(KeyID(2))
+        #expect(schedule(1).allSatisfy { $0 == 0 })
+        #expect(schedule(2).allSatisfy { $0 == 0 })
+        let dk2 = [UInt8](repeating: 0x33, count: 16)
+        dk2.withUnsafeBytes { d in tk.withUnsafeBytes { t in #expect(e.setKey(KeyID(3), dataKey: d, tweakKey: t)) } }
+        #expect(schedule(3) != first)   // the old schedule was replaced, not left beside the new one
+        #expect(Array(schedule(3)[0..<16]) == dk2)   // round key 0 is the new data key
+    }
 }
