@@ -65,6 +65,7 @@ public enum BenchRegistry {
         TenantsWorkload(),
         KeyIDPressureWorkload(),
         ParserWorkload(),
+        FaultsWorkload(evicting: true),
     ]
 
     /// The workload with this name, if any.
