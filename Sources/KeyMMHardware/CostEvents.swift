@@ -62,6 +62,10 @@ public enum CostEvent: Int, CaseIterable, Sendable {
     case lruScan
 
     // ---- APPEND NEW CASES BELOW THIS LINE (other layers) ----
+    /// One cycle of a traced program's own user-mode work between its system calls, which no
+    /// model layer executes (bench `macro`: the log's timestamps and the program's measured user
+    /// time, times the profile's `tsc_hz`). Priced 1: the count is already in cycles.
+    case programCycle
 }
 
 /// A quantity that is counted but costs nothing by itself.
@@ -92,6 +96,10 @@ public enum Counter: Int, CaseIterable, Sendable {
     /// lazy allocator policies, so no line of the dead key's data survives into the next key's
     /// use of the KeyID (each is also one `wbinvd`, priced as such).
     case keyidReleaseFlushes
+    /// Last-level-cache fills of a traced program's own data accesses, from real counts of the
+    /// same program (bench `macro`: cachegrind's DLmr + DLmw); when its anonymous memory is
+    /// encrypted each is also charged one `decrypt_line` (the engine's latency added to a fill).
+    case programFills
 }
 
 extension CostEvent {
@@ -121,6 +129,7 @@ extension CostEvent {
         case .keyidRef: "keyid_ref"
         case .ksmCompare: "ksm_compare"
         case .lruScan: "lru_scan"
+        case .programCycle: "program_cycle"
         }
     }
 
@@ -150,6 +159,7 @@ extension CostEvent {
         case .keyidRef: "keyid_refs"
         case .ksmCompare: "ksm_compares"
         case .lruScan: "lru_scans"
+        case .programCycle: "program_cycles"
         }
     }
 
@@ -173,6 +183,7 @@ extension Counter {
         case .cowBreaks: "cow_breaks"
         case .migratedPages: "migrated_pages"
         case .keyidReleaseFlushes: "keyid_release_flushes"
+        case .programFills: "program_fills"
         }
     }
 }

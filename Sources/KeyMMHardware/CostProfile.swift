@@ -60,6 +60,7 @@ public struct CostProfile: Sendable, Hashable, Codable {
         case .keyidRef: 5             // percpu_ref get/put
         case .ksmCompare: 400         // memcmp/xxhash of 4 KiB
         case .lruScan: 50
+        case .programCycle: 1         // a traced program's user-mode cycle (bench macro): counted in cycles
         }
     }
 

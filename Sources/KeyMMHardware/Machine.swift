@@ -74,15 +74,15 @@ public final class Machine {
     public func read(_ pa: PhysAddr, keyid: KeyID, into out: UnsafeMutableRawBufferPointer) {
         let n = inRange(pa, out.count)
         if n > 0, let log = touchLog { log.access(pa, bytes: n, keyid: hwKeyID(keyid), write: false) }
-        if n > 0 { cache.load(pa, keyid: hwKeyID(keyid), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<n])) }
-        if n < out.count { for i in n..<out.count { out[i] = 0xFF } }
+        if n > 0 { unsafe cache.load(pa, keyid: hwKeyID(keyid), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<n])) }
+        if n < out.count { for i in n..<out.count { unsafe out[i] = 0xFF } }
     }
 
     /// CPU loads through a mapping with `keyid`, as an array.
     public func read(_ pa: PhysAddr, keyid: KeyID, count: Int) -> [UInt8] {
         guard count > 0 else { return [] }
-        return [UInt8](unsafeUninitializedCapacity: count) { buf, done in
-            read(pa, keyid: keyid, into: UnsafeMutableRawBufferPointer(buf))
+        return unsafe [UInt8](unsafeUninitializedCapacity: count) { buf, done in
+            unsafe read(pa, keyid: keyid, into: UnsafeMutableRawBufferPointer(buf))
             done = count
         }
     }
@@ -92,12 +92,12 @@ public final class Machine {
     public func write(_ pa: PhysAddr, keyid: KeyID, from src: UnsafeRawBufferPointer) {
         let n = inRange(pa, src.count)
         if n > 0, let log = touchLog { log.access(pa, bytes: n, keyid: hwKeyID(keyid), write: true) }
-        if n > 0 { cache.store(pa, keyid: hwKeyID(keyid), from: UnsafeRawBufferPointer(rebasing: src[0..<n])) }
+        if n > 0 { unsafe cache.store(pa, keyid: hwKeyID(keyid), from: UnsafeRawBufferPointer(rebasing: src[0..<n])) }
     }
 
     /// CPU stores of an array.
     public func write(_ pa: PhysAddr, keyid: KeyID, bytes: [UInt8]) {
-        bytes.withUnsafeBytes { write(pa, keyid: keyid, from: $0) }
+        unsafe bytes.withUnsafeBytes { unsafe write(pa, keyid: keyid, from: $0) }
     }
 
     /// Raw DRAM: the bus snooper's / cold-boot attacker's view. The cache is NOT consulted (dirty

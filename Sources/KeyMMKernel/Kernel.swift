@@ -10,7 +10,8 @@ import KeyMMBase
 import KeyMMHardware
 import KeyMMKeys
 
-/// A process id (the model has one thread per process: pid == tid).
+/// A task id: a thread's tid, which is its process's pid for the thread group's leader
+/// (TaskStruct.tgid is the process id every thread of the group shares).
 public struct ProcessID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
     public var rawValue: Int32
     @inlinable public init(rawValue: Int32) { self.rawValue = rawValue }

@@ -293,6 +293,18 @@ extension LineParser {
         return try parseValue(depth: 0)
     }
 
+    /// The errno name scanned from `start` to `pos`; a name Linux does not have is an error at
+    /// its column (with the closest errno as a hint), never a result that silently diverges.
+    func errnoName(_ start: Int) throws(TraceError) -> String {
+        let name = identifier(start, pos)
+        guard LinuxNames.isErrno(name) else {
+            let hint = closestName(to: name, among: LinuxNames.errnos).map { " (did you mean \($0)?)" } ?? ""
+            throw error("unknown errno \(name) in the result of \(callName)\(hint); an error result is -1 ERRNO (text) "
+                        + "with a Linux errno name (ENOENT, ENOMEM, EINVAL, EACCES, ...)", column: start + 1)
+        }
+        return name
+    }
+
     /// `[ = RESULT [(detail)]] [<duration>] [# comment]` up to the end of the line.
     mutating func parseResult(into result: inout TraceResult, detail: inout String?,
                               duration: inout Double?) throws(TraceError) {
@@ -310,7 +322,7 @@ extension LineParser {
                 result = .unknown
                 skipBlanks()
                 if peek() == 0x45, let s = scanIdentifier() { // ? ERESTARTSYS (To be restarted ...)
-                    let name = identifier(s, pos)
+                    let name = try errnoName(s)
                     skipBlanks()
                     result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
                 }
@@ -324,7 +336,7 @@ extension LineParser {
                     let save = pos
                     skipBlanks()
                     if peek() == 0x45, let s = scanIdentifier() { // -1 ENOMEM (Cannot allocate memory)
-                        let name = identifier(s, pos)
+                        let name = try errnoName(s)
                         skipBlanks()
                         result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
                     } else {

@@ -81,24 +81,17 @@ public enum TraceParserBenchmark {
 
     /// Parses `bytes` and times it.
     public static func measure(bytes: [UInt8], lenient: Bool = true) -> Result {
-        let clock = ContinuousClock()
-        let reader = TraceReader(bytes: bytes, name: "benchmark", lenient: lenient)
-        var events = 0
-        let cpu0 = HostClock.threadCPUSeconds()
-        let elapsed = clock.measure {
-            while let e = try? reader.next() {
-                events &+= 1
-                _ = e
-            }
-        }
-        let cpu = HostClock.threadCPUSeconds() - cpu0
-        return Result(lines: reader.linesRead, events: events, bytes: bytes.count, seconds: seconds(elapsed), cpuSeconds: cpu)
+        time(TraceReader(bytes: bytes, name: "benchmark", lenient: lenient)) { _ in bytes.count }
     }
 
     /// Parses the file at `path` (streamed, lenient) and times it.
     public static func measure(path: String) throws(TraceError) -> Result {
+        try time(TraceReader(path: path, lenient: true)) { $0.bytesRead }
+    }
+
+    /// Reads every event of `reader`, timing it in wall and thread-CPU time.
+    private static func time(_ reader: TraceReader, bytes: (TraceReader) -> Int) -> Result {
         let clock = ContinuousClock()
-        let reader = try TraceReader(path: path, lenient: true)
         var events = 0
         let cpu0 = HostClock.threadCPUSeconds()
         let elapsed = clock.measure {
@@ -108,7 +101,7 @@ public enum TraceParserBenchmark {
             }
         }
         let cpu = HostClock.threadCPUSeconds() - cpu0
-        return Result(lines: reader.linesRead, events: events, bytes: reader.bytesRead, seconds: seconds(elapsed), cpuSeconds: cpu)
+        return Result(lines: reader.linesRead, events: events, bytes: bytes(reader), seconds: seconds(elapsed), cpuSeconds: cpu)
     }
 
     /// The standard run: `lines` synthetic lines, best of `repetitions`.

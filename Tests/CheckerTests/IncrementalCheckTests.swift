@@ -51,7 +51,7 @@ func lockstep(seed: UInt64, policy: AllocatorPolicy, bug: SeededBug?, calls: Int
     var options = FuzzTests.options(policy, bug: bug?.name, ops: calls, seed: seed)
     options.episodeLength = calls
     let fuzzer = Fuzzer(options: options)
-    let config = fuzzer.model(policy, episode: 0)
+    let config = fuzzer.model(policy, program: 0)
     let runners = [CheckMode.incrementalOnly, .crossChecked].map { mode -> ScenarioRunner in
         var o = RunOptions()
         o.checker = mode.options
@@ -61,7 +61,7 @@ func lockstep(seed: UInt64, policy: AllocatorPolicy, bug: SeededBug?, calls: Int
     var stopAt = calls
     for i in 0..<calls where i < stopAt {
         let line = gen.next(runners[0].kernel)
-        let before = runners.map(\.violations.count)
+        let before = runners.map { $0.violations.count }
         var failed = 0
         for r in runners {
             do { try r.execute(text: line, file: "<fuzz>") } catch { failed += 1 }
@@ -77,7 +77,7 @@ func lockstep(seed: UInt64, policy: AllocatorPolicy, bug: SeededBug?, calls: Int
     let inc = runners[0].checker!, cross = runners[1].checker!
     #expect(inc.sweeps == 0 && inc.incrementalCalls == inc.callsChecked, "the incremental run swept", sourceLocation: sourceLocation)
     #expect(cross.sweeps == cross.callsChecked, sourceLocation: sourceLocation)
-    #expect(cross.shadowMismatches.isEmpty, "\(cross.shadowMismatches)", sourceLocation: sourceLocation)
+    #expect(cross.shadowMismatches.isEmpty, "shadow mismatches: \(cross.shadowMismatches.joined(separator: "; "))", sourceLocation: sourceLocation)
     return runners[0].violations
 }
 
@@ -124,15 +124,15 @@ func lockstep(seed: UInt64, policy: AllocatorPolicy, bug: SeededBug?, calls: Int
         "skip-flush-on-keyid-release": 5,
     ]
 
-    /// Random programs on the unmodified model and with a random seeded bug: identical violations
-    /// call by call, the shadow never out of date.
+    /// Generated programs on the unmodified model and with a seeded bug (fixed seeds; the bug
+    /// picked from the seed): identical violations call by call, the shadow never out of date.
     @Test(arguments: AllocatorPolicy.allCases)
-    func randomProgramsAgreeCallByCall(_ policy: AllocatorPolicy) {
-        var g = SystemRandomNumberGenerator()
-        let seed = UInt64.random(in: 1...UInt64(1) << 40, using: &g)
+    func generatedProgramsAgreeCallByCall(_ policy: AllocatorPolicy) {
         let applicable = SeededBug.all.filter { $0.applies(policy: policy.rawValue, encryption: "mktme") }
-        let bug = Bool.random(using: &g) ? applicable.randomElement(using: &g) : nil
-        lockstep(seed: seed, policy: policy, bug: bug, calls: 80)
+        for seed: UInt64 in [101, 202] {
+            let bug = seed == 202 && !applicable.isEmpty ? applicable[Int(seed) % applicable.count] : nil
+            lockstep(seed: seed, policy: policy, bug: bug, calls: 80)
+        }
     }
 
     /// A touch the log misses (here: a page table whose writes are not recorded) is what the full
@@ -161,7 +161,7 @@ func lockstep(seed: UInt64, policy: AllocatorPolicy, bug: SeededBug?, calls: Int
     /// the same thing (cycles, counters, results).
     @Test(arguments: ["mktme/keyid-lifetime-gup-pin.strace", "mktme/swap-encrypted.strace", "mktme/ksm-same-keyid-only.strace"])
     func checkingModeDoesNotChangeTheModel(_ file: String) throws {
-        guard ScenarioFiles.model.contains(file) else { return }
+        try #require(ScenarioFiles.model.contains(file), "\(file) is not a model scenario")
         let text = try ScenarioFiles.text(file)
         let off = ScenarioFiles.run(text, name: file, checker: false)
         for mode in CheckMode.allCases {

@@ -216,20 +216,16 @@ private func runHost() -> [String]? {
     return text.split(separator: "\n").map(String.init)
 }
 
-@Suite struct HostKeyringTests {
-    @Test func modelMatchesTheRunningKernel() {
-        guard let host = runHost() else {
-            print("SKIPPED: gcc not available; host keyring comparison not run")
-            return
-        }
-        guard getuid() == 0 else {
-            print("SKIPPED: not root (the script switches to uid 1000); host keyring comparison not run")
-            return
-        }
-        guard host.count == script.count, host.first?.hasPrefix("ok") == true else {
-            print("SKIPPED: keyring syscalls unavailable on this host (\(host.first ?? "no output"))")
-            return
-        }
+/// The host side, run once (nil: the helper did not build or run).
+private let hostKeyringOutput: [String]? = runHost()
+
+@Suite(.enabled(if: HostOracles.onPath("gcc"), "gcc not found: the host keyring comparison did not run"),
+       .enabled(if: getuid() == 0, "not root (the script switches to uid 1000): the host keyring comparison did not run"),
+       .enabled(if: hostKeyringOutput.map { $0.count == script.count && $0.first?.hasPrefix("ok") == true } ?? false,
+                "the helper did not build, or keyring syscalls are unavailable on this host: the host keyring comparison did not run"))
+struct HostKeyringTests {
+    @Test func modelMatchesTheRunningKernel() throws {
+        let host = try #require(hostKeyringOutput)
         let model = normalize(runModel()), real = normalize(host)
         for (i, (m, h)) in zip(model, real).enumerated() {
             #expect(m == h, "line \(i) \(script[i].joined(separator: " ")): model \(m) kernel \(h)")

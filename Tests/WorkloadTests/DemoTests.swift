@@ -12,6 +12,14 @@ import KeyMM
         #expect(!f.movedCiphertextDecrypts, "the XTS tweak is the physical address")
         #expect(f.keyidHeldByPinAfterKeyDied, "a pinned page keeps its KeyID referenced (seed 000)")
         #expect(f.keyidReleasedAfterUnpin)
+        // Issue 16: phys_read right after a write shows DRAM's old contents (the line is still
+        // cached); the demo says so and shows the ciphertext after clflush.
+        #expect(f.dramStaleBeforeFlush, "phys_read before the write-back must show the old DRAM")
+        #expect(lines.contains { $0.contains("right after the write") && $0.contains("in the cache") })
+        #expect(lines.contains { $0.contains("clflush(") && $0.contains("ciphertext") })
+        // "seed 000"/"seed 001" are explained where they appear.
+        #expect(lines.contains { $0.contains("seed 000:") && $0.contains("thread") })
+        #expect(lines.contains { $0.contains("seed 001:") && $0.contains("thread") })
         let wrapper = f.policyRows.first { $0.policy == "wrapper" }
         let integrated = f.policyRows.first { $0.policy == "integrated" }
         #expect((wrapper?.counters["flushed_lines"] ?? 0) > 0)

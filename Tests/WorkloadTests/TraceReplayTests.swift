@@ -44,6 +44,70 @@ enum Corpus {
         let rate = Double(r.reproduced) / Double(max(r.compared, 1))
         #expect(rate >= 0.99, "\(name): \(r.reproduced)/\(r.compared) reproduced; first divergences: \(r.divergences.prefix(3).map { "\($0.line): \($0.call) expected \($0.expected) got \($0.actual)" })")
         #expect(r.skippedInputCount == 0, "\(name): \(r.skippedInput.prefix(3).map(\.description))")
+        // Every region replay infers is one the exec built (binary, ld.so/vDSO, stack).
+        for region in r.inferred where !["binary", "interpreter", "stack"].contains(region.kind) {
+            Issue.record("\(name): \(region.start)-\(region.end) \(region.what) (\(region.reason))")
+        }
+    }
+
+    /// Multi-threaded programs (issue 15 item 6): threads share the mm, so everything one thread
+    /// unmaps, protects or advises that another mapped is found, every recorded result is
+    /// reproduced, and nothing is inferred but what the exec built. On a model that gave each
+    /// thread its own mm, the munmap/madvise calls of thread stacks and of other threads'
+    /// buffers each invented a region, and perf's clone3 halves diverged.
+    @Test(arguments: ["python3-threads.strace", "threadmaps.strace", "threadmaps.perf"])
+    func threadedProgramsReplayCompletelyWithOnlyExecRegions(_ name: String) throws {
+        let r = try Corpus.replay(name)
+        #expect(r.compared >= 40)
+        #expect(r.divergences.isEmpty, "\(name): \(r.divergences.prefix(3).map { "\($0.line): \($0.call) expected \($0.expected) got \($0.actual)" })")
+        #expect(r.reproduced == r.compared)
+        #expect(r.inferred.map(\.kind).sorted() == ["binary", "interpreter"],
+                "\(name): \(r.inferred.map { "\($0.start)-\($0.end) \($0.kind): \($0.reason)" })")
+    }
+
+    /// perf's clone3 is joined: the parent's half creates the thread with the recorded tid and
+    /// the child's `[continued]: clone3()) = 0` half is not replayed as a call of its own.
+    @Test func perfClone3HalvesAreJoined() throws {
+        let r = try Corpus.replay("threadmaps.perf")
+        let text = try String(contentsOf: Corpus.root.appendingPathComponent("threadmaps.perf"), encoding: .utf8)
+        let parentHalves = text.split(separator: "\n").filter { $0.contains(" clone3(uargs:") }
+        #expect(parentHalves.count == 4)
+        #expect(r.calls >= 54)
+        #expect(!r.divergences.contains { $0.call.hasPrefix("clone3") })
+    }
+
+    /// exit_group ends a thread that was inside a call: strace then emits the call unfinished
+    /// after the thread is gone, and replay must not start a new process for it.
+    @Test func aThreadEndedInsideACallIsNotStartedAgain() throws {
+        var options = RunOptions()
+        options.lenient = true
+        let runner = ScenarioRunner(config: ModelConfig(), options: options)
+        try runner.execute(text: """
+            1 mmap(0x7f0000000000, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x7f0000000000
+            1 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM, exit_signal=0}, 88) = 2
+            2 munmap(0x7f0000000000, 4096 <unfinished ...>
+            1 exit_group(0) = ?
+            2 +++ exited with 0 +++
+            1 +++ exited with 0 +++
+            """, file: "t.strace")
+        #expect(runner.calls == 3, "mmap, clone3 and exit_group run; the dead thread's munmap does not")
+        #expect(runner.kernel?.tasks.isEmpty == true)
+        #expect(runner.divergences.isEmpty)
+    }
+
+    /// Issue 16, item 3: a user's own capture (python3 through a bash shim, no terminal) replays
+    /// with nothing diverging; bash's `openat("/dev/tty") = -1 ENXIO` is learned from the log
+    /// (the model has no /dev/tty), not compared; every line is executed, counted or an exit.
+    @Test func ownCaptureThroughAShellShimReplaysFully() throws {
+        let r = try Corpus.replay("python3-shim-json.strace")
+        #expect(r.divergences.isEmpty, "\(r.divergences.prefix(3))")
+        #expect(r.reproduced == r.compared && r.compared > 300)
+        #expect(r.learned["openat ENXIO"] == 1)
+        #expect(r.skippedInputCount == 0)
+        let lines = try String(contentsOf: Corpus.root.appendingPathComponent("python3-shim-json.strace"), encoding: .utf8)
+            .split(separator: "\n")
+        let events = lines.filter { $0.contains("+++") || $0.contains("---") }.count
+        #expect(r.calls + r.notModeled.values.reduce(0, +) + events == lines.count, "every line accounted for")
     }
 
     @Test func inferredRegionsAreReportedApartFromDivergences() throws {

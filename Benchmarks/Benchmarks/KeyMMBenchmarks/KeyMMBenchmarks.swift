@@ -5,7 +5,7 @@
 //   fault/*    first-touch write faults on anonymous memory through the whole kernel
 //   vma/*      find_vma and mprotect split/merge in an mm with 1k and 100k VMAs
 //   parser/*   KeyMMTrace parsing a real strace log from traces/
-//   checker/*  one `keymm fuzz` call: the model alone, with incremental checks, with the full sweep
+//   checker/*  the invariant checker: its full sweep, and one fuzz call with no, incremental or full checks
 //
 // Metrics marked `*` in the output are per inner operation (scalingFactor .kilo: one sample is
 // 1,000 operations); `--scale` shows them per sample. Fixtures are built in each benchmark's setup

@@ -38,8 +38,13 @@ public final class MM {
     public internal(set) var pinnedVM: UInt64 = 0
     /// mm->def_flags: VM_LOCKED|VM_LOCKONFAULT after mlockall(MCL_FUTURE[|MCL_ONFAULT]).
     public internal(set) var defFlags: VMFlags = []
-    /// mm_users: tasks sharing this mm (vfork/CLONE_VM).
+    /// mm_users: the tasks running in this mm (the creator, plus every CLONE_VM child: threads,
+    /// vfork/posix_spawn children). mm/MMLifetime.swift: mmget/mmput; the last mmput runs exit_mmap.
     public internal(set) var users: Int = 1
+    /// Set by exit_mmap (it runs once, when `users` reaches 0).
+    public internal(set) var tornDown = false
+    /// mmu_notifier subscribers: their `release` runs at the start of exit_mmap.
+    var notifiers: [MMUNotifier] = []
     /// Accounted pages (vm_committed_as share of this mm: VM_ACCOUNT VMAs).
     public internal(set) var committedPages: UInt64 = 0
 
@@ -128,10 +133,16 @@ public final class FileTable {
     }
 }
 
-/// struct task_struct (one thread per process in the model).
+/// struct task_struct: one thread. Threads of one process (CLONE_THREAD) share `tgid`, the
+/// address space and (with CLONE_FILES) the fd table.
 public final class TaskStruct {
-    public let pid: ProcessID
-    /// The address space (shared with the parent after vfork/CLONE_VM); replaced only by execve.
+    /// The thread's id (a single-threaded process's pid). A non-leader thread that execs takes
+    /// its group leader's id (de_thread).
+    public internal(set) var pid: ProcessID
+    /// The thread group's id (getpid()): the pid of the group's first thread, the leader.
+    public internal(set) var tgid: ProcessID
+    /// The address space: shared with the parent after clone(CLONE_VM) (threads, vfork,
+    /// posix_spawn), a copy after fork, a fresh one after execve.
     public internal(set) var mm: MM
     public var cred: Credentials
     /// Per-thread PKRU register: 2 bits per pkey (AD = bit 2n, WD = bit 2n+1).
@@ -146,6 +157,7 @@ public final class TaskStruct {
     public init(pid: ProcessID, mm: MM, cred: Credentials, pkru: UInt32 = 0x5555_5554,
                 files: FileTable = FileTable(), parent: ProcessID? = nil) {
         self.pid = pid
+        self.tgid = pid
         self.mm = mm
         self.cred = cred
         self.pkru = pkru

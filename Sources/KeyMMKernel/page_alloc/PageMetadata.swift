@@ -60,7 +60,7 @@ enum PageState {
 
 /// The section table: frames -> lazily allocated metadata arrays.
 
-final class PageMetadataStore {
+@safe final class PageMetadataStore {
     /// log2 of frames per section (32768 frames = 128 MiB).
     static let sectionShift = 15
     static let sectionFrames = 1 << sectionShift
@@ -82,7 +82,7 @@ final class PageMetadataStore {
     init(frameCount: Int) {
         self.frameCount = max(frameCount, 0)
         self.sectionCount = (self.frameCount + PageMetadataStore.sectionFrames - 1) >> PageMetadataStore.sectionShift
-        sections = OwnedBuffer(repeating: nil, count: max(sectionCount, 1))
+        unsafe sections = unsafe OwnedBuffer(repeating: nil, count: max(sectionCount, 1))
     }
 
     deinit {
@@ -116,7 +116,7 @@ final class PageMetadataStore {
         let n = frames(inSection: s)
         let bytes = n * MemoryLayout<PageMeta>.stride
         // calloc: the host hands out zero pages lazily, and all-zero is a valid PageMeta.
-        guard let raw = calloc(n, MemoryLayout<PageMeta>.stride) else {
+        guard let raw = unsafe calloc(n, MemoryLayout<PageMeta>.stride) else {
             fatalError("KeyMM: host out of memory materializing \(bytes) bytes of page metadata")
         }
         let p = unsafe raw.bindMemory(to: PageMeta.self, capacity: n)

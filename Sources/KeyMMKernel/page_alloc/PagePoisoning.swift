@@ -19,7 +19,7 @@ extension PageAllocator {
         for i in 0..<n {
             let p = pfn + UInt64(i)
             unsafe scratchPage.withUnsafeMutableBytes { buf in
-                machine.write(PFN(p).physAddr, keyid: KeyID(store[p].keyid), from: UnsafeRawBufferPointer(buf))
+                unsafe machine.write(PFN(p).physAddr, keyid: KeyID(store[p].keyid), from: UnsafeRawBufferPointer(buf))
             }
             store[p].state |= PageState.poisoned
         }
@@ -28,7 +28,7 @@ extension PageAllocator {
     /// check_poison_mem(): verifies a poisoned frame at allocation; clears the poisoned state.
     func checkPoison(_ pfn: UInt64) {
         let p = pfn
-        unsafe scratchPage.withUnsafeMutableBytes { buf in machine.read(PFN(pfn).physAddr, keyid: KeyID(store[p].keyid), into: buf) }
+        unsafe scratchPage.withUnsafeMutableBytes { buf in unsafe machine.read(PFN(pfn).physAddr, keyid: KeyID(store[p].keyid), into: buf) }
         var first = -1, bad = 0
         for i in 0..<scratchPage.count where scratchPage[i] != pagePoisonByte {
             if first < 0 { first = i }

@@ -20,7 +20,7 @@ import KeyMMKernel
 public struct AllocFreeWorkload: BenchWorkload {
     public init() {}
     public var name: String { "alloc-free" }
-    public var summary: String { "order-0 alloc_pages(__GFP_ZERO)+free_pages: KeyID 0, one KeyID, alternating KeyIDs (seed 001)" }
+    public var summary: String { "order-0 alloc_pages(__GFP_ZERO)+free_pages: KeyID 0, one KeyID, alternating KeyIDs (seed 001, the 2018 page-allocator KeyID thread: docs/sources.md)" }
     public var policyIndependent: Bool { false }
 
     /// Measured operations per phase (each an alloc+free pair).

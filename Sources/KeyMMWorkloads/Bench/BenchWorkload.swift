@@ -1,8 +1,8 @@
 // The bench's workload registry and runner. A workload is a value conforming to `BenchWorkload`;
-// `BenchRegistry.workloads` lists them (append yours in the marked section). The runner runs every
-// selected workload under every selected policy on a fresh machine each time (policy-independent
-// workloads run once, as policy `all`), always includes `none` so ratios exist, and computes
-// ratio_vs_none.
+// `BenchRegistry.workloads` lists them (append yours in the marked section). The runner runs the
+// units of a BenchPlan (BenchPlan.swift: every selected workload under every selected policy, or a
+// sweep's points) on a fresh machine each time, all of them or one shard's, and the report is
+// assembled from the units' results (BenchReport.assemble), with ratio_vs_none.
 //
 // Invariant: a workload's modeled result (cycles, counters) depends only on its context
 // (config, costs, policy, seed) — never on the host or on other workloads.
@@ -64,6 +64,8 @@ public enum BenchRegistry {
         MacroWorkload(),
         TenantsWorkload(),
         KeyIDPressureWorkload(),
+        ParserWorkload(),
+        FaultsWorkload(evicting: true),
     ]
 
     /// The workload with this name, if any.
@@ -81,23 +83,28 @@ public enum BenchRunner {
     /// `progress` is told the workload/policy about to run.
     public static func run(_ workloads: [any BenchWorkload], policies: [AllocatorPolicy], base: BenchContext,
                            progress: ((String) -> Void)? = nil) throws -> BenchReport {
-        var report = BenchReport(host: BenchHost.facts())
-        var pols = policies.isEmpty ? AllocatorPolicy.allCases : policies
-        if !pols.contains(.none) { pols.insert(.none, at: 0) }
-        for w in workloads {
-            let runs: [AllocatorPolicy?] = w.policyIndependent ? [nil] : pols
-            for p in runs {
-                var ctx = base
-                ctx.policy = p
-                if let p { ctx.config.kernel.policy = p }
-                progress?("\(w.name) / \(p?.rawValue ?? "all")")
-                let result = try w.run(ctx)
-                report.results.append(result.row)
-                for (k, v) in result.host { report.host[k] = v }
-            }
+        let plan = BenchPlan.bench(workloads, policies: policies, config: base.config, costs: base.costs, quick: base.quick)
+        return try run(plan, progress: progress)
+    }
+
+    /// Runs every unit of `plan` and assembles the report.
+    package static func run(_ plan: BenchPlan, progress: ((String) -> Void)? = nil) throws -> BenchReport {
+        var results: [(index: Int, result: BenchResult)] = []
+        try run(plan, shard: .whole, progress: progress) { results.append(($0, $1)) }
+        return BenchReport.assemble(host: BenchHost.facts(), results: results)
+    }
+
+    /// Runs the units of `shard` in order, handing each result to `emit` as it is produced.
+    package static func run(_ plan: BenchPlan, shard: Shard, progress: ((String) -> Void)? = nil,
+                           emit: (Int, BenchResult) throws -> Void) throws {
+        for u in shard.units(of: plan.units.count) {
+            let unit = plan.units[u]
+            let context = BenchContext(config: unit.config, costs: plan.costs, policy: unit.policy, quick: plan.quick)
+            progress?("\(unit.workload.name) / \(unit.policy?.rawValue ?? "all")" + (unit.point.map { " [\($0.label)]" } ?? ""))
+            var result = try unit.workload.run(context)
+            result.row.point = unit.point
+            try emit(u, result)
         }
-        report.computeRatios()
-        return report
     }
 }
 

@@ -43,9 +43,10 @@ extension SyscallDispatcher {
                 let r = kernel.mmap(task, addr: cursor, length: holeEnd.distance(from: cursor), prot: prot,
                                     flags: [.private, .anonymous, .fixedNoReplace])
                 if case .success = r {
+                    let kind = execRegionKind(mm, start: cursor, end: holeEnd)   // ExecLayout.swift
                     inferred.append(InferredRegion(pid: task.pid.rawValue, start: "0x" + String(cursor.rawValue, radix: 16),
                                                    end: "0x" + String(holeEnd.rawValue, radix: 16),
-                                                   what: "exec-time mapping (binary, ld.so or stack)",
+                                                   kind: kind.rawValue, what: kind.what(layoutNotes(mm)),
                                                    reason: "\(line.location.file):\(line.location.line): \(line.name) acts on it and succeeded"))
                 }
             }

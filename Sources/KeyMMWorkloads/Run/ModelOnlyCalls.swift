@@ -92,6 +92,12 @@ extension SyscallDispatcher {
             if lenient, wanted != nil, !flags.contains(.create), kernel.file(at: path) == nil {
                 kernel.fileCreate(path: path, size: 0)
             }
+            // A failed open of a file the model does not know (`/dev/tty` = ENXIO without a
+            // terminal, EACCES, ENOENT): the host's file system answered, not the mm; the
+            // recorded result is the truth, learned like a size from fstat, never compared.
+            if lenient, let name = line.result.errnoName, kernel.file(at: path) == nil {
+                return learn(line, name)
+            }
             return Self.outcome(kernel.openat(pid, path: path, flags: flags, fd: wanted).map { Int64($0) })
         case .close:
             let fd = try a.i32(0)
