@@ -103,6 +103,12 @@ extension InvariantChecker {
     func view(line pa: PhysAddr, keyid: KeyID) -> [UInt8] {
         let m = kernel.machine
         if let c = m.cache.peek(line: pa, keyid: keyid) { return c }
+        return dramView(line: pa, keyid: keyid)
+    }
+
+    /// The plaintext of one line's DRAM decrypted through `keyid` (0xFF beyond DRAM).
+    func dramView(line pa: PhysAddr, keyid: KeyID) -> [UInt8] {
+        let m = kernel.machine
         guard m.dram.contains(pa, count: cacheLineSize) else { return [UInt8](repeating: 0xFF, count: cacheLineSize) }
         var out = [UInt8](repeating: 0, count: cacheLineSize)
         unsafe out.withUnsafeMutableBytes { dst in
@@ -124,10 +130,7 @@ extension InvariantChecker {
             let m = kernel.machine
             let pa = PhysAddr(line << 6)
             guard m.dram.contains(pa, count: cacheLineSize) else { continue }
-            var out = [UInt8](repeating: 0, count: cacheLineSize)
-            out.withUnsafeMutableBytes { dst in
-                _ = m.engine.decrypt(.tme, at: pa, lines: 1, from: UnsafeRawPointer(m.dram.pointer(pa)), to: dst.baseAddress!)
-            }
+            let out = dramView(line: pa, keyid: .tme)
             if out.allSatisfy({ $0 == 0 }) { model.zeroSuspect.remove(line) } else { model.zeroSuspect.insert(line) }
         }
         var lines = Set(model.zeroLines)

@@ -68,65 +68,65 @@ final class CheckerShadow {
     static let hugeSlot = 512
 
     // The mms.
-    @exclusivity(unchecked) var mms: [MMShadow] = []
-    @exclusivity(unchecked) var freeSlots: [Int] = []
-    @exclusivity(unchecked) var slotOfMM: [ObjectIdentifier: Int] = [:]
-    @exclusivity(unchecked) var slotOfOwner: [UInt32: Int] = [:]
+    var mms: [MMShadow] = []
+    var freeSlots: [Int] = []
+    var slotOfMM: [ObjectIdentifier: Int] = [:]
+    var slotOfOwner: [UInt32: Int] = [:]
     /// Live slots in pid order (the order the full sweep visits mms).
-    @exclusivity(unchecked) var order: [Int] = []
+    var order: [Int] = []
     /// pid -> mm identity, as last seen (to notice fork, exit, execve cheaply).
-    @exclusivity(unchecked) var taskMMs: [ProcessID: ObjectIdentifier] = [:]
+    var taskMMs: [ProcessID: ObjectIdentifier] = [:]
 
     // Entries: blocks of 513 words.
-    @exclusivity(unchecked) var blocks: [UInt64] = []
-    @exclusivity(unchecked) var blockUsed: [Int32] = []
-    @exclusivity(unchecked) var freeBlocks: [Int32] = []
+    var blocks: [UInt64] = []
+    var blockUsed: [Int32] = []
+    var freeBlocks: [Int32] = []
 
     // The census.
     /// Entries mapping each frame (not zero pages, not special entries; a huge entry on its first frame).
-    @exclusivity(unchecked) var uses: [Int32]
+    var uses: [Int32]
     /// Special entries (raw PFNs other than the zero pages) covering each frame: exempt frames.
-    @exclusivity(unchecked) var special: [Int32]
+    var special: [Int32]
     /// Entries mapping frames beyond memory.
-    @exclusivity(unchecked) var farUses: [UInt64: Int32] = [:]
+    var farUses: [UInt64: Int32] = [:]
     /// Reverse map: per frame, a list of (mm slot, VA | 1 for a huge entry) nodes.
-    @exclusivity(unchecked) var rmapHead: [Int32]
-    @exclusivity(unchecked) var nodeSlot: [Int32] = []
-    @exclusivity(unchecked) var nodeVA: [UInt64] = []
-    @exclusivity(unchecked) var nodeNext: [Int32] = []
-    @exclusivity(unchecked) var freeNodes: [Int32] = []
+    var rmapHead: [Int32]
+    var nodeSlot: [Int32] = []
+    var nodeVA: [UInt64] = []
+    var nodeNext: [Int32] = []
+    var freeNodes: [Int32] = []
 
     // Frames.
     /// Per frame: allocated (bit 31), PG_ksm (bit 30), page_keyid (low 16 bits).
-    @exclusivity(unchecked) var frameState: [UInt32]
-    @exclusivity(unchecked) var allocated: FrameBitmap
+    var frameState: [UInt32]
+    var allocated: FrameBitmap
     /// Allocated 4 KiB frames per page_keyid, VMAs per KeyID (non-zero KeyIDs, distinct mms).
-    @exclusivity(unchecked) var pagesPerKeyID: [Int]
-    @exclusivity(unchecked) var vmasPerKeyID: [Int]
+    var pagesPerKeyID: [Int]
+    var vmasPerKeyID: [Int]
     /// References held outside page tables: gup pins and the page cache, per frame.
-    @exclusivity(unchecked) var extra: [UInt64: Int] = [:]
+    var extra: [UInt64: Int] = [:]
     /// The zero pages the census was built with (a change forces a rebuild).
-    @exclusivity(unchecked) var zero: PFN?
-    @exclusivity(unchecked) var hugeZero: PFN?
+    var zero: PFN?
+    var hugeZero: PFN?
     /// Whether the shadow describes the model at all (false until the first rebuild).
-    @exclusivity(unchecked) var built = false
+    var built = false
 
     // One call's work lists (filled by apply/rebuild, consumed by the checks).
-    @exclusivity(unchecked) var recheck: [(slot: Int32, va: UInt64)] = []
-    @exclusivity(unchecked) var accountingFrames: FrameSet
-    @exclusivity(unchecked) var cacheFrames: FrameSet
-    @exclusivity(unchecked) var zeroLines: [UInt64] = []
+    var recheck: [(slot: Int32, va: UInt64)] = []
+    var accountingFrames: FrameSet
+    var cacheFrames: FrameSet
+    var zeroLines: [UInt64] = []
     /// Zero-page lines written back to DRAM during the call (their DRAM is re-examined).
-    @exclusivity(unchecked) var zeroWrittenBack: [UInt64] = []
+    var zeroWrittenBack: [UInt64] = []
     /// Zero-page lines whose DRAM does not decrypt to zeros through KeyID 0: evicting their
     /// cached KeyID-0 copy changes what the zero page reads as.
-    @exclusivity(unchecked) var zeroSuspect: Set<UInt64> = []
+    var zeroSuspect: Set<UInt64> = []
     /// VA ranges whose VMAs changed (owner = mm slot), for the layout check.
-    @exclusivity(unchecked) var layoutRanges: [TouchRange] = []
+    var layoutRanges: [TouchRange] = []
     /// Slots whose every entry must be re-checked (new mm, or its reporting pid changed).
-    @exclusivity(unchecked) var wholeSlots: [Int] = []
+    var wholeSlots: [Int] = []
     /// Frames whose last cache check found a stale line (an eviction may reveal another).
-    @exclusivity(unchecked) var staleFrames: Set<UInt64> = []
+    var staleFrames: Set<UInt64> = []
 
     static let allocatedBit: UInt32 = 1 << 31
     static let ksmBit: UInt32 = 1 << 30

@@ -76,16 +76,16 @@ public final class InvariantChecker {
 
     // Found during the current call (observers, call checks, sweep).
     struct Finding { var invariant: Invariant; var key: String; var detail: String }
-    @exclusivity(unchecked) var found: [Finding] = []
-    @exclusivity(unchecked) var reportedKeys = Set<String>()
+    var found: [Finding] = []
+    var reportedKeys = Set<String>()
     var callsSinceSweep = 0
     var currentSite: CallSite?
 
     // Observer state.
-    @exclusivity(unchecked) var programmedDuringCall: [(keyid: KeyID, what: String, others: Int)] = []
-    @exclusivity(unchecked) var plaintextWriteBacks: [UInt64] = []
+    var programmedDuringCall: [(keyid: KeyID, what: String, others: Int)] = []
+    var plaintextWriteBacks: [UInt64] = []
     /// Fills through a KeyID other than the frame's page_keyid: (line address, KeyID, page_keyid).
-    @exclusivity(unchecked) var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
+    var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
     var previousCacheObserver: ((CacheEvent) -> Void)?
     var previousKeyIDObserver: ((KeyIDEvent) -> Void)?
     var attached = false

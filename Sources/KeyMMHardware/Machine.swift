@@ -16,7 +16,7 @@ public final class Machine {
     public let cache: Cache
     public let clock: CostClock
     /// Where CPU accesses are recorded for the invariant checker (nil: not recorded; TouchLog.swift).
-    @exclusivity(unchecked) package var touchLog: TouchLog?
+    package var touchLog: TouchLog?
 
     /// Builds a machine. Throws `ConfigError` for a bad configuration, `HardwareError` when the host
     /// cannot reserve the memory.

@@ -52,24 +52,23 @@ package struct TouchKind: RawRepresentable, Hashable, Sendable {
     package init(log: TouchLog, id: UInt32) { self.log = log; self.id = id }
 }
 
-/// The touch log (see the file comment). Its storage is exempt from dynamic exclusivity checks
-/// (`@exclusivity(unchecked)`): hooks append from the model's hot paths, one at a time, and the
-/// checker reads it between calls.
+/// The touch log (see the file comment): hooks append from the model's hot paths, one at a time,
+/// and the checker reads it between calls.
 @usableFromInline package final class TouchLog {
     /// Frames whose metadata was written, each once, in the order first touched.
-    @exclusivity(unchecked) package private(set) var frames: [UInt32] = []
-    @exclusivity(unchecked) private var frameBits: [UInt64]
+    package private(set) var frames: [UInt32] = []
+    private var frameBits: [UInt64]
     /// Page-table entries written.
-    @exclusivity(unchecked) package private(set) var entries: [TouchRange] = []
+    package private(set) var entries: [TouchRange] = []
     /// VMAs changed (old and new ranges).
-    @exclusivity(unchecked) package private(set) var vmas: [TouchRange] = []
+    package private(set) var vmas: [TouchRange] = []
     /// CPU accesses through the cache.
-    @exclusivity(unchecked) package private(set) var accesses: [LineAccess] = []
+    package private(set) var accesses: [LineAccess] = []
     /// Page references held outside page tables (page cache, pins) changed.
-    @exclusivity(unchecked) package private(set) var referencesChanged = false
+    package private(set) var referencesChanged = false
     /// Objects of other invariant families.
-    @exclusivity(unchecked) package private(set) var custom: [(kind: TouchKind, id: UInt64)] = []
-    @exclusivity(unchecked) private var nextOwner: UInt32 = 1
+    package private(set) var custom: [(kind: TouchKind, id: UInt64)] = []
+    private var nextOwner: UInt32 = 1
     /// Frames the machine has (frame numbers at or beyond it are ignored).
     package let frameCount: Int
 

@@ -35,7 +35,7 @@ public final class MKTMEState {
         didSet { touchLog?.references() }
     }
     /// Where changes of the pins' page references are recorded for the invariant checker.
-    @exclusivity(unchecked) var touchLog: TouchLog?
+    var touchLog: TouchLog?
     var pinCount: [PFN: Int] = [:]
     var nextPinHandle: Int32 = 1
 

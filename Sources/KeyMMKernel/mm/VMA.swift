@@ -172,7 +172,7 @@ public final class VMA {
     public internal(set) var anonVMAChain: [AnonVMA] = []
     /// While in a VMA tree with a touch log: where changes of its range, flags, protection and
     /// operations are recorded for the invariant checker (KeyMMHardware/TouchLog.swift).
-    @exclusivity(unchecked) package var touch: TouchOwner?
+    package var touch: TouchOwner?
 
     public init(start: VirtAddr, end: VirtAddr, pgoff: UInt64, flags: VMFlags, pageProt: PageProt,
                 file: MappedFile? = nil, memoryPolicy: MemoryPolicy = .default) {

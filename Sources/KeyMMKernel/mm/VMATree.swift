@@ -180,7 +180,7 @@ public struct VMACursor {
     private let sink = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     /// Where insertions and removals are recorded for the invariant checker (nil: not recorded);
     /// a VMA in the tree gets the same owner so it records its own changes.
-    @exclusivity(unchecked) package var touch: TouchOwner? {
+    package var touch: TouchOwner? {
         didSet { for v in self { v.touch = touch } }
     }
 

@@ -77,7 +77,7 @@ enum PageState {
     private(set) var metadataBytes = 0
     /// Where writes of a frame's metadata are recorded for the invariant checker (nil: not
     /// recorded; KeyMMHardware/TouchLog.swift). Every write goes through the subscript's _modify.
-    @exclusivity(unchecked) var touchLog: TouchLog?
+    var touchLog: TouchLog?
 
     init(frameCount: Int) {
         self.frameCount = max(frameCount, 0)

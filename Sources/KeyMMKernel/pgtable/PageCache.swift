@@ -17,7 +17,7 @@ public final class AddressSpace {
         didSet { touchLog?.references() }
     }
     /// Where changes of the references the cache holds are recorded (nil: not recorded).
-    @exclusivity(unchecked) var touchLog: TouchLog?
+    var touchLog: TouchLog?
     /// Indices of pages dirtied through shared mappings and not yet written back.
     public var dirty: Set<UInt64> = []
     /// Identifies this mapping in struct page's ->mapping (rmap for file pages).
@@ -38,7 +38,7 @@ public final class PageCache {
     private var byID: [UInt64: AddressSpace] = [:]
     private var nextID: UInt64 = 1
     /// Where changes of the references the cache holds are recorded for the invariant checker.
-    @exclusivity(unchecked) var touchLog: TouchLog? {
+    var touchLog: TouchLog? {
         didSet { for s in spaces.values { s.touchLog = touchLog } }
     }
 

@@ -39,7 +39,7 @@ public final class PageTable {
     /// Per table: the first VA it maps | its level (4 PGD, 3 PUD, 2 PMD, 1 PTE), set when linked.
     @usableFromInline var placement: OwnedBuffer<UInt64>
     /// Where entry writes are recorded for the invariant checker (nil: not recorded).
-    @exclusivity(unchecked) @usableFromInline package var touch: TouchOwner?
+    @usableFromInline package var touch: TouchOwner?
     /// Tables currently allocated, the PGD included (what VmPTE would count, times 4 KiB).
     public private(set) var tableCount: Int = 1
 
