@@ -23,5 +23,8 @@ make -s -C src clean
 strace -f -o make-j2.strace make -C src -j2
 strace -f -o arenastat.strace src/arenastat 100000
 make -s -C src clean
+gcc -O2 -Wall -o src/pkeys-nopku src/pkeys-nopku.c
+strace -f -o pkeys-nopku.strace src/pkeys-nopku
+rm -f src/pkeys-nopku
 perf trace -F all --syscalls --sort-events -o python3-startup.perf -- /usr/bin/python3 -c pass
 ls -l *.strace *.perf

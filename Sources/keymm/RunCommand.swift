@@ -116,6 +116,7 @@ func execute(file: String, config: ModelConfig, options: RunOptions, output: Out
             print("  inferred exec-time regions (not divergences): \(runner.inferred.count) regions, \(pages) pages")
         }
     }
+    for h in runner.hints { print("hint: \(h)") }
     if let kernel = runner.kernel {
         if let pid = output.maps {
             guard let text = kernel.procMaps(ProcessID(pid)) else { throw UsageError("--maps \(pid): no such process at the end of \(file)") }

@@ -15,12 +15,17 @@ enum Corpus {
             .filter { $0.hasSuffix(".strace") || $0.hasSuffix(".perf") }.sorted()
     }
 
-    static func replay(_ name: String) throws -> ScenarioRunner {
+    /// Settings a log needs because of the machine it was recorded on (traces/README.md): this
+    /// machine has no protection keys, which the pkey log shows.
+    static let settings: [String: [String]] = ["pkeys-nopku.strace": ["pkeys=1"]]
+
+    static func replay(_ name: String, settings: [String]? = nil) throws -> ScenarioRunner {
         try BuildConsistency.require()
         var options = RunOptions()
         options.lenient = true
         var config = ModelConfig()
         config.machine.memory = .gib(1)
+        for s in settings ?? Self.settings[name] ?? [] { try config.apply(s) }
         let runner = ScenarioRunner(config: config, options: options)
         try runner.run(TraceReader(path: root.appendingPathComponent(name).path, lenient: true))
         return runner
@@ -44,6 +49,25 @@ enum Corpus {
         let rate = Double(r.reproduced) / Double(max(r.compared, 1))
         #expect(rate >= 0.99, "\(name): \(r.reproduced)/\(r.compared) reproduced; first divergences: \(r.divergences.prefix(3).map { "\($0.line): \($0.call) expected \($0.expected) got \($0.actual)" })")
         #expect(r.skippedInputCount == 0, "\(name): \(r.skippedInput.prefix(3).map(\.description))")
+    }
+
+    /// Issue 15 item 4: a log recorded on this machine (no PKU) diverges under the default 16
+    /// protection keys, and replay says which setting explains it; with `pkeys=1` it replays
+    /// at 100% and no hint is given.
+    @Test func replaySuggestsPkeysOneForALogWithoutPKU() throws {
+        let plain = try Corpus.replay("pkeys-nopku.strace", settings: [])
+        #expect(!plain.divergences.isEmpty)
+        #expect(plain.hints.count == 1)
+        #expect(plain.hints.first?.contains("--set pkeys=1") == true)
+        let fitted = try Corpus.replay("pkeys-nopku.strace")
+        #expect(fitted.divergences.isEmpty, "\(fitted.divergences)")
+        #expect(fitted.compared == fitted.reproduced && fitted.compared >= 20)
+        #expect(fitted.hints.isEmpty)
+        // And the other way round: a log that got keys, replayed with pkeys=1.
+        let runner = ScenarioRunner(config: try { var c = ModelConfig(); try c.apply("pkeys=1"); return c }(),
+                                    options: { var o = RunOptions(); o.lenient = true; return o }())
+        try runner.run(TraceReader(string: "1 pkey_alloc(0, 0) = 1\n", name: "with-pku.strace", lenient: true))
+        #expect(runner.hints.first?.contains("--set pkeys=16") == true)
     }
 
     @Test func inferredRegionsAreReportedApartFromDivergences() throws {

@@ -50,6 +50,8 @@ public struct RunReport: Codable, Sendable {
     public var divergences: [Divergence]
     public var violations: [String]
     public var inferred: [InferredRegion]
+    /// Settings the recorded results point to (e.g. `--set pkeys=1`), see Run/ReplayHints.swift.
+    public var hints: [String]
     public var notModeled: [String: Int]
     public var skippedInput: [String]
     public var counters: [String: UInt64]
@@ -60,7 +62,7 @@ public struct RunReport: Codable, Sendable {
     public var stoppedBy: String?
 
     enum CodingKeys: String, CodingKey {
-        case schema, files, config, calls, compared, reproduced, divergences, violations, inferred
+        case schema, files, config, calls, compared, reproduced, divergences, violations, inferred, hints
         case notModeled = "not_modeled", skippedInput = "skipped_input", counters
         case modeledCycles = "modeled_cycles", processes, keys, stoppedBy = "stopped_by"
     }
@@ -83,7 +85,7 @@ extension ModelConfig {
             "encryption": machine.encryption.rawValue, "seed": String(machine.seed),
             "policy": kernel.policy.rawValue, "thp": kernel.thp.rawValue,
             "max-map-count": String(kernel.maxMapCount), "user-keys": kernel.userKeys ? "on" : "off",
-            "encrypt-anon": kernel.encryptAnon ? "on" : "off",
+            "encrypt-anon": kernel.encryptAnon ? "on" : "off", "pkeys": String(kernel.pkeyCount),
         ]
         if let c = costsFile { s["costs"] = c }
         let bugs = SeededBug.entries(kernel.bugs).map(\.name)
@@ -108,7 +110,8 @@ extension ScenarioRunner {
             }
         }
         return RunReport(files: files, config: config.settings, calls: calls, compared: compared, reproduced: reproduced,
-                         divergences: divergences, violations: violations.map(\.description), inferred: inferred, notModeled: notModeled,
+                         divergences: divergences, violations: violations.map(\.description), inferred: inferred, hints: hints,
+                         notModeled: notModeled,
                          skippedInput: skippedInput.map(\.description),
                          counters: kernel?.machine.clock.snapshot ?? [:], modeledCycles: kernel?.machine.clock.cycles ?? 0,
                          processes: processes, keys: kernel?.keys.snapshot(), stoppedBy: stoppedBy?.description)

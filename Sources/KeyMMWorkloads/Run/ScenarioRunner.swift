@@ -77,6 +77,10 @@ public final class ScenarioRunner {
     public private(set) var skippedInputCount = 0
 
     var dispatcher = SyscallDispatcher()
+    var hintEvidence = ReplayHints()
+    /// Settings the log's recorded results point to (Run/ReplayHints.swift); printed after
+    /// the summary, never counted as divergences.
+    public var hints: [String] { hintEvidence.messages }
 
     public init(config: ModelConfig, options: RunOptions = RunOptions()) {
         self.config = config
@@ -184,6 +188,7 @@ public final class ScenarioRunner {
         default: break
         }
         compared += 1
+        hintEvidence.observe(line, outcome: outcome, pkeyCount: kernel.config.pkeyCount)
         if outcome.matches(line.result) {
             reproduced += 1
         } else {
