@@ -26,5 +26,8 @@ make -s -C src clean
 gcc -O2 -Wall -o src/pkeys-nopku src/pkeys-nopku.c
 strace -f -o pkeys-nopku.strace src/pkeys-nopku
 rm -f src/pkeys-nopku
+gcc -O2 -Wall -o src/dropprivs src/dropprivs.c
+strace -f -o dropprivs.strace src/dropprivs
+rm -f src/dropprivs
 perf trace -F all --syscalls --sort-events -o python3-startup.perf -- /usr/bin/python3 -c pass
 ls -l *.strace *.perf

@@ -70,6 +70,16 @@ enum Corpus {
         #expect(runner.hints.first?.contains("--set pkeys=16") == true)
     }
 
+    /// Issue 15 item 1: a real log whose worker drops groups, gid and uid: every key result
+    /// (EACCES on root's private key, the shared key through the group bits, the worker's own
+    /// key owned by uid 1000, capset EPERM/0, setuid(0) EPERM then 0) is reproduced.
+    @Test func replayFollowsALogThatSwitchesUser() throws {
+        let r = try Corpus.replay("dropprivs.strace")
+        #expect(r.divergences.isEmpty, "\(r.divergences.map { "\($0.line): \($0.call) expected \($0.expected) got \($0.actual)" })")
+        #expect(r.compared >= 40 && r.compared == r.reproduced)
+        #expect(r.notModeled["setresuid"] == nil && r.notModeled["capset"] == nil && r.notModeled["setgroups"] == nil)
+    }
+
     @Test func inferredRegionsAreReportedApartFromDivergences() throws {
         let r = try Corpus.replay("python3-startup.strace")
         // ld.so's RELRO and the binary's are made read-only by mprotect calls whose mappings

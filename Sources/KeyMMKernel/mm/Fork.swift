@@ -57,6 +57,7 @@ extension Kernel {
         task.mm = makeMM()
         task.pkru = 0x5555_5554
         mmput(old)
+        credsExec(task)                                  // cred/SetID.swift
         keysExec(pid)                                    // mktme/KeySyscalls.swift
         return .success(())
     }

@@ -32,7 +32,10 @@ extension SyscallDispatcher {
             var payload: [UInt8]? = nil
             if op == 9, a.count > 2 { ring = KeySerial(try a.i32(2, [.keySpec])) }          // UNLINK
             if op == 2, a.count > 2, !(try a.arg(2)).value.isNull { payload = try a.bytes(2) } // UPDATE
-            let r = kernel.keyctl(pid, op, id, keyring: ring, payload: payload)
+            var arg3: UInt64 = 0, arg4: UInt64 = 0
+            if op == 5, a.count > 2 { arg3 = try a.u64(2, [.keyPerm]) }                        // SETPERM
+            if op == 4, a.count > 3 { arg3 = try a.u64(2); arg4 = try a.u64(3) }              // CHOWN
+            let r = kernel.keyctl(pid, op, id, keyring: ring, payload: payload, arg3: arg3, arg4: arg4)
             return Self.outcome(r.map { Int64($0.value) })
         case .mem_write:
             let bytes = try a.bytes(1)
@@ -231,7 +234,7 @@ extension SyscallDispatcher {
             return Self.outcome(kernel.hugetlbMap(task, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
                                                   prot: Prot(rawValue: UInt32(truncatingIfNeeded: try a.u64(2, [.prot])))).map { _ in () })
         default:
-            return nil
+            return try executeCredentials(call, a: &a, line: line, task: task, kernel: kernel)
         }
     }
 

@@ -26,6 +26,8 @@ enum ModeledCall: String, CaseIterable {
     case gup_pin, gup_unpin, ksm_scan, khugepaged_scan, reclaim, numa_balance, file_create
     case migrate_pages, move_pages, mbind, set_mempolicy
     case nanosleep, clock_nanosleep, vvar_map, hugetlb_map
+    case setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid, setfsgid, setgroups
+    case capset, capget, prctl
 
     static let byName: [String: ModeledCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
     /// Names of the model-only calls: a misspelling of one is an input error, not a skipped call.
