@@ -29,5 +29,8 @@ rm -f src/pkeys-nopku
 gcc -O2 -Wall -o src/dropprivs src/dropprivs.c
 strace -f -o dropprivs.strace src/dropprivs
 rm -f src/dropprivs
+gcc -O2 -Wall -o src/sealguard src/sealguard.c
+strace -f -o sealguard.strace src/sealguard
+rm -f src/sealguard
 perf trace -F all --syscalls --sort-events -o python3-startup.perf -- /usr/bin/python3 -c pass
 ls -l *.strace *.perf

@@ -80,6 +80,39 @@ enum Corpus {
         #expect(r.notModeled["setresuid"] == nil && r.notModeled["capset"] == nil && r.notModeled["setgroups"] == nil)
     }
 
+    /// Issue 15 item 7: a program that installs guard regions, seals memory, maps a memfd and
+    /// moves two VMAs with a hole in one MREMAP_FIXED call replays at 100%, its SIGSEGV/SIGBUS
+    /// lines included; the hole of the move is not taken for an exec-time mapping.
+    @Test func sealGuardMemfdLogReplaysWithItsSignals() throws {
+        let r = try Corpus.replay("sealguard.strace")
+        #expect(r.divergences.isEmpty, "\(r.divergences.map { "\($0.line): \($0.call) expected \($0.expected) got \($0.actual)" })")
+        #expect(r.compared == r.reproduced && r.compared >= 45)
+        for name in ["mseal", "memfd_create", "ftruncate"] { #expect(r.notModeled[name] == nil, "\(name) not modeled") }
+        // The move's source range: no region may be invented in it.
+        let text = try String(contentsOf: Corpus.root.appendingPathComponent("sealguard.strace"), encoding: .utf8)
+        let move = try #require(text.split(separator: "\n").first { $0.contains("MREMAP_FIXED") })
+        let args = move.split(separator: "(")[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let start = try #require(UInt64(args[0].dropFirst(2), radix: 16))
+        let end = start + (try #require(UInt64(args[1])))
+        for region in r.inferred {
+            let s = UInt64(region.start.dropFirst(2), radix: 16) ?? 0, e = UInt64(region.end.dropFirst(2), radix: 16) ?? 0
+            #expect(e <= start || s >= end, "inferred \(region.start)-\(region.end) inside the mremap'd range: \(region.reason)")
+        }
+        #expect(r.inferred.count <= 2, "only the binary's and ld.so's RELRO: \(r.inferred)")
+        // The signal lines are compared: the first guard fault moved onto mapped memory diverges.
+        let faults = text.split(separator: "\n").filter { $0.contains("--- SIGSEGV {") || $0.contains("--- SIGBUS {") }
+        #expect(faults.count == 5)
+        let first = try #require(faults.first)
+        let mapped = try #require(text.split(separator: "\n").first { $0.contains("mmap(NULL, 65536") }?.split(separator: "=").last?
+            .trimmingCharacters(in: .whitespaces))
+        let altered = first.replacingOccurrences(of: String(first.split(separator: "si_addr=")[1].dropLast(5)), with: mapped)
+        let runner = ScenarioRunner(config: { var c = ModelConfig(); c.machine.memory = .gib(1); return c }(),
+                                    options: { var o = RunOptions(); o.lenient = true; return o }())
+        try runner.run(TraceReader(string: text.replacingOccurrences(of: first, with: altered), name: "altered.strace", lenient: true))
+        #expect(runner.divergences.count == 1 && runner.divergences.first?.call.hasPrefix("--- SIGSEGV") == true,
+                "\(runner.divergences)")
+    }
+
     @Test func inferredRegionsAreReportedApartFromDivergences() throws {
         let r = try Corpus.replay("python3-startup.strace")
         // ld.so's RELRO and the binary's are made read-only by mprotect calls whose mappings

@@ -69,6 +69,7 @@ extension Kernel {
         task.exitCode = code
         tasks[pid] = nil
         mmput(task.mm)
+        filesExit(task)                                  // mm/Files.swift
         keysExit(pid)                                    // mktme/KeySyscalls.swift
     }
 

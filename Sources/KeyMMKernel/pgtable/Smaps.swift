@@ -16,7 +16,7 @@ extension Kernel {
         let locked = !vma.vmFlags.isDisjoint(with: .lockedMask)
         let pt = mm.pageTable
         func account(_ e: PTE, _ size: UInt64) {
-            if e.isSwap { st.swap &+= size; return }
+            if e.isSwap { if !e.isMarker { st.swap &+= size }; return }
             guard e.mapsFrame, !e.isSpecial else { return }
             let page = size == pmdSize ? e.hugePFN(layout) : e.pfn(layout)
             if isZeroPFN(page) || isHugeZeroPFN(page) { return }

@@ -58,10 +58,10 @@ public final class ScenarioRunner {
     /// Calls executed.
     public private(set) var calls = 0
     /// Calls that carried a recorded result the model compared.
-    public private(set) var compared = 0
+    public internal(set) var compared = 0
     /// Compared calls whose recorded result the model reproduced.
-    public private(set) var reproduced = 0
-    public private(set) var divergences: [Divergence] = []
+    public internal(set) var reproduced = 0
+    public internal(set) var divergences: [Divergence] = []
     /// The invariant checker (nil when RunOptions.checker is nil), attached at boot.
     public private(set) var checker: InvariantChecker?
     /// Broken invariants, each as `FILE:LINE: violation: NAME: detail`.
@@ -149,7 +149,9 @@ public final class ScenarioRunner {
             try execute(line)
         case .exited(let pid, _, _), .killed(let pid, _, _, _):
             if let kernel, kernel.task(ProcessID(pid ?? 1)) != nil { dispatcher.exitTask(kernel, ProcessID(pid ?? 1)) }
-        case .signal, .superseded:
+        case .signal(let pid, let name, let info, let location):
+            compareSignal(pid: pid, name: name, info: info, location: location)
+        case .superseded:
             break
         case .fault(let fault):
             try replayFault(fault)

@@ -28,6 +28,7 @@ enum ModeledCall: String, CaseIterable {
     case nanosleep, clock_nanosleep, vvar_map, hugetlb_map
     case setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid, setfsgid, setgroups
     case capset, capget, prctl
+    case mseal, memfd_create, ftruncate, truncate
 
     static let byName: [String: ModeledCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
     /// Names of the model-only calls: a misspelling of one is an input error, not a skipped call.
@@ -88,6 +89,9 @@ struct SyscallDispatcher {
             return Self.outcome(kernel.mmap(pid, addr: addr, length: length, prot: prot, flags: flags, fd: fd, offset: offset))
         case .munmap:
             return Self.outcome(kernel.munmap(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1)))
+        case .mseal:
+            return Self.outcome(kernel.mseal(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
+                                             flags: a.count > 2 ? try a.u64(2) : 0))
         case .mprotect:
             return Self.outcome(kernel.mprotect(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
                                                 prot: Prot(rawValue: UInt32(truncatingIfNeeded: try a.u64(2, [.prot])))))
