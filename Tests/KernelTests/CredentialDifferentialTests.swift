@@ -23,12 +23,7 @@ private enum CredHost {
         let dir = URL(fileURLWithPath: "/tmp").appendingPathComponent("keymm-cred-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let bin = dir.appendingPathComponent("credexec")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: gcc)
-        p.arguments = ["-O1", "-o", bin.path, source.path]
-        guard (try? p.run()) != nil else { return nil }
-        p.waitUntilExit()
-        return p.terminationStatus == 0 ? bin : nil
+        return DifferentialHarness.compile(gcc: gcc, source: source, output: bin) ? bin : nil
     }()
 
     /// Runs the programs; returns the start line and each program's output lines.

@@ -76,6 +76,16 @@ final class DifferentialHarness: @unchecked Sendable {
         return nil
     }
 
+    /// `gcc -O2 -o output source`; true if it built.
+    static func compile(gcc: String, source: URL, output: URL) -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: gcc)
+        p.arguments = ["-O2", "-o", output.path, source.path]
+        do { try p.run() } catch { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+
     static func make() -> DifferentialHarness? {
         guard let gcc = findGCC() else { return nil }
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -83,12 +93,7 @@ final class DifferentialHarness: @unchecked Sendable {
         let dir = URL(fileURLWithPath: "/tmp").appendingPathComponent("keymm-diff-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let helper = dir.appendingPathComponent("diffexec")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: gcc)
-        p.arguments = ["-O2", "-o", helper.path, source.path]
-        do { try p.run() } catch { return nil }
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { return nil }
+        guard compile(gcc: gcc, source: source, output: helper) else { return nil }
         let file = dir.appendingPathComponent("mapped.bin")
         FileManager.default.createFile(atPath: file.path, contents: Data(count: Int(fileSize)))
         var st = stat()

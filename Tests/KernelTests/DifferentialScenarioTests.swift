@@ -267,6 +267,11 @@ struct DifferentialScenarioTests {
             .madvise(off: pg(10), len: len(1), advice: 102),
             .madvise(off: pg(10), len: len(1), advice: 16),
             .touch(off: pg(10), pages: 1, write: true),
+            // Sealing up to a sealed neighbour merges into it, and the rest of the range then
+            // merges too (found by the random programs, seed 77000448).
+            mapAnon(20, 12),
+            .mseal(off: pg(24), len: len(2), flags: 0),
+            .mseal(off: pg(20), len: len(12), flags: 0),
         ]),
         ("memfd_ftruncate", [
             .memfd,

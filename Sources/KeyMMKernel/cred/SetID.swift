@@ -75,36 +75,13 @@ extension Kernel {
     /// uid, and only to the real or saved uid (EPERM). -1 is EINVAL.
     public func setuid(_ pid: ProcessID, _ uid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
-        if uid == Kernel.unchangedID { return .failure(.EINVAL) }
-        let old = task.cred
-        var new = old
-        if old.capable(.setuid) {
-            new.uid = uid
-            new.suid = uid
-        } else if uid != old.uid && uid != old.suid {
-            return .failure(.EPERM)
-        }
-        new.euid = uid
-        new.fsuid = uid
-        commitSetUID(task, new)
-        return .success(())
+        return Kernel.setID(task.cred, .user, uid).map { commitSetUID(task, $0) }
     }
 
     /// setgid(2): the same rule with CAP_SETGID and the group ids (no capability fix-ups).
     public func setgid(_ pid: ProcessID, _ gid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
-        if gid == Kernel.unchangedID { return .failure(.EINVAL) }
-        var new = task.cred
-        if task.cred.capable(.setgid) {
-            new.gid = gid
-            new.sgid = gid
-        } else if gid != task.cred.gid && gid != task.cred.sgid {
-            return .failure(.EPERM)
-        }
-        new.egid = gid
-        new.fsgid = gid
-        task.cred = new
-        return .success(())
+        return Kernel.setID(task.cred, .group, gid).map { task.cred = $0 }
     }
 
     /// setreuid(2): the real uid may become the real or effective one, the effective uid the
@@ -113,79 +90,26 @@ extension Kernel {
     /// old real uid; fsuid = euid.
     public func setreuid(_ pid: ProcessID, ruid: UInt32, euid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
-        let old = task.cred
-        let privileged = old.capable(.setuid)
-        var new = old
-        if ruid != Kernel.unchangedID {
-            new.uid = ruid
-            if ruid != old.uid && ruid != old.euid && !privileged { return .failure(.EPERM) }
-        }
-        if euid != Kernel.unchangedID {
-            new.euid = euid
-            if euid != old.uid && euid != old.euid && euid != old.suid && !privileged { return .failure(.EPERM) }
-        }
-        if ruid != Kernel.unchangedID || (euid != Kernel.unchangedID && euid != old.uid) { new.suid = new.euid }
-        new.fsuid = new.euid
-        commitSetUID(task, new)
-        return .success(())
+        return Kernel.setREID(task.cred, .user, ruid, euid).map { commitSetUID(task, $0) }
     }
 
     /// setregid(2): as setreuid with CAP_SETGID and the group ids.
     public func setregid(_ pid: ProcessID, rgid: UInt32, egid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
-        let old = task.cred
-        let privileged = old.capable(.setgid)
-        var new = old
-        if rgid != Kernel.unchangedID {
-            new.gid = rgid
-            if rgid != old.gid && rgid != old.egid && !privileged { return .failure(.EPERM) }
-        }
-        if egid != Kernel.unchangedID {
-            new.egid = egid
-            if egid != old.gid && egid != old.egid && egid != old.sgid && !privileged { return .failure(.EPERM) }
-        }
-        if rgid != Kernel.unchangedID || (egid != Kernel.unchangedID && egid != old.gid) { new.sgid = new.egid }
-        new.fsgid = new.egid
-        task.cred = new
-        return .success(())
+        return Kernel.setREID(task.cred, .group, rgid, egid).map { task.cred = $0 }
     }
 
     /// setresuid(2): each id that is not -1 becomes the given one; without CAP_SETUID each new
     /// id must be one of the current real, effective or saved uids (EPERM). fsuid = euid.
     public func setresuid(_ pid: ProcessID, ruid: UInt32, euid: UInt32, suid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
-        let old = task.cred
-        let none = Kernel.unchangedID
-        // The no-op check comes first (a task without CAP_SETUID may "set" what it has).
-        if (ruid == none || ruid == old.uid) && (euid == none || (euid == old.euid && euid == old.fsuid))
-            && (suid == none || suid == old.suid) { return .success(()) }
-        func isNew(_ id: UInt32) -> Bool { id != none && id != old.uid && id != old.euid && id != old.suid }
-        if (isNew(ruid) || isNew(euid) || isNew(suid)) && !old.capable(.setuid) { return .failure(.EPERM) }
-        var new = old
-        if ruid != none { new.uid = ruid }
-        if euid != none { new.euid = euid }
-        if suid != none { new.suid = suid }
-        new.fsuid = new.euid
-        commitSetUID(task, new)
-        return .success(())
+        return Kernel.setRESID(task.cred, .user, ruid, euid, suid).map { if let c = $0 { commitSetUID(task, c) } }
     }
 
     /// setresgid(2): as setresuid with CAP_SETGID and the group ids.
     public func setresgid(_ pid: ProcessID, rgid: UInt32, egid: UInt32, sgid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
-        let old = task.cred
-        let none = Kernel.unchangedID
-        if (rgid == none || rgid == old.gid) && (egid == none || (egid == old.egid && egid == old.fsgid))
-            && (sgid == none || sgid == old.sgid) { return .success(()) }
-        func isNew(_ id: UInt32) -> Bool { id != none && id != old.gid && id != old.egid && id != old.sgid }
-        if (isNew(rgid) || isNew(egid) || isNew(sgid)) && !old.capable(.setgid) { return .failure(.EPERM) }
-        var new = old
-        if rgid != none { new.gid = rgid }
-        if egid != none { new.egid = egid }
-        if sgid != none { new.sgid = sgid }
-        new.fsgid = new.egid
-        task.cred = new
-        return .success(())
+        return Kernel.setRESID(task.cred, .group, rgid, egid, sgid).map { if let c = $0 { task.cred = c } }
     }
 
     /// setfsuid(2): always returns the old fsuid; the fsuid changes if the new one is the real,
@@ -193,10 +117,7 @@ extension Kernel {
     public func setfsuid(_ pid: ProcessID, _ uid: UInt32) -> Result<Int64, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         let old = task.cred
-        if uid != Kernel.unchangedID, uid != old.fsuid,
-           uid == old.uid || uid == old.euid || uid == old.suid || old.capable(.setuid) {
-            var new = old
-            new.fsuid = uid
+        if var new = Kernel.setFSID(old, .user, uid) {
             fixFSUIDCapabilities(old: old, &new)
             task.cred = new
         }
@@ -207,11 +128,77 @@ extension Kernel {
     public func setfsgid(_ pid: ProcessID, _ gid: UInt32) -> Result<Int64, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         let old = task.cred
-        if gid != Kernel.unchangedID, gid != old.fsgid,
-           gid == old.gid || gid == old.egid || gid == old.sgid || old.capable(.setgid) {
-            task.cred.fsgid = gid
-        }
+        if let new = Kernel.setFSID(old, .group, gid) { task.cred = new }
         return .success(Int64(old.fsgid))
+    }
+
+    // MARK: the rules, once for uids and once for gids
+
+    /// The four ids of one kind in a credential and the capability that lifts their rules.
+    struct IDKind {
+        let real, effective, saved, fs: WritableKeyPath<Credentials, UInt32>
+        let cap: CapabilitySet
+        static var user: IDKind { IDKind(real: \.uid, effective: \.euid, saved: \.suid, fs: \.fsuid, cap: .setuid) }
+        static var group: IDKind { IDKind(real: \.gid, effective: \.egid, saved: \.sgid, fs: \.fsgid, cap: .setgid) }
+    }
+
+    /// __sys_setuid / __sys_setgid.
+    static func setID(_ old: Credentials, _ k: IDKind, _ id: UInt32) -> Result<Credentials, Errno> {
+        if id == unchangedID { return .failure(.EINVAL) }
+        var new = old
+        if old.capable(k.cap) {
+            new[keyPath: k.real] = id
+            new[keyPath: k.saved] = id
+        } else if id != old[keyPath: k.real] && id != old[keyPath: k.saved] {
+            return .failure(.EPERM)
+        }
+        new[keyPath: k.effective] = id
+        new[keyPath: k.fs] = id
+        return .success(new)
+    }
+
+    /// __sys_setreuid / __sys_setregid.
+    static func setREID(_ old: Credentials, _ k: IDKind, _ r: UInt32, _ e: UInt32) -> Result<Credentials, Errno> {
+        let privileged = old.capable(k.cap)
+        let (oldR, oldE, oldS) = (old[keyPath: k.real], old[keyPath: k.effective], old[keyPath: k.saved])
+        var new = old
+        if r != unchangedID {
+            new[keyPath: k.real] = r
+            if r != oldR && r != oldE && !privileged { return .failure(.EPERM) }
+        }
+        if e != unchangedID {
+            new[keyPath: k.effective] = e
+            if e != oldR && e != oldE && e != oldS && !privileged { return .failure(.EPERM) }
+        }
+        if r != unchangedID || (e != unchangedID && e != oldR) { new[keyPath: k.saved] = new[keyPath: k.effective] }
+        new[keyPath: k.fs] = new[keyPath: k.effective]
+        return .success(new)
+    }
+
+    /// __sys_setresuid / __sys_setresgid; nil: nothing to change (checked before the permission
+    /// rule, so a process without the capability may "set" the ids it has).
+    static func setRESID(_ old: Credentials, _ k: IDKind, _ r: UInt32, _ e: UInt32, _ s: UInt32) -> Result<Credentials?, Errno> {
+        let (oldR, oldE, oldS) = (old[keyPath: k.real], old[keyPath: k.effective], old[keyPath: k.saved])
+        if (r == unchangedID || r == oldR) && (e == unchangedID || (e == oldE && e == old[keyPath: k.fs]))
+            && (s == unchangedID || s == oldS) { return .success(nil) }
+        func isNew(_ id: UInt32) -> Bool { id != unchangedID && id != oldR && id != oldE && id != oldS }
+        if (isNew(r) || isNew(e) || isNew(s)) && !old.capable(k.cap) { return .failure(.EPERM) }
+        var new = old
+        if r != unchangedID { new[keyPath: k.real] = r }
+        if e != unchangedID { new[keyPath: k.effective] = e }
+        if s != unchangedID { new[keyPath: k.saved] = s }
+        new[keyPath: k.fs] = new[keyPath: k.effective]
+        return .success(new)
+    }
+
+    /// __sys_setfsuid / __sys_setfsgid: the new credentials, or nil when nothing changes.
+    static func setFSID(_ old: Credentials, _ k: IDKind, _ id: UInt32) -> Credentials? {
+        guard id != unchangedID, id != old[keyPath: k.fs],
+              id == old[keyPath: k.real] || id == old[keyPath: k.effective] || id == old[keyPath: k.saved]
+                || old.capable(k.cap) else { return nil }
+        var new = old
+        new[keyPath: k.fs] = id
+        return new
     }
 
     /// setgroups(2): more than NGROUPS_MAX (65536) EINVAL; needs CAP_SETGID (EPERM).

@@ -53,7 +53,8 @@ extension Kernel {
                 }
             }
             prev = done
-            curStart = curEnd
+            // A merge may have taken in the next VMA too (sealing up to a sealed neighbour).
+            curStart = min(done.vmEnd, end)
             vma = mm.next(of: done)
         }
         return .success(())
