@@ -53,8 +53,15 @@ extension Kernel {
     public func close(_ pid: ProcessID, fd: Int32) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
-        guard task.files.fds.removeValue(forKey: fd) != nil else { return .failure(.EBADF) }
+        guard let of = task.files.fds.removeValue(forKey: fd) else { return .failure(.EBADF) }
+        if of.file.isMemfd { releaseMemfdIfUnreferenced(of.file) }
         return .success(())
+    }
+
+    /// exit: the task's fds are closed (a memfd nothing else reaches is released). Called by
+    /// mm/Fork.swift after the task left `tasks`.
+    func filesExit(_ task: TaskStruct) {
+        for of in task.files.fds.values where of.file.isMemfd { releaseMemfdIfUnreferenced(of.file) }
     }
 
     /// fstat(2), reduced to the size.

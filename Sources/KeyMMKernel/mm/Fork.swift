@@ -108,6 +108,7 @@ extension Kernel {
         task.mm = makeMM()
         task.pkru = 0x5555_5554
         mmput(old)
+        credsExec(task)                                  // cred/SetID.swift
         keysExec(task.pid)                               // mktme/KeySyscalls.swift
         return .success(())
     }
@@ -133,6 +134,7 @@ extension Kernel {
         task.exitCode = code
         tasks[task.pid] = nil
         mmput(task.mm)
+        filesExit(task)                                  // mm/Files.swift
         if !tasks.values.contains(where: { $0.tgid == task.tgid }) {
             keysExit(task.tgid)                          // mktme/KeySyscalls.swift
         }

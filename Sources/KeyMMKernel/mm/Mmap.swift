@@ -261,11 +261,14 @@ extension Kernel {
         if start > first.vmStart {
             // map_count may exceed the limit only transiently (one split, not two).
             if end < first.vmEnd && mm.mapCount >= config.maxMapCount { return .failure(.ENOMEM) }
+            // A sealed VMA is not split when it cannot be unmapped anyway (mm/Mseal.swift).
+            if first.vmFlags.contains(.sealed) { return .failure(.EPERM) }
             if let e = splitVMANoLimit(mm, first, at: start, newBelow: true) { return .failure(e) }
         }
         var list: [VMA] = []
         var cur: VMA? = first
         while let v = cur, v.vmStart < end {
+            if v.vmFlags.contains(.sealed) { return .failure(.EPERM) }
             if v.vmEnd > end, let e = splitVMANoLimit(mm, v, at: end, newBelow: false) {
                 return .failure(e)
             }

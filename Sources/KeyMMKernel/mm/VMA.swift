@@ -24,6 +24,8 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
     public static let growsDown = VMFlags(rawValue: 0x0000_0100)
     public static let uffdMissing = VMFlags(rawValue: 0x0000_0200)
     public static let pfnMap = VMFlags(rawValue: 0x0000_0400)
+    /// VM_MAYBE_GUARD: guard regions may have been installed (MADV_GUARD_INSTALL); sticky.
+    public static let maybeGuard = VMFlags(rawValue: 0x0000_0800)
     public static let uffdWP = VMFlags(rawValue: 0x0000_1000)
     public static let locked = VMFlags(rawValue: 0x0000_2000)
     public static let io = VMFlags(rawValue: 0x0000_4000)
@@ -47,6 +49,12 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
     // Protection-key bits (VM_PKEY_BIT0..3 = VM_HIGH_ARCH_0..3).
     public static let pkeyMask = VMFlags(rawValue: 0xF_0000_0000)
     public static let pkeyShift: UInt64 = 32
+    /// VM_SEALED (mseal, bit 42 since Linux 6.17).
+    public static let sealed = VMFlags(rawValue: 1 << 42)
+
+    /// VM_STICKY: flags that do not prevent a merge and that the merged VMA keeps if any of
+    /// the merged VMAs had them (soft-dirty, maybe-guard).
+    public static let sticky: VMFlags = [.softDirty, .maybeGuard]
 
     /// VM_SPECIAL: never merged, never expanded by mremap.
     public static let special: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]
@@ -76,6 +84,8 @@ public final class MappedFile: Hashable {
     public var size: UInt64
     /// A shmem inode (shared anonymous memory: "/dev/zero (deleted)"); no write-back.
     public var isShmem: Bool = false
+    /// A memfd (mm/Memfd.swift): a shmem inode an fd can reach, so its pages outlive its mappings.
+    public var isMemfd: Bool = false
     /// VMAs mapping this file (the i_mmap count); a shmem inode dies with its last one.
     public internal(set) var mapCount: Int = 0
     public init(path: String, inode: UInt64, device: (major: UInt32, minor: UInt32) = (0, 0), size: UInt64) {

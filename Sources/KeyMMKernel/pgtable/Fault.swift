@@ -95,6 +95,8 @@ extension Kernel {
             return .ok
         }
         if !pte.isPresent {
+            // handle_pte_marker(): a guard region page is SIGSEGV (SEGV_MAPERR, measured).
+            if pte.isGuardMarker { return .sigsegv(.mapErr) }
             return pgtable.swapIn?(mm, vma, addr, slot) ?? .sigbus
         }
         if write && !pte.isWritable { return doWPPage(mm, vma, addr, slot, pte) }

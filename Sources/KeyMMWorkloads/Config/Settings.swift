@@ -42,6 +42,7 @@ public struct ModelConfig: Sendable {
         ("thp", "always, madvise or never"),
         ("max-map-count", "a positive integer (Linux default 65530)"),
         ("user-keys", "on or off (off models PATCHv2, which dropped user keys)"),
+        ("pkeys", "16 (a CPU with protection keys, PKU/OSPKE) or 1 (none: pkey_alloc fails with EINVAL, then ENOSPC)"),
         ("costs", "a cost-profile JSON file written by `keymm calibrate`"),
         ("encrypt-anon", "on or off (on: every new anonymous private mapping gets the KeyID of a boot-time mktme key, the series' kernel-build experiment)"),
         ("inject-bug", "a seeded bug (docs/invariants.md), comma-separated for several, or none: " + SeededBug.names),
@@ -102,6 +103,10 @@ public struct ModelConfig: Sendable {
             kernel.thp = t
         case "max-map-count": kernel.maxMapCount = try int(1...Int(Int32.max))
         case "user-keys": kernel.userKeys = try onOff()
+        case "pkeys":
+            let n = try int(1...16)
+            guard n == 1 || n == 16 else { throw bad() }
+            kernel.pkeyCount = n
         case "encrypt-anon": kernel.encryptAnon = try onOff()
         case "costs":
             guard !value.isEmpty else { throw bad() }

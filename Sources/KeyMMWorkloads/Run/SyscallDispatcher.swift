@@ -27,6 +27,9 @@ enum ModeledCall: String, CaseIterable {
     case gup_pin, gup_unpin, ksm_scan, khugepaged_scan, reclaim, numa_balance, file_create
     case migrate_pages, move_pages, mbind, set_mempolicy
     case nanosleep, clock_nanosleep, vvar_map, hugetlb_map
+    case setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid, setfsgid, setgroups
+    case capset, capget, prctl
+    case mseal, memfd_create, ftruncate, truncate
 
     static let byName: [String: ModeledCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
     /// The model-only calls (no Linux system call has these names), for messages.
@@ -121,6 +124,9 @@ struct SyscallDispatcher {
             return Self.outcome(r)
         case .munmap:
             return Self.outcome(kernel.munmap(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1)))
+        case .mseal:
+            return Self.outcome(kernel.mseal(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
+                                             flags: a.count > 2 ? try a.u64(2) : 0))
         case .mprotect:
             return Self.outcome(kernel.mprotect(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
                                                 prot: Prot(rawValue: UInt32(truncatingIfNeeded: try a.u64(2, [.prot])))))
