@@ -19,7 +19,7 @@ extension Kernel {
         if let c = childPid, tasks[c] != nil { return .failure(.EAGAIN) }
         let mm = dupMM(parent)
         let child = TaskStruct(pid: childPid ?? allocatePid(), mm: mm, cred: parent.cred, pkru: parent.pkru,
-                               files: parent.files.copy(), parent: parent.pid)
+                               files: copyFiles(parent.files), parent: parent.pid)
         child.rlimitMemlock = parent.rlimitMemlock
         if child.pid.rawValue >= nextPid { nextPid = child.pid.rawValue &+ 1 }
         tasks[child.pid] = child
@@ -40,7 +40,7 @@ extension Kernel {
         if let c = childPid, tasks[c] != nil { return .failure(.EAGAIN) }
         parent.mm.users += 1
         let child = TaskStruct(pid: childPid ?? allocatePid(), mm: parent.mm, cred: parent.cred, pkru: parent.pkru,
-                               files: parent.files.copy(), parent: parent.pid)
+                               files: copyFiles(parent.files), parent: parent.pid)
         child.rlimitMemlock = parent.rlimitMemlock
         if child.pid.rawValue >= nextPid { nextPid = child.pid.rawValue &+ 1 }
         tasks[child.pid] = child
@@ -67,7 +67,9 @@ extension Kernel {
         guard let task = tasks[pid] else { return }
         task.exitCode = code
         tasks[pid] = nil
+        sgxThreadExits(pid)                              // sgx/EnclaveAccess.swift: the thread leaves any enclave
         mmput(task.mm)
+        exitFiles(task)                                  // mm/CharDevice.swift: exit_files after exit_mm
         keysExit(pid)                                    // mktme/KeySyscalls.swift
     }
 
@@ -80,12 +82,14 @@ extension Kernel {
         if mm.users <= 0 { exitMmap(mm) }
     }
 
-    /// exit_mmap(): unmap and free every VMA and the page tables.
+    /// exit_mmap(): mmu_notifier .release first, then unmap and free every VMA and the page tables.
     func exitMmap(_ mm: MM) {
+        mmuNotifierRelease(mm)                           // mm/MMUNotifier.swift
+        mm.tornDown = true
         let all = mm.allVMAs
         for v in all { glueZap(mm, v, v.vmStart, v.vmEnd) }
         mm.vmas.removeAll()
-        for v in all { freeVMA(v) }
+        for v in all { freeVMA(v, mm: mm) }
         glueFreePageTables(mm)
         mm.totalVM = 0
         mm.lockedVM = 0
@@ -125,7 +129,7 @@ extension Kernel {
             }
             tmp.vmFlags.subtract(VMFlags.lockedMask)
             mm.vmas.insert(tmp)
-            tmp.vmOps?.open(tmp)
+            tmp.vmOps?.open(tmp, mm: mm)
             if !tmp.vmFlags.contains(.wipeOnFork) {
                 glueCopyPageRange(dst: mm, src: old, dstVMA: tmp, srcVMA: src)
             }

@@ -40,6 +40,10 @@ public final class MM {
     public var users: Int = 1
     /// Accounted pages (vm_committed_as share of this mm: VM_ACCOUNT VMAs).
     public var committedPages: UInt64 = 0
+    /// mmu_notifier subscriptions (mm->notifier_subscriptions, mm/MMUNotifier.swift).
+    package var mmuNotifiers: [MMUNotifier] = []
+    /// exit_mmap() ran: the address space is gone (walkers' mmget_not_zero fails).
+    package internal(set) var tornDown = false
 
     /// Default mmap_base without randomization: TASK_SIZE minus the minimum stack gap
     /// (x86 mmap_base(): max(8 MiB stack rlimit + 1 MiB guard, 128 MiB) = 128 MiB).

@@ -26,10 +26,13 @@ enum ModeledCall: String, CaseIterable {
     case gup_pin, gup_unpin, ksm_scan, khugepaged_scan, reclaim, numa_balance, file_create
     case migrate_pages, move_pages, mbind, set_mempolicy
     case nanosleep, clock_nanosleep, vvar_map, hugetlb_map
+    case ioctl, enclave_read, enclave_write, sgx_mm_list, sgx_epc_free, sgx_reclaim
+    case sgx_walk_begin, sgx_walk_end, sgx_tamper
 
     static let byName: [String: ModeledCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
     /// Names of the model-only calls: a misspelling of one is an input error, not a skipped call.
-    static let modelOnlyPrefixes = ["mem_", "phys_", "virt_", "gup_", "ksm_", "khugepaged_", "file_", "numa_", "vvar_", "hugetlb_"]
+    static let modelOnlyPrefixes = ["mem_", "phys_", "virt_", "gup_", "ksm_", "khugepaged_", "file_", "numa_", "vvar_", "hugetlb_",
+                                    "enclave_", "sgx_"]
 }
 
 /// Executes trace lines on a kernel.
@@ -57,6 +60,7 @@ struct SyscallDispatcher {
             throw TraceError(location: line.location, message: "process \(pid) was never started: a process starts at the file's first line or as the result of fork/vfork/clone")
         }
         var a = Arguments(line: line)
+        kernel.sgxAsyncExit(task.pid)   // a thread inside an enclave left it to make this call (sgx/EnclaveAccess.swift)
         if lenient { try inferExecRegions(call, a: a, line: line, task: task, kernel: kernel) }
         return try execute(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
     }
