@@ -52,7 +52,7 @@ package struct EPCState {
         onActive = [Bool](repeating: false, count: pages)
     }
 
-    var pageCount: Int { owner.count }
+    package var pageCount: Int { owner.count }
 
     mutating func popFree() -> EPCPage? {
         guard freeCount > 0 else { return nil }

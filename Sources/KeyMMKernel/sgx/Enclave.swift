@@ -26,8 +26,7 @@ package final class SGXEnclavePage {
     package var vaSlot = 0
     /// SGX_ENCL_PAGE_BEING_RECLAIMED.
     package var beingReclaimed = false
-    /// EPC_PAGE_RECLAIMER_TRACKED on its EPC page (on the active list or isolated by a batch).
-    unowned let enclave: SGXEnclave
+    package unowned let enclave: SGXEnclave
 
     init(enclave: SGXEnclave, linear: UInt64, maxProt: VMFlags, type: EPCPageType) {
         self.enclave = enclave

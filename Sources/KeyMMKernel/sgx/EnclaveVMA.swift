@@ -146,9 +146,15 @@ extension SGXDriver {
         case .success(let p): epcPage = p
         }
         let index = encl.backingIndex(page)
-        guard let va = page.va, let b = encl.backing[index] else {
+        guard let va = page.va else {
             freeEPCPage(epcPage)
-            anomaly(.enclaveContents, "enclave page at \(Fmt.hex(page.linear)) of description \(encl.openID) has neither an EPC page nor backing storage: its contents are lost")
+            anomaly(.enclaveContents, "enclave page at \(Fmt.hex(page.linear)) of description \(encl.openID) is neither in the EPC nor written back: its contents are lost")
+            return .failure(.EFAULT)
+        }
+        guard let b = encl.backing[index] else {
+            // Truncated after an earlier refused ELDU: shmem reads zeros, which ELDU refuses again.
+            freeEPCPage(epcPage)
+            clock.count(.sgxELDURefused)
             return .failure(.EFAULT)
         }
         let blob = kernel.kernelRead(b.frame, count: pageSize)
@@ -157,7 +163,6 @@ extension SGXDriver {
         guard r == .success else {
             freeEPCPage(epcPage)
             clock.count(.sgxELDURefused)
-            page.va = nil
             return .failure(.EFAULT)
         }
         va.freeSlot(page.vaSlot)

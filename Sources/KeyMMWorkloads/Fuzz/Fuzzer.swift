@@ -123,7 +123,8 @@ public final class Fuzzer {
         var done = 0
         let total = options.ops * options.policies.count
         for policy in options.policies {
-            if let bug = options.injectBug, !bug.applies(policy: policy.rawValue, encryption: options.model.machine.encryption.rawValue) {
+            if let bug = options.injectBug, !bug.applies(policy: policy.rawValue, encryption: options.model.machine.encryption.rawValue,
+                                                         sgxTracking: options.model.kernel.sgxMMTracking.rawValue) {
                 results.append(FuzzPolicyResult(policy: policy, ops: 0, episodes: 0, seconds: 0, finding: nil, skipped: true))
                 done += options.ops
                 continue
