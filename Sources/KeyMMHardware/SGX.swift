@@ -178,9 +178,9 @@ public final class SGXUnit {
         var page: EPCPage?
     }
 
-    /// SECS.ATTRIBUTES bits ECREATE accepts (INIT, DEBUG, MODE64BIT, PROVISIONKEY, EINITTOKENKEY,
-    /// KSS, AEXNOTIFY); any other bit is reserved and faults.
-    public static let knownAttributes: UInt64 = 0x1 | 0x2 | 0x4 | 0x10 | 0x20 | 0x80 | 0x400
+    /// SECS.ATTRIBUTES bits ECREATE accepts (DEBUG, MODE64BIT, PROVISIONKEY, EINITTOKENKEY, KSS,
+    /// AEXNOTIFY); INIT (set only by EINIT) and the reserved bits fault.
+    public static let knownAttributes: UInt64 = 0x2 | 0x4 | 0x10 | 0x20 | 0x80 | 0x400
 
     init(config: MachineConfig, cache: Cache, engine: EncryptionEngine, clock: CostClock) {
         epcBase = config.epcRange.lowerBound

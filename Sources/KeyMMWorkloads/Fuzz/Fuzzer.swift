@@ -94,6 +94,7 @@ public final class Fuzzer {
         m.machine.nodes = 2
         m.machine.cacheSize = .mib(1)
         m.machine.keyidBits = 3
+        m.machine.epc = .mib(1)      // 256 EPC pages: enclaves oversubscribe it, ksgxd and direct reclaim run
         return m
     }
 
