@@ -50,6 +50,13 @@ public protocol BenchWorkload: Sendable {
     var policyIndependent: Bool { get }
     /// Runs once in `context` and returns its row (the runner fills ratio_vs_none).
     func run(_ context: BenchContext) throws -> BenchResult
+    /// Runs once and returns every row: a workload with several variants (`sgx`) returns one row
+    /// per variant, named `NAME/VARIANT` (default: the row of `run`).
+    func runRows(_ context: BenchContext) throws -> [BenchResult]
+}
+
+extension BenchWorkload {
+    public func runRows(_ context: BenchContext) throws -> [BenchResult] { [try run(context)] }
 }
 
 /// Every workload `keymm bench` knows, in the order it runs them by default.
@@ -64,6 +71,7 @@ public enum BenchRegistry {
         MacroWorkload(),
         TenantsWorkload(),
         KeyIDPressureWorkload(),
+        SGXWorkload(),
     ]
 
     /// The workload with this name, if any.
@@ -91,9 +99,10 @@ public enum BenchRunner {
                 ctx.policy = p
                 if let p { ctx.config.kernel.policy = p }
                 progress?("\(w.name) / \(p?.rawValue ?? "all")")
-                let result = try w.run(ctx)
-                report.results.append(result.row)
-                for (k, v) in result.host { report.host[k] = v }
+                for result in try w.runRows(ctx) {
+                    report.results.append(result.row)
+                    for (k, v) in result.host { report.host[k] = v }
+                }
             }
         }
         report.computeRatios()
