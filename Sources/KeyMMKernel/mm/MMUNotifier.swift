@@ -18,9 +18,10 @@ package protocol MMUNotifierOps: AnyObject {
     func freeNotifier(_ subscription: MMUNotifier)
 }
 
-/// struct mmu_notifier: one subscription.
+/// struct mmu_notifier: one subscription. It keeps its subscriber (the object it is embedded in,
+/// in C) alive until it is freed or unregistered.
 package final class MMUNotifier {
-    package unowned let ops: MMUNotifierOps
+    package private(set) var ops: MMUNotifierOps?
     /// The mm it is registered on (nil before registration and after unregister/put).
     package private(set) var mm: MM?
     /// On the mm's list (registered, .release not yet called).
@@ -31,6 +32,7 @@ package final class MMUNotifier {
 
     fileprivate func attach(_ mm: MM) { self.mm = mm; hashed = true }
     fileprivate func detach() { mm = nil }
+    fileprivate func drop() { ops = nil }
 }
 
 extension Kernel {
@@ -48,10 +50,13 @@ extension Kernel {
         if subscription.hashed {
             subscription.hashed = false
             subscription.released = true
-            subscription.ops.release(subscription, mm)
+            subscription.ops?.release(subscription, mm)
             mm.mmuNotifiers.removeAll { $0 === subscription }
         }
-        mmuNotifierSRCU.synchronize { subscription.detach() }
+        mmuNotifierSRCU.synchronize {
+            subscription.detach()
+            subscription.drop()
+        }
     }
 
     /// mmu_notifier_put(): .free_notifier runs after a grace period (the subscription may already be
@@ -63,7 +68,8 @@ extension Kernel {
         }
         mmuNotifierSRCU.call {
             subscription.detach()
-            subscription.ops.freeNotifier(subscription)
+            subscription.ops?.freeNotifier(subscription)
+            subscription.drop()
         }
     }
 
@@ -74,7 +80,7 @@ extension Kernel {
             s.hashed = false
             s.released = true
             mm.mmuNotifiers.removeAll { $0 === s }
-            s.ops.release(s, mm)
+            s.ops?.release(s, mm)
         }
         mm.mmuNotifiers.removeAll()
     }

@@ -15,7 +15,8 @@ import KeyMMHardware
 /// sgx_vm_ops, one instance per enclave (it doubles as vm_private_data).
 package final class SGXVMOps: VMFaultHandler {
     unowned let driver: SGXDriver
-    package unowned let enclave: SGXEnclave
+    /// vm_private_data (strong: a VMA keeps its enclave's object; the enclave drops its ops at free).
+    package let enclave: SGXEnclave
 
     init(driver: SGXDriver, enclave: SGXEnclave) {
         self.driver = driver

@@ -154,8 +154,22 @@ package final class SGXDriver: CharDeviceOps {
             anomaly(.epcAccounting, "enclave of description \(encl.openID) freed with secs_child_cnt \(encl.secsChildCount): its SECS leaks")
         }
         if let eid = encl.eid { unit.forget(eid) }
+        // Nothing of the EPC may still name this enclave (a leaked page is reported, then taken back).
+        for i in 0..<epc.pageCount {
+            let mine: Bool
+            switch epc.owner[i] {
+            case .page(let p): mine = p.enclave === encl
+            case .secs(let e), .va(let e): mine = e === encl
+            default: mine = false
+            }
+            guard mine else { continue }
+            anomaly(.epcAccounting, "\(EPCPage(i)) still belonged to the enclave of description \(encl.openID) when it was freed")
+            _ = unit.eremove(EPCPage(i))
+            freeEPCPage(EPCPage(i))
+        }
         encl.freed = true
         encl.mmHead = nil
+        encl.ops = nil
         enclaves[encl.openID] = nil
     }
 
