@@ -106,7 +106,7 @@ extension InvariantChecker {
                 }
                 if p.linear != leaf.va.rawValue {
                     report(.epcStalePTE, key: "\(leaf.pid):\(leaf.va.rawValue)",
-                           "\(place) maps \(leaf.page), which now holds the enclave page at \(Fmt.hex(p.linear)): the page this entry mapped was written back and its EPC page reused")
+                           "\(place) maps \(leaf.page), which holds the enclave page at \(Fmt.hex(p.linear)), not this address's: the reclaimer zaps only the page's own address, so this entry would outlive its write-back (a moved mapping, or a page written back and its EPC page reused)")
                 }
             case .secs(let e), .va(let e):
                 report(.epcMappedOutsideEnclave, key: "\(leaf.pid):\(leaf.va.rawValue)",
