@@ -66,8 +66,11 @@ extension SyscallDispatcher {
 
     /// ioctl(FD, REQUEST, ARG).
     private func ioctl(_ a: inout Arguments, line: SyscallLine, task: TaskStruct, kernel: Kernel) throws(TraceError) -> CallOutcome? {
-        let fd = try a.i32(0)
+        // Another driver's ioctl (a real log's TCGETS, perf's named arguments): not modeled, and
+        // nothing about it is an input error.
+        guard a.count >= 2, let fd = try? a.i32(0) else { return nil }
         let requestArg = try a.arg(1)
+        if case .named = requestArg.value { return nil }
         let isEnclaveFd: Bool = {
             guard let of = task.files.fds[fd], let d = kernel.sgx else { return false }
             return of.file.charDevice === d
