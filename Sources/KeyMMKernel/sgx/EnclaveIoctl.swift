@@ -249,25 +249,7 @@ extension Kernel {
     /// get_user_pages(src, 1, 0) + kmap for EADD's source: the page's bytes as the kernel reads them
     /// through the page's KeyID, nil (EFAULT) when it cannot be had (no VMA, no read right, a raw PFN).
     func gupReadPage(_ task: TaskStruct, _ addr: VirtAddr) -> [UInt8]? {
-        let mm = task.mm
-        guard let vma = mm.vma(containing: addr), gupCheckVMAFlags(task, vma, write: false) else { return nil }
-        let pt = mm.pageTable
-        for _ in 0..<3 {
-            switch pt.walk(addr) {
-            case .huge:
-                splitHugePMD(mm, vma, at: addr)
-                continue
-            case .pte(_, let slot):
-                let e = pt[slot]
-                if e.isPresent {
-                    guard !e.isSpecial || isZeroPFN(e.pfn(layout)) else { return nil }
-                    return machine.read(e.pfn(layout).physAddr, keyid: e.keyid(layout), count: pageSize)
-                }
-            case .none:
-                break
-            }
-            guard handleMMFault(mm, vma, addr, .read) == .ok else { return nil }
-        }
-        return nil
+        guard let e = gupFaultIn(task, addr, write: false), !e.isSpecial || isZeroPFN(e.pfn(layout)) else { return nil }
+        return machine.read(e.pfn(layout).physAddr, keyid: e.keyid(layout), count: pageSize)
     }
 }
