@@ -85,6 +85,9 @@ public enum CloseMergeRule: String, Sendable, CaseIterable {
 
 /// The kernel: tasks and their address spaces on one modeled machine.
 public final class Kernel {
+    deinit {
+        sgx?.breakReferenceCycles()   // sgx/SGXDriver.swift: encl_mm <-> mmu_notifier <-> mm, pending SRCU work
+    }
     public let machine: Machine
     public let allocator: PageAllocator
     public let keys: KeyService

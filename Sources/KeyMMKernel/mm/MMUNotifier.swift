@@ -33,6 +33,9 @@ package final class MMUNotifier {
     fileprivate func attach(_ mm: MM) { self.mm = mm; hashed = true }
     fileprivate func detach() { mm = nil }
     fileprivate func drop() { ops = nil }
+    /// The model's kernel goes away with the subscription still registered: it lets go of its mm and
+    /// subscriber (both would otherwise keep each other alive).
+    package func breakCycles() { mm = nil; ops = nil }
 }
 
 extension Kernel {

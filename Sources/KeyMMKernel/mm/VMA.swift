@@ -72,7 +72,9 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
 public final class MappedFile: Hashable {
     public let path: String
     /// The file operations of a character-device node (/dev/sgx_enclave); nil for regular files.
-    package var charDevice: CharDeviceOps?
+    /// Weak: the kernel owns its drivers, and a file a leftover VMA still names must not keep a
+    /// driver (and through it the machine) alive after the kernel is gone.
+    package weak var charDevice: CharDeviceOps?
     public let inode: UInt64
     public let device: (major: UInt32, minor: UInt32)
     public var size: UInt64

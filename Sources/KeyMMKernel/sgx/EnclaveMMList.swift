@@ -104,6 +104,7 @@ extension SGXDriver {
     func freeEnclMM(_ e: SGXEnclMM) {
         if e.freed { anomaly(.mmList, "encl_mm of \(describe(e.mm)) freed twice"); return }
         e.freed = true
+        unfreedEnclMMs[ObjectIdentifier(e)] = nil
         clock.count(.sgxEnclMMFrees)
         enclMMLifetimes.append(now &- e.bornAt)
     }
@@ -114,6 +115,7 @@ extension SGXDriver {
     func enclMMAdd(_ encl: SGXEnclave, _ mm: MM) -> Errno? {
         if !kernel.config.bugs.contains(.sgxEnclMMAddedTwice), findEnclMM(encl, mm) != nil { return nil }   // seeded bug
         let e = SGXEnclMM(driver: self, enclave: encl, mm: mm)
+        unfreedEnclMMs[ObjectIdentifier(e)] = e
         encl.refcount += 1                                   // the encl_mm's enclave reference
         let n = MMUNotifier(ops: e)
         e.notifier = n
@@ -135,7 +137,7 @@ extension SGXDriver {
         if kernel.config.bugs.contains(.sgxReleaseWithoutSRCUSync) {   // seeded bug
             kernel.mmuNotifierPut(n)
         } else {
-            encl.srcu.synchronize { [kernel] in kernel.mmuNotifierPut(n) }
+            encl.srcu.synchronize { [weak kernel] in kernel?.mmuNotifierPut(n) }
         }
     }
 
@@ -172,6 +174,7 @@ extension SGXDriver {
             return
         }
         let e = SGXEnclMM(driver: self, enclave: encl, mm: mm)
+        unfreedEnclMMs[ObjectIdentifier(e)] = e
         e.refcount = 1
         listAdd(encl, e)
     }

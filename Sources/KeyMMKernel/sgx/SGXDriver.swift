@@ -43,6 +43,12 @@ package final class SGXDriver: CharDeviceOps {
     package var reclaimBatches = 0
     package var pagesWrittenBack = 0
     package var reclaimMMVisits = 0
+    /// Objects that may sit in reference cycles the model breaks only when they are freed (an
+    /// encl_mm and its notifier, an enclave and its list, vm_ops and pending SRCU work): what
+    /// `deinit` breaks when the kernel goes away first (the end of a fuzz episode). Every enclave
+    /// ever opened stays here until its release found no SRCU work pending.
+    var unfreedEnclMMs: [ObjectIdentifier: SGXEnclMM] = [:]
+    var unreleasedEnclaves: [ObjectIdentifier: SGXEnclave] = [:]
     /// Lifetimes of freed encl_mms (modeled cycles from allocation to free), for the bench.
     package var enclMMLifetimes: [UInt64] = []
 
@@ -56,6 +62,22 @@ package final class SGXDriver: CharDeviceOps {
         tracking = kernel.config.sgxMMTracking
         vmaFlags = kernel.config.sgxVMAFlags
         epc = EPCState(pages: unit.pageCount)
+    }
+
+    /// The kernel goes away (the end of a fuzz episode, a test, a bench run): cycles the model
+    /// breaks only when objects are freed are broken here for whatever is still live, so the
+    /// kernel's mms, page tables and machine are deallocated.
+    func breakReferenceCycles() {
+        for e in unfreedEnclMMs.values {
+            e.notifier?.breakCycles()
+            e.notifier = nil
+            e.next = nil
+        }
+        for encl in unreleasedEnclaves.values {
+            encl.srcu.discardPending()
+            encl.mmHead = nil
+            encl.ops = nil
+        }
     }
 
     func anomaly(_ kind: SGXAnomalyKind, _ detail: String) {
@@ -72,6 +94,7 @@ package final class SGXDriver: CharDeviceOps {
         let encl = SGXEnclave(openID: openID)
         encl.ops = SGXVMOps(driver: self, enclave: encl)
         enclaves[openID] = encl
+        unreleasedEnclaves[ObjectIdentifier(encl)] = encl
         return nil
     }
 
@@ -171,6 +194,7 @@ package final class SGXDriver: CharDeviceOps {
         encl.mmHead = nil
         encl.ops = nil
         enclaves[encl.openID] = nil
+        if encl.srcu.pendingWork == 0 { unreleasedEnclaves[ObjectIdentifier(encl)] = nil }
     }
 
     /// The enclave an fd of `task` names (EBADF: no such fd; ENOTTY: not /dev/sgx_enclave).

@@ -73,6 +73,10 @@ package final class SRCUStruct {
         cleanedUp = true
     }
 
+    /// Drops queued work without running it (the model's kernel goes away with a reader still
+    /// inside: nothing runs any more, and the closures must not keep their objects alive).
+    package func discardPending() { waiting.removeAll() }
+
     private func runCompleted() {
         while let i = waiting.firstIndex(where: { $0.waitFor.isDisjoint(with: readers) }) {
             let w = waiting.remove(at: i)
