@@ -64,6 +64,10 @@ public final class InvariantChecker {
     var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
     var previousCacheObserver: ((CacheEvent) -> Void)?
     var previousKeyIDObserver: ((KeyIDEvent) -> Void)?
+    var previousSGXObserver: ((SGXEvent) -> Void)?
+    /// SGX: digests of the pages written back (SGXChecks.swift), and driver anomalies reported so far.
+    var sealedDigests: [SealedKey: UInt64] = [:]
+    var sgxAnomaliesSeen = 0
     var attached = false
 
     // Per-check state.
@@ -88,6 +92,7 @@ public final class InvariantChecker {
         frameUses = FrameUseTable(frames: kernel.machine.frameCount)
         allocatorAnomaliesSeen = kernel.allocator.anomalies.count
         keyidAnomaliesSeen = kernel.keys.references.anomalies.count
+        sgxAnomaliesSeen = kernel.sgx?.anomalies.count ?? 0
         attach()
         lastLayout = currentLayout()
     }
@@ -101,6 +106,7 @@ public final class InvariantChecker {
         let engine = kernel.machine.engine
         let alloc = kernel.allocator
         let fills = options.checkFills && options.enabled.contains(.staleCacheLine)
+        let osMemory = kernel.machine.config.memory.rawValue   // the EPC above it has no struct page
         previousCacheObserver = kernel.machine.cache.observer
         let prevCache = previousCacheObserver
         kernel.machine.cache.observer = { [weak self] event in
@@ -109,7 +115,7 @@ public final class InvariantChecker {
             case .writeBack(let pa, let k):
                 if engine.isPlaintext(k) { self?.plaintextWriteBacks.append(pa.rawValue >> 6) }
             case .fill(let pa, let k):
-                guard fills else { return }
+                guard fills, pa.rawValue < osMemory else { return }
                 let pk = alloc.pageKeyID(pa.pfn)
                 if pk != k, let self, !self.exempt.contains(pa.pfn.rawValue), self.wrongKeyIDFills.count < 64 {
                     self.wrongKeyIDFills.append((pa.rawValue, k, pk))
@@ -127,6 +133,7 @@ public final class InvariantChecker {
                 self?.checkCachedLinesAtProgramming(k, "\(kind)")
             }
         }
+        attachSGXObserver()   // SGXChecks.swift
     }
 
     /// Removes the observers (restoring the ones found at attach).
@@ -135,6 +142,7 @@ public final class InvariantChecker {
         attached = false
         kernel.machine.cache.observer = previousCacheObserver
         kernel.keys.references.onKeyIDEvent = previousKeyIDObserver
+        detachSGXObserver()
     }
 
     // MARK: reporting
@@ -197,6 +205,7 @@ public final class InvariantChecker {
         checkPlaintextWriteBacks()
         checkFills()
         checkLayout(call)
+        checkSGXAnomalies()
         callsSinceSweep += 1
         if sweepDue() { sweep() }
         programmedDuringCall.removeAll(keepingCapacity: true)
@@ -212,6 +221,7 @@ public final class InvariantChecker {
         currentSite = site
         checkKeyIDProgramming()
         checkPlaintextWriteBacks()
+        checkSGXAnomalies()
         sweep()
         checkShadowAgainstDRAM()
         return flush(site: site)
@@ -235,6 +245,7 @@ public final class InvariantChecker {
         checkCache(frames, &work)
         checkZeroPages()
         checkAllocator()
+        checkSGX(mapping.epcLeaves, &work)
         lastSweepWork = work
     }
 }

@@ -27,6 +27,8 @@ struct MappingCensus {
     var vmasPerKeyID: [Int]
     /// The first VMA seen per KeyID (for reports).
     var firstVMA: [Int: (ProcessID, VMA)] = [:]
+    /// Entries that map EPC frames (SGXChecks.swift checks them against the driver).
+    var epcLeaves: [EPCLeaf] = []
 }
 
 extension InvariantChecker {
@@ -67,6 +69,7 @@ extension InvariantChecker {
         let zero = kernel.pgtable.zeroPFN
         let hugeZero = kernel.pgtable.hugeZeroPFN
         let sme = kernel.smeActive
+        let sgxUnit = kernel.machine.sgx
         var ksmSeen: [UInt64: (keyid: UInt16, where_: String)] = [:]
         for (pid, mm) in kernel.distinctMMs {
             let vmas = mm.allVMAs
@@ -103,6 +106,10 @@ extension InvariantChecker {
                     return
                 }
                 if leaf.isSpecial {
+                    if let unit = sgxUnit, let page = unit.page(of: leaf.pfn) {
+                        census.epcLeaves.append(EPCLeaf(pid: pid, va: leaf.address, page: page, vma: vma))
+                        return
+                    }
                     for i in 0..<leaf.pages { exemptFrames.insert(leaf.pfn.rawValue &+ UInt64(i)) }
                     return
                 }

@@ -13,6 +13,9 @@ public enum TraceConstantFamily: String, Sendable, Hashable, CaseIterable, Custo
     case pkey = "PKEY_*", mpol = "MPOL_*", msync = "MS_*", clone = "CLONE_*", signal = "SIG*"
     case fileMode = "S_IF*", access = "*_OK", wait = "W*", memfd = "MFD_*"
     case capability = "CAP_*", keyPerm = "KEY_POS_*", prctl = "PR_*"
+    // SGX (arch/x86/include/uapi/asm/sgx.h, asm/sgx.h) and the model-only sgx_tamper modes.
+    case sgxIoctl = "SGX_IOC_*", sgxSecinfo = "SGX_SECINFO_*", sgxPageFlags = "SGX_PAGE_*"
+    case sgxAttribute = "SGX_ATTR_*", sgxTamper = "SGX_TAMPER_*"
 
     public var description: String { rawValue }
 
@@ -121,6 +124,23 @@ public enum TraceConstantFamily: String, Sendable, Hashable, CaseIterable, Custo
             [("WNOHANG", 1), ("WUNTRACED", 2), ("WSTOPPED", 2), ("WEXITED", 4), ("WCONTINUED", 8),
              ("WNOWAIT", 0x0100_0000), ("__WNOTHREAD", 0x2000_0000), ("__WALL", 0x4000_0000),
              ("__WCLONE", 0x8000_0000)]
+        case .sgxIoctl:
+            [("SGX_IOC_ENCLAVE_CREATE", 0x4008_A400), ("SGX_IOC_ENCLAVE_ADD_PAGES", 0xC030_A401),
+             ("SGX_IOC_ENCLAVE_INIT", 0x4008_A402), ("SGX_IOC_ENCLAVE_PROVISION", 0x4008_A403),
+             ("SGX_IOC_VEPC_REMOVE_ALL", 0xA404), ("SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS", 0xC028_A405),
+             ("SGX_IOC_ENCLAVE_MODIFY_TYPES", 0xC028_A406), ("SGX_IOC_ENCLAVE_REMOVE_PAGES", 0xC018_A407)]
+        case .sgxSecinfo:
+            [("SGX_SECINFO_R", 0x1), ("SGX_SECINFO_W", 0x2), ("SGX_SECINFO_X", 0x4),
+             ("SGX_SECINFO_SECS", 0x000), ("SGX_SECINFO_TCS", 0x100), ("SGX_SECINFO_REG", 0x200),
+             ("SGX_SECINFO_VA", 0x300), ("SGX_SECINFO_TRIM", 0x400)]
+        case .sgxPageFlags:
+            [("SGX_PAGE_MEASURE", 0x1)]
+        case .sgxAttribute:
+            [("SGX_ATTR_INIT", 0x1), ("SGX_ATTR_DEBUG", 0x2), ("SGX_ATTR_MODE64BIT", 0x4),
+             ("SGX_ATTR_PROVISIONKEY", 0x10), ("SGX_ATTR_EINITTOKENKEY", 0x20), ("SGX_ATTR_KSS", 0x80),
+             ("SGX_ATTR_ASYNC_EXIT_NOTIFY", 0x400)]
+        case .sgxTamper:
+            [("SGX_TAMPER_FLIP", 1), ("SGX_TAMPER_REPLAY", 2)]
         case .memfd:
             [("MFD_CLOEXEC", 1), ("MFD_ALLOW_SEALING", 2), ("MFD_HUGETLB", 4), ("MFD_NOEXEC_SEAL", 8),
              ("MFD_EXEC", 0x10)]

@@ -79,6 +79,10 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
 /// A file that can be mapped: an inode of the model's page cache.
 public final class MappedFile: Hashable {
     public let path: String
+    /// The file operations of a character-device node (/dev/sgx_enclave); nil for regular files.
+    /// Weak: the kernel owns its drivers, and a file a leftover VMA still names must not keep a
+    /// driver (and through it the machine) alive after the kernel is gone.
+    package weak var charDevice: CharDeviceOps?
     public let inode: UInt64
     public let device: (major: UInt32, minor: UInt32)
     public var size: UInt64
@@ -132,6 +136,9 @@ public protocol VMOperations: AnyObject {
     func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno?
     /// Veto an mprotect (vm_ops->mprotect): return an errno to refuse.
     func mprotect(_ vma: VMA, start: VirtAddr, end: VirtAddr, newFlags: VMFlags) -> Errno?
+    /// vm_ops->open / ->close with the VMA's mm (vma->vm_mm); the defaults call the forms without it.
+    func open(_ vma: VMA, mm: MM)
+    func close(_ vma: VMA, mm: MM)
 }
 
 public extension VMOperations {
@@ -139,6 +146,8 @@ public extension VMOperations {
     var hasClose: Bool { false }
     func open(_ vma: VMA) {}
     func close(_ vma: VMA) {}
+    func open(_ vma: VMA, mm: MM) { open(vma) }
+    func close(_ vma: VMA, mm: MM) { close(vma) }
     func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno? { nil }
     func mprotect(_ vma: VMA, start: VirtAddr, end: VirtAddr, newFlags: VMFlags) -> Errno? { nil }
 }

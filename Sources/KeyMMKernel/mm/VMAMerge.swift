@@ -83,6 +83,8 @@ extension Kernel {
         if (vma.vmFlags.rawValue ^ vmg.flags.rawValue) & ~VMFlags.sticky.rawValue != 0 { return false }
         if vma.vmFile !== vmg.file || vma.fileOpenID != vmg.fileOpenID { return false }
         if vma.keyid != vmg.keyid && !config.bugs.contains(.mergeAcrossKeyIDs) { return false }   // seeded bug
+        // 2019's is_mergeable_vma (seed 004): a VMA with vm_ops->close never merges at all.
+        if config.closeMergeRule == .linux2019, vma.vmOps?.hasClose == true { return false }
         if vma.memoryPolicy != vmg.policy { return false }
         if vma.anonName != vmg.anonName { return false }
         return true
@@ -163,6 +165,7 @@ extension Kernel {
         if let r = removedMiddle { freeVMA(r, close: false) }
         if let r = removedNext { freeVMA(r, close: false) }
         machine.clock.charge(.vmaOp)
+        machine.clock.count(.vmaMerges)
     }
 
     /// vma_adjust_trans_huge(): split huge PMDs straddling the new boundaries.
@@ -314,7 +317,7 @@ extension Kernel {
             new.vmPgoff = vma.pageIndex(of: addr)
         }
         anonVMAClone(new, from: vma)
-        vma.vmOps?.open(new)
+        vma.vmOps?.open(new, mm: mm)
         adjustTransHuge(mm, vma, vma.vmStart, addr, nil)
         if newBelow {
             // The lower half takes vma's slot in the tree; vma moves up to `addr`.
@@ -395,7 +398,7 @@ extension Kernel {
         new.vmEnd = end
         new.vmPgoff = pgoff
         anonVMAClone(new, from: vma)
-        new.vmOps?.open(new)
+        new.vmOps?.open(new, mm: mm)
         mm.vmas.insert(new)
         machine.clock.charge(.vmaOp)
         return new

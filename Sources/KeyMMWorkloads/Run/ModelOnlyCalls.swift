@@ -61,9 +61,9 @@ extension SyscallDispatcher {
         case .phys_read:
             let pa = try a.u64(0)
             let length = try a.u64(1)
-            let limit = UInt64(kernel.machine.config.memory.rawValue)
+            let limit = kernel.machine.config.installedDRAM.rawValue
             guard length <= 1 << 24, pa < limit, length <= limit - pa else {
-                throw TraceError(location: line.location(ofArgument: 0), message: "phys_read(0x\(String(pa, radix: 16)), \(length)) is outside physical memory (\(kernel.machine.config.memory)) or over 16 MiB")
+                throw TraceError(location: line.location(ofArgument: 0), message: "phys_read(0x\(String(pa, radix: 16)), \(length)) is outside physical memory (\(kernel.machine.config.memory) of memory + \(kernel.machine.config.epc) of EPC) or over 16 MiB")
             }
             return .bytes(kernel.machine.physRead(PhysAddr(pa), count: Int(length)))
         case .wbinvd:
@@ -254,6 +254,7 @@ extension SyscallDispatcher {
             return Self.outcome(kernel.hugetlbMap(task, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
                                                   prot: Prot(rawValue: UInt32(truncatingIfNeeded: try a.u64(2, [.prot])))).map { _ in () })
         default:
+            if let o = try executeSGX(call, a: &a, line: line, task: task, kernel: kernel) { return o }   // SGXCalls.swift
             return try executeCredentials(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
         }
     }

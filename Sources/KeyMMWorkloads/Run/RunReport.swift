@@ -165,6 +165,8 @@ extension ModelConfig {
             "policy": kernel.policy.rawValue, "thp": kernel.thp.rawValue,
             "max-map-count": String(kernel.maxMapCount), "user-keys": kernel.userKeys ? "on" : "off",
             "encrypt-anon": kernel.encryptAnon ? "on" : "off", "pkeys": String(kernel.pkeyCount),
+            "epc": machine.epc.description, "sgx-mm-tracking": kernel.sgxMMTracking.rawValue,
+            "sgx-vma-flags": kernel.sgxVMAFlags.rawValue, "vm-close-merge": kernel.closeMergeRule.rawValue,
         ]
         if let c = costsFile { s["costs"] = c }
         let bugs = SeededBug.entries(kernel.bugs).map(\.name)

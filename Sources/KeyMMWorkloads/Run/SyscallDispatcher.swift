@@ -30,6 +30,8 @@ enum ModeledCall: String, CaseIterable {
     case setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid, setfsgid, setgroups
     case capset, capget, prctl
     case mseal, memfd_create, ftruncate, truncate
+    case ioctl, enclave_read, enclave_write, sgx_mm_list, sgx_epc_free, sgx_reclaim
+    case sgx_walk_begin, sgx_walk_end, sgx_tamper
 
     static let byName: [String: ModeledCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
     /// The model-only calls (no Linux system call has these names), for messages.
@@ -92,6 +94,7 @@ struct SyscallDispatcher {
         learnedLast = false
         started = true
         var a = Arguments(line: line)
+        kernel.sgxAsyncExit(task.pid)   // a thread inside an enclave left it to make this call (sgx/EnclaveAccess.swift)
         if lenient { try inferExecRegions(call, a: a, line: line, task: task, kernel: kernel) }
         return try execute(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
     }
