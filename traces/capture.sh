@@ -23,6 +23,15 @@ make -s -C src clean
 strace -f -o make-j2.strace make -C src -j2
 strace -f -o arenastat.strace src/arenastat 100000
 make -s -C src clean
+gcc -O2 -Wall -o src/pkeys-nopku src/pkeys-nopku.c
+strace -f -o pkeys-nopku.strace src/pkeys-nopku
+rm -f src/pkeys-nopku
+gcc -O2 -Wall -o src/dropprivs src/dropprivs.c
+strace -f -o dropprivs.strace src/dropprivs
+rm -f src/dropprivs
+gcc -O2 -Wall -o src/sealguard src/sealguard.c
+strace -f -o sealguard.strace src/sealguard
+rm -f src/sealguard
 perf trace -F all --syscalls --sort-events -o python3-startup.perf -- /usr/bin/python3 -c pass
 # A user's own capture: python3 through a shell shim, no terminal (setsid, stdin /dev/null), so
 # bash's open of /dev/tty fails with ENXIO (replay learns it: the model has no /dev/tty).

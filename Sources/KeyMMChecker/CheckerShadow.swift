@@ -44,6 +44,12 @@ struct MMShadow {
     var layout: [VMAKeyRange] = []
 }
 
+/// An entry of one mm slot: its VA | 1 for a huge entry.
+struct FarEntry: Hashable {
+    var slot: Int32
+    var tag: UInt64
+}
+
 /// A set of frames (each once, in insertion order) for one call's work lists.
 struct FrameSet {
     private var bits: FrameBitmap
@@ -89,6 +95,9 @@ final class CheckerShadow {
     var special: [Int32]
     /// Entries mapping frames beyond memory.
     var farUses: [UInt64: Int32] = [:]
+    /// Special entries mapping frames beyond the OS's memory (the EPC, whose pages SGXChecks.swift
+    /// checks against the driver after every call): (slot, VA | 1 for a huge entry) -> PFN.
+    var farSpecial: [FarEntry: UInt64] = [:]
     /// Reverse map: per frame, a list of (mm slot, VA | 1 for a huge entry) nodes.
     var rmapHead: [Int32]
     var nodeSlot: [Int32] = []
@@ -253,6 +262,11 @@ final class CheckerShadow {
         let pfn = c & ShadowEntry.pfnMask
         let d: Int32 = add ? 1 : -1
         if c & ShadowEntry.special != 0 {
+            if pfn >= UInt64(frameCount) {
+                let key = FarEntry(slot: Int32(slot), tag: va | (huge ? 1 : 0))
+                if add { farSpecial[key] = pfn } else { farSpecial[key] = nil }
+                return
+            }
             for i in 0..<UInt64(huge ? hpagePMDNr : 1) {
                 let f = pfn &+ i
                 guard f < UInt64(frameCount) else { break }
@@ -381,6 +395,21 @@ final class CheckerShadow {
         for k in entries(slot, 0, userAddressLimit &+ UInt64(pageSize)) { store(slot, k >> 1, huge: k & 1 == 0, 0) }
     }
 
+    /// The entries that map EPC pages, in the full sweep's order (pid, then address), with the
+    /// VMA covering each (what SGXChecks.swift checks against the driver).
+    func epcLeaves() -> [EPCLeaf] {
+        guard !farSpecial.isEmpty, let unit = kernel.machine.sgx else { return [] }
+        var out: [EPCLeaf] = []
+        for (key, pfn) in farSpecial {
+            let slot = Int(key.slot)
+            guard let mm = mms[slot].mm, let page = unit.page(of: PFN(pfn)) else { continue }
+            let va = VirtAddr(key.tag & ~1)
+            out.append(EPCLeaf(pid: mms[slot].pid, va: va, page: page, vma: mm.vma(containing: va)))
+        }
+        out.sort { $0.pid != $1.pid ? $0.pid < $1.pid : $0.va < $1.va }
+        return out
+    }
+
     // MARK: frames
 
     /// Re-reads a frame's struct page; returns the old state if the entry rules' inputs changed.
@@ -484,6 +513,7 @@ final class CheckerShadow {
         freeBlocks.removeAll(keepingCapacity: true)
         for i in 0..<frameCount { uses[i] = 0; special[i] = 0; rmapHead[i] = -1; frameState[i] = 0 }
         farUses = [:]
+        farSpecial = [:]
         nodeSlot.removeAll(keepingCapacity: true); nodeVA.removeAll(keepingCapacity: true)
         nodeNext.removeAll(keepingCapacity: true); freeNodes.removeAll(keepingCapacity: true)
         zero = kernel.pgtable.zeroPFN

@@ -88,6 +88,10 @@ public final class InvariantChecker {
     var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
     var previousCacheObserver: ((CacheEvent) -> Void)?
     var previousKeyIDObserver: ((KeyIDEvent) -> Void)?
+    var previousSGXObserver: ((SGXEvent) -> Void)?
+    /// SGX: digests of the pages written back (SGXChecks.swift), and driver anomalies reported so far.
+    var sealedDigests: [SealedKey: UInt64] = [:]
+    var sgxAnomaliesSeen = 0
     var attached = false
 
     // Per-check state.
@@ -113,6 +117,7 @@ public final class InvariantChecker {
         touchLog = options.incremental && frames <= 1 << 22 ? TouchLog(frameCount: frames) : nil
         allocatorAnomaliesSeen = kernel.allocator.anomalies.count
         keyidAnomaliesSeen = kernel.keys.references.anomalies.count
+        sgxAnomaliesSeen = kernel.sgx?.anomalies.count ?? 0
         attach()
         model.syncMMs()
         lastSweepWork = model.rebuild()
@@ -128,6 +133,7 @@ public final class InvariantChecker {
         let alloc = kernel.allocator
         let fills = options.checkFills && options.enabled.contains(.staleCacheLine)
         let model = self.model
+        let osMemory = kernel.machine.config.memory.rawValue   // the EPC above it has no struct page
         previousCacheObserver = kernel.machine.cache.observer
         let prevCache = previousCacheObserver
         kernel.machine.cache.observer = { [weak self] event in
@@ -137,7 +143,7 @@ public final class InvariantChecker {
                 if engine.isPlaintext(k) { self?.plaintextWriteBacks.append(pa.rawValue >> 6) }
                 if model.inZeroPage(pa.pfn.rawValue) { model.zeroLines.append(pa.rawValue >> 6); model.zeroWrittenBack.append(pa.rawValue >> 6) }
             case .fill(let pa, let k):
-                guard fills else { return }
+                guard fills, pa.rawValue < osMemory else { return }
                 let pk = alloc.pageKeyID(pa.pfn)
                 if pk != k, let self, !model.isExempt(pa.pfn.rawValue), self.wrongKeyIDFills.count < 64 {
                     self.wrongKeyIDFills.append((pa.rawValue, k, pk))
@@ -158,6 +164,7 @@ public final class InvariantChecker {
             }
         }
         if let touchLog { kernel.attachTouchLog(touchLog) }
+        attachSGXObserver()   // SGXChecks.swift
     }
 
     /// Removes the observers (restoring the ones found at attach) and the touch log.
@@ -167,6 +174,7 @@ public final class InvariantChecker {
         kernel.machine.cache.observer = previousCacheObserver
         kernel.keys.references.onKeyIDEvent = previousKeyIDObserver
         if touchLog != nil { kernel.attachTouchLog(nil) }
+        detachSGXObserver()
     }
 
     // MARK: reporting
@@ -232,6 +240,7 @@ public final class InvariantChecker {
         }
         checkPlaintextWriteBacks()
         checkFills()
+        checkSGXAnomalies()
         checkStructure(full: full)
         endCall()
         return flush(site: call.site)
@@ -246,6 +255,7 @@ public final class InvariantChecker {
         checkLayout(nil, full: true)
         checkKeyIDProgramming()
         checkPlaintextWriteBacks()
+        checkSGXAnomalies()
         checkStructure(full: true)
         checkShadowAgainstDRAM()
         endCall()
@@ -293,6 +303,7 @@ public final class InvariantChecker {
         checkCache(full: full, &work)
         checkZeroPages(full: full)
         checkAllocator()
+        checkSGX(model.epcLeaves(), &work)   // SGXChecks.swift: every call, see there
         for f in families {
             if full || touchLog == nil { f.checkAll(self) } else { f.checkTouched(self, touchLog!) }
         }

@@ -49,6 +49,10 @@ public struct MachineConfig: Sendable, Hashable {
     public var encryption: EncryptionMode = .mktme
     /// Seeds every "random" key (TME boot key, SET_KEY_RANDOM) deterministically.
     public var seed: UInt64 = 0
+    /// SGX's EPC: the processor-reserved memory (PRM) the BIOS carves out for enclaves, at the
+    /// physical addresses right after `memory` (never given to the OS's page allocator). 0: no
+    /// SGX. A bare `MachineConfig()` has none; KeyMM's own default machine (ModelConfig) has 32 MiB.
+    public var epc: ByteCount = ByteCount(0)
 
     public init() {}
 
@@ -76,6 +80,15 @@ public struct MachineConfig: Sendable, Hashable {
         guard usable < 64, memory.rawValue <= (UInt64(1) << UInt64(usable)) else {
             throw ConfigError(key: "keyid-bits", message: "\(memory) of memory does not fit in \(usable) usable physical-address bits (phys-bits \(physBits) minus \(effectiveKeyIDBits) KeyID bits)")
         }
+        guard epc.rawValue % UInt64(pageSize) == 0, epc <= MachineConfig.maxEPC else {
+            throw ConfigError(key: "epc", message: "\(epc) is not accepted; need a multiple of 4K between 0 (no SGX) and \(MachineConfig.maxEPC)")
+        }
+        guard epc.rawValue == 0 || memory.rawValue + epc.rawValue <= (UInt64(1) << UInt64(usable)) else {
+            throw ConfigError(key: "epc", message: "\(memory) of memory plus a \(epc) EPC does not fit in \(usable) usable physical-address bits")
+        }
+        guard epc.rawValue == 0 || Int(maxKeyID) + 2 <= Int(UInt16.max) else {
+            throw ConfigError(key: "epc", message: "an EPC needs two hardware key slots beyond the OS's KeyIDs (the EPC key and the paging key), so keyid-bits must be at most 15 when epc is not 0")
+        }
         let maxKeyID = (1 << effectiveKeyIDBits) - 1
         guard tdxKeyIDs >= 0, tdxKeyIDs <= maxKeyID else {
             throw ConfigError(key: "tdx-keyids", message: "\(tdxKeyIDs) is out of range; accepted: 0...\(maxKeyID) (KeyIDs 1...\(maxKeyID) exist with keyid-bits \(effectiveKeyIDBits))")
@@ -95,8 +108,24 @@ public struct MachineConfig: Sendable, Hashable {
         }
     }
 
-    /// Number of 4 KiB frames of DRAM.
+    /// Number of 4 KiB frames of DRAM the OS manages (the EPC is not counted).
     public var frameCount: Int { Int(memory.rawValue >> pageShift) }
+
+    /// Largest supported EPC.
+    public static let maxEPC = ByteCount.gib(4)
+
+    /// Bytes of DRAM installed: the OS's memory plus the EPC carved out after it.
+    package var installedDRAM: ByteCount { ByteCount(memory.rawValue + epc.rawValue) }
+
+    /// The EPC's physical address range (empty without SGX).
+    package var epcRange: Range<PhysAddr> { PhysAddr(memory.rawValue)..<PhysAddr(memory.rawValue + epc.rawValue) }
+
+    /// 4 KiB pages of EPC.
+    package var epcPages: Int { Int(epc.rawValue >> pageShift) }
+
+    /// Hardware key slots the engine has: every KeyID the OS can name, plus (with an EPC) the
+    /// EPC's key and SGX's paging key, which no PTE and no PCONFIG can name.
+    package var engineSlots: Int { Int(maxKeyID) + 1 + (epc.rawValue > 0 ? 2 : 0) }
 
     /// Frames per NUMA node.
     public var framesPerNode: Int { frameCount / max(nodes, 1) }

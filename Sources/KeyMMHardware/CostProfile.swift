@@ -61,6 +61,22 @@ public struct CostProfile: Sendable, Hashable, Codable {
         case .ksmCompare: 400         // memcmp/xxhash of 4 KiB
         case .lruScan: 50
         case .programCycle: 1         // a traced program's user-mode cycle (bench macro): counted in cycles
+        // SGX (docs/cost-model.md): EINIT from the driver's own comment (50k+ cycles); EWB/ELDU
+        // from the ~40k-cycle EPC page fault (EWB + ELDU + exits) reported by Eleos (EuroSys 2017);
+        // an enclave call round trip ~8.6k cycles (HotCalls, ISCA 2017); the rest are assumptions.
+        case .sgxECREATE: 20_000
+        case .sgxEADD: 8_000
+        case .sgxEEXTEND: 1_000
+        case .sgxEINIT: 60_000
+        case .sgxEPA: 2_000
+        case .sgxEBLOCK: 400
+        case .sgxETRACK: 2_000
+        case .sgxEWB: 12_000
+        case .sgxELDU: 10_000
+        case .sgxEREMOVE: 1_000
+        case .sgxIPI: 6_000
+        case .sgxMMWalk: 400
+        case .sgxEENTER: 8_000
         }
     }
 

@@ -4,7 +4,10 @@
 //
 // Invariants: between calls the cache's write-back buffer is empty, so DRAM (`physRead`) is exact;
 // addresses outside DRAM never crash: loads read 0xFF, stores are dropped; KeyIDs are reduced to
-// the KeyID bits the hardware decodes.
+// the KeyID bits the hardware decodes. With an EPC (`config.epc`), DRAM is the OS's memory followed
+// by the PRM: an ordinary access (any KeyID a PTE can carry) to the PRM gets SGX's abort-page
+// semantics (loads read 0xFF, stores are dropped, exactly like an address beyond DRAM); only the
+// SGX unit reaches it, through the EPC's own key (SGX.swift, docs/sgx.md).
 import KeyMMBase
 
 /// The modeled machine.
@@ -15,6 +18,10 @@ public final class Machine {
     public let keyTable: KeyIDTable
     public let cache: Cache
     public let clock: CostClock
+    /// The SGX unit (EPC, EPCM, ENCLS/ENCLU), when the machine has an EPC.
+    public let sgx: SGXUnit?
+    /// End of the memory ordinary accesses reach (the OS's memory; the PRM follows it).
+    let accessLimit: UInt64
     /// Where CPU accesses are recorded for the invariant checker (nil: not recorded; TouchLog.swift).
     package var touchLog: TouchLog?
 
@@ -24,10 +31,12 @@ public final class Machine {
         try config.validate()
         self.config = config
         clock = CostClock(profile: costs)
-        dram = try PhysicalMemory(size: config.memory)
-        engine = EncryptionEngine(slots: Int(config.maxKeyID) + 1)
+        dram = try PhysicalMemory(size: config.installedDRAM)
+        engine = EncryptionEngine(slots: config.engineSlots)
         keyTable = KeyIDTable(config: config, engine: engine, clock: clock)
         cache = try Cache(size: config.cacheSize, ways: config.cacheWays, dram: dram, engine: engine, clock: clock)
+        accessLimit = config.memory.rawValue
+        sgx = config.epc.rawValue > 0 ? SGXUnit(config: config, cache: cache, engine: engine, clock: clock) : nil
     }
 
     /// Frames of DRAM.
@@ -37,10 +46,11 @@ public final class Machine {
 
     @inline(__always) func frameInRange(_ pfn: PFN) -> Bool { pfn.rawValue < UInt64(config.frameCount) }
 
-    /// The in-DRAM prefix length of `[pa, pa + count)`.
+    /// The length of the prefix of `[pa, pa + count)` an ordinary access reaches (the OS's memory:
+    /// beyond it lies the PRM, whose abort-page semantics equal those of no memory at all).
     @inline(__always) func inRange(_ pa: PhysAddr, _ count: Int) -> Int {
-        guard count > 0, pa.rawValue < UInt64(dram.size) else { return 0 }
-        return Int(min(UInt64(count), UInt64(dram.size) - pa.rawValue))
+        guard count > 0, pa.rawValue < accessLimit else { return 0 }
+        return Int(min(UInt64(count), accessLimit - pa.rawValue))
     }
 
     /// Zeroes a frame through `keyid`: 64 full-line stores into the cache (no fills); the
@@ -101,7 +111,8 @@ public final class Machine {
     }
 
     /// Raw DRAM: the bus snooper's / cold-boot attacker's view. The cache is NOT consulted (dirty
-    /// lines not yet written back are invisible). Bytes beyond DRAM read as 0xFF.
+    /// lines not yet written back are invisible). Bytes beyond DRAM read as 0xFF. The PRM (EPC) is
+    /// DRAM too: a snooper sees its ciphertext.
     public func physRead(_ pa: PhysAddr, count: Int) -> [UInt8] {
         dram.read(pa, count: count)
     }

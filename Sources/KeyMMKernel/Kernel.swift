@@ -53,11 +53,42 @@ public struct KernelConfig: Sendable {
     /// the kernel adds one "mktme" type=cpu key and every new anonymous private mapping (mmap, brk)
     /// gets its KeyID. No effect when MKTME is off (policy `none`). See mktme/EncryptAnon.swift.
     public var encryptAnon: Bool = false
+    /// How the SGX driver tracks the mms that map an enclave (seed 004): the merged driver's
+    /// mmu_notifier + SRCU-protected mm_list, or the 2019 RFC's per-VMA refcounting (vm_ops
+    /// open/close). See sgx/EnclaveMMList.swift and docs/sgx.md.
+    public var sgxMMTracking: SGXMMTracking = .notifier
+    /// Whether enclave VMAs get VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP|VM_IO (as merged) or no extra
+    /// flags (a counterfactual driver whose VMAs VM_SPECIAL does not keep from merging).
+    public var sgxVMAFlags: SGXVMAFlags = .special
+    /// Which kernel's rule keeps VMAs with a vm_ops->close hook from merging: 6.18's (such a VMA is
+    /// never *removed* by a merge, it can still be expanded) or 2019's (is_mergeable_vma refuses it
+    /// outright, the rule seed 004 quotes).
+    public var closeMergeRule: CloseMergeRule = .linux618
     public init() {}
+}
+
+/// `sgx-mm-tracking`: the two designs of seed 004.
+public enum SGXMMTracking: String, Sendable, CaseIterable {
+    case notifier
+    case vmaRefcount = "vma-refcount"
+}
+
+/// `sgx-vma-flags`.
+public enum SGXVMAFlags: String, Sendable, CaseIterable {
+    case special, plain
+}
+
+/// `vm-close-merge`.
+public enum CloseMergeRule: String, Sendable, CaseIterable {
+    case linux618 = "6.18"
+    case linux2019 = "2019"
 }
 
 /// The kernel: tasks and their address spaces on one modeled machine.
 public final class Kernel {
+    deinit {
+        sgx?.breakReferenceCycles()   // sgx/SGXDriver.swift: encl_mm <-> mmu_notifier <-> mm, pending SRCU work
+    }
     public let machine: Machine
     public let allocator: PageAllocator
     public let keys: KeyService
@@ -84,6 +115,12 @@ public final class Kernel {
     @usableFromInline var nextShmemInode: UInt64 = 1
     /// Numbers open file descriptions (struct file identity: merging compares vm_file).
     var nextOpenID: UInt64 = 1
+    /// Open descriptions of device nodes and their references (mm/CharDevice.swift).
+    package internal(set) var openDevices: [UInt64: OpenDevice] = [:]
+    /// The SRCU of mmu notifiers (mm/MMUNotifier.swift): frees of put subscriptions wait for it.
+    package let mmuNotifierSRCU = SRCUStruct()
+    /// The SGX driver (/dev/sgx_enclave, the EPC allocator, ksgxd), when the machine has an EPC.
+    package internal(set) var sgx: SGXDriver?
 
     /// Builds a kernel on `machine`.
     public init(machine: Machine, config: KernelConfig) throws {
@@ -109,6 +146,7 @@ public final class Kernel {
         installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
         setupEncryptAnon()   // mktme/EncryptAnon.swift: KernelConfig.encryptAnon
         installKeyIDReleaseFlush()   // mktme/KeyIDRelease.swift: WBINVD before CLEAR_KEY (lazy policies)
+        sgxInit()                    // sgx/SGXDriver.swift: EPC sections, ksgxd, /dev/sgx_enclave
     }
 
     /// Creates a process with an empty address space. `pid` nil picks the next free pid.

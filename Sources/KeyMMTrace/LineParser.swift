@@ -4,7 +4,8 @@
 //
 // Owns: `ParsedLine` and `LineParser.parseLine()`.
 // Invariants: a line parses to exactly one `ParsedLine` or one located `TraceError`;
-// `syscall_0x1b2` / `syscall_434` are renamed `encrypt_mprotect` here and nowhere else.
+// strace's names for system calls it does not know (`syscall_0x1b2` / `syscall_434`,
+// `syscall_0x1ce` / `syscall_462`) are renamed (`encrypt_mprotect`, `mseal`) here and nowhere else.
 
 /// A call (or the unfinished first half of one) as one line shows it.
 struct CallPart {
@@ -49,6 +50,13 @@ func isProcessCreation(_ name: String) -> Bool {
 }
 
 extension LineParser {
+    /// How strace 6.1 prints system calls it has no name for: 434 is the MKTME series'
+    /// encrypt_mprotect, 462 is mseal (Linux 6.10, newer than that strace).
+    static let unknownSyscallNames: [String: String] = [
+        "syscall_0x1b2": "encrypt_mprotect", "syscall_434": "encrypt_mprotect",
+        "syscall_0x1ce": "mseal", "syscall_462": "mseal",
+    ]
+
     /// Parses the whole line.
     mutating func parseLine() throws(TraceError) -> ParsedLine {
         skipBlanks()
@@ -161,9 +169,9 @@ extension LineParser {
         }
         var name = identifier(nameStart, pos)
         var spelled: String?
-        if name == "syscall_0x1b2" || name == "syscall_434" {
+        if let known = Self.unknownSyscallNames[name] {
             spelled = name
-            name = "encrypt_mprotect"
+            name = known
         }
         callName = name
         skipBlanks()
@@ -197,7 +205,7 @@ extension LineParser {
             throw error("expected a call name after '<...' (strace writes '<... NAME resumed>'), found \(found())")
         }
         var name = identifier(nameStart, pos)
-        if name == "syscall_0x1b2" || name == "syscall_434" { name = "encrypt_mprotect" }
+        if let known = Self.unknownSyscallNames[name] { name = known }
         callName = name
         skipBlanks()
         guard hasPrefix("resumed>") else {

@@ -47,6 +47,20 @@ extension LineParser {
         "move_pages": [("pid", nil), ("nr_pages", nil), ("pages", nil), ("nodes", nil), ("status", nil), ("flags", "MPOL_MF_")],
         "add_key": [("_type", nil), ("_description", nil), ("_payload", nil), ("plen", nil), ("ringid", "KEY_SPEC_")],
         "keyctl": [("option", "KEYCTL_"), ("arg2", nil), ("arg3", nil), ("arg4", nil), ("arg5", nil)],
+        "mseal": [("start", nil), ("len", nil), ("flags", nil)],
+        "memfd_create": [("uname", nil), ("flags", "MFD_")],
+        "ftruncate": [("fd", nil), ("length", nil)],
+        "truncate": [("path", nil), ("length", nil)],
+        "setuid": [("uid", nil)],
+        "setgid": [("gid", nil)],
+        "setfsuid": [("uid", nil)],
+        "setfsgid": [("gid", nil)],
+        "setreuid": [("ruid", nil), ("euid", nil)],
+        "setregid": [("rgid", nil), ("egid", nil)],
+        "setresuid": [("ruid", nil), ("euid", nil), ("suid", nil)],
+        "setresgid": [("rgid", nil), ("egid", nil), ("sgid", nil)],
+        "setgroups": [("gidsetsize", nil), ("grouplist", nil)],
+        "prctl": [("option", "PR_"), ("arg2", nil), ("arg3", nil), ("arg4", nil), ("arg5", nil)],
     ]
 
     /// A perf trace line; pos is at `(` after the time (or at `?`).

@@ -14,8 +14,10 @@ struct Fuzz: ParsableCommand {
             Programs are strace-syntax scenario lines over every call the model runs (mmap, munmap, mprotect, \
             pkeys, encrypt_mprotect, mremap, madvise, mlock, fork, exit, add_key, keyctl, gup_pin/unpin, \
             mem_write/read/touch, phys_read, wbinvd, clflush, ksm_scan, khugepaged_scan, reclaim, numa_balance, \
-            migrate_pages, move_pages, mbind, files). The defaults are a small machine (memory=128M, nodes=2, \
-            cache=1M, keyid-bits=3); --set/--config change them. Seeded bugs (docs/invariants.md): \(SeededBug.names).
+            migrate_pages, move_pages, mbind, files, and SGX enclaves: /dev/sgx_enclave ioctls, enclave mmaps, \
+            enclave_read/write, sgx_reclaim, held mm_list walks, sgx_tamper). The defaults are a small machine \
+            (memory=128M, nodes=2, cache=1M, keyid-bits=3, epc=1M); --set/--config change them (e.g. \
+            sgx-mm-tracking=vma-refcount). Seeded bugs (docs/invariants.md): \(SeededBug.names).
             """)
 
     @Option(name: .long, help: "Calls per policy.")

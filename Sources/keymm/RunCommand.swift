@@ -140,6 +140,7 @@ func execute(file: String, config: ModelConfig, options: RunOptions, output: Out
         let lines = runner.summaryLines(file: file, lenient: options.lenient)
         for line in nothingRan == nil ? lines[...] : lines.dropFirst() { print(line) }
     }
+    for h in runner.hints { printError("hint: \(h)") }   // standard error: --maps output stays Linux's format
     stopped = stopped ?? nothingRan
     if let kernel = runner.kernel, stopped == nil {
         if let pid = output.maps { print(try procText(pid, "maps", file: file, kernel.procMaps(ProcessID(pid)), runner), terminator: "") }

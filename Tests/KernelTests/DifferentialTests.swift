@@ -44,6 +44,26 @@ struct DifferentialTests {
         return (run, failures)
     }
 
+    /// Issue 15 item 3: fork + mappings of one kind + the child's (and the parent's) mprotect,
+    /// mremap, writes and munmap at the mappings' boundaries; every process's region compared.
+    /// KEYMM_DIFF_FORK_PROGRAMS (default 300) scales it.
+    @Test func forkMergeProgramsAgreeWithTheKernel() throws {
+        let count = env("KEYMM_DIFF_FORK_PROGRAMS") ?? 300
+        let seed0 = UInt64(env("KEYMM_DIFF_SEED") ?? 1)
+        let gen = DiffProgramGenerator(regionPages: DifferentialHarness.regionPages)
+        let programs = (0..<count).map { i -> (id: Int, seed: UInt64?, ops: [DiffOp]) in
+            let seed = seed0 &* 2_000_003 &+ UInt64(i)
+            return (i, seed, gen.forkMergeProgram(seed: seed))
+        }
+        let (run, failures) = try Self.check(programs)
+        print("differential fork-merge: \(run) programs, \(run - failures.count) agree")
+        if let first = failures.first {
+            let path = "/tmp/keymm-diff-fork-failures-\(getpid()).txt"
+            try? failures.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            Issue.record("\(failures.count) of \(run) fork-merge programs diverge (all reports: \(path)); first:\n\(first)")
+        }
+    }
+
     @Test func randomProgramsAgreeWithTheKernel() throws {
         let count = env("KEYMM_DIFF_PROGRAMS") ?? 500
         let length = env("KEYMM_DIFF_LENGTH") ?? 40

@@ -7,12 +7,20 @@ import Testing
 @testable import KeyMMKernel
 
 /// Counts exit_mmap's mmu_notifier release calls and what the mm still held then.
-private final class ReleaseCounter: MMUNotifier {
+private final class ReleaseCounter: MMUNotifierOps {
     var released = 0
     var vmasAtRelease = -1
-    func release(_ mm: MM) {
+    func release(_ subscription: MMUNotifier, _ mm: MM) {
         released += 1
         vmasAtRelease = mm.mapCount
+    }
+    func freeNotifier(_ subscription: MMUNotifier) {}
+}
+
+extension Kernel {
+    /// Subscribes `ops` to `mm`'s teardown (mmu_notifier_register).
+    fileprivate func subscribe(_ ops: MMUNotifierOps, to mm: MM) {
+        #expect(mmuNotifierRegister(MMUNotifier(ops: ops), mm) == nil)
     }
 }
 
@@ -53,7 +61,7 @@ private let fixedAnon: MapFlags = [.private, .anonymous, .fixed]
         let free0 = k.allocator.freeFrames
         let leader = k.spawn()
         let counter = ReleaseCounter()
-        leader.mm.registerNotifier(counter)
+        k.subscribe(counter, to: leader.mm)
         let t2 = try k.clone(leader.pid, flags: .pthread).get()
         _ = try k.mmap(t2, addr: A, length: 0x8000, prot: rwProt, flags: fixedAnon).get()
         #expect(k.memTouch(leader, A, 0x8000, .write) == 8)
@@ -72,7 +80,7 @@ private let fixedAnon: MapFlags = [.private, .anonymous, .fixed]
         let k = try makeVMAKernel()
         let leader = k.spawn()
         let counter = ReleaseCounter()
-        leader.mm.registerNotifier(counter)
+        k.subscribe(counter, to: leader.mm)
         let threads = try (0..<3).map { _ in try k.clone(leader.pid, flags: .pthread).get() }
         let other = k.spawn()                                       // another process is untouched
         k.exitGroup(threads[1], code: 3)

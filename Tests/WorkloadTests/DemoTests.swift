@@ -26,5 +26,11 @@ import KeyMM
         #expect(integrated?.counters["flushed_lines"] == 0)
         #expect((wrapper?.ratioVsNone ?? 0) > (integrated?.ratioVsNone ?? 0))
         #expect(!lines.joined().contains("0123456789abcdef0123456789abcdef"), "key material must never be printed")
+        // SGX (seed 004): the daemon's stale encl_mm only under the merged design; one round trip.
+        #expect(f.sgx.mmListAfterHandoff == ["notifier": 2, "vma-refcount": 1])
+        #expect(f.sgx.outsideReadIsAbortPage)
+        #expect(!f.sgx.secretInDRAM, "the EPC holds only ciphertext")
+        #expect(f.sgx.pagesWrittenBack.values.allSatisfy { $0 > 0 })
+        #expect(f.sgx.secretAfterRoundTrip == ["notifier": true, "vma-refcount": true])
     }
 }

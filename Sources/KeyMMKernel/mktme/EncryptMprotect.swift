@@ -62,7 +62,7 @@ extension Kernel {
     /// mprotect_set_encrypt(): see the file comment. `vma` is the VMA now covering [start, end).
     func mprotectSetEncrypt(_ mm: MM, _ vma: VMA, _ newKeyID: KeyID, _ start: VirtAddr, _ end: VirtAddr) {
         // Unmap pages with the old KeyID if there are any.
-        if !config.bugs.contains(.encryptMprotectKeepsPages) { zapPageRange(mm, vma, start, end) }   // seeded bug
+        if !config.bugs.contains(.encryptMprotectKeepsPages) { zapPageRange(mm, vma, start, end, dropMarkers: false) }   // seeded bug
         let old = vma.keyid
         if old == newKeyID { return }
         vmaPutKeyID(vma)

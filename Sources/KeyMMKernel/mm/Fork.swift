@@ -71,7 +71,7 @@ extension Kernel {
         } else {
             mm = dupMM(parent)
         }
-        let files = flags.contains(.files) ? parent.files : parent.files.copy()   // copy_files
+        let files = flags.contains(.files) ? parent.files : copyFiles(parent.files)   // copy_files
         let id = childPid ?? allocatePid()
         // CLONE_THREAD and CLONE_PARENT: the child's parent is the caller's parent.
         let parentID = flags.contains(.thread) || flags.contains(.parent) ? parent.parent : parent.pid
@@ -103,11 +103,14 @@ extension Kernel {
             task.pid = task.tgid
             tasks[task.pid] = task
         }
-        task.files = task.files.copy()
+        if tasks.values.contains(where: { $0 !== task && $0.files === task.files }) {
+            task.files = copyFiles(task.files)           // unshare_files: only a shared table is copied
+        }
         let old = task.mm
         task.mm = makeMM()
         task.pkru = 0x5555_5554
         mmput(old)
+        credsExec(task)                                  // cred/SetID.swift
         keysExec(task.pid)                               // mktme/KeySyscalls.swift
         return .success(())
     }
@@ -132,7 +135,9 @@ extension Kernel {
     package func releaseTask(_ task: TaskStruct, code: Int32) {
         task.exitCode = code
         tasks[task.pid] = nil
+        sgxThreadExits(task.pid)                         // sgx/EnclaveAccess.swift: the thread leaves any enclave
         mmput(task.mm)
+        exitFiles(task)                                  // mm/Files.swift: exit_files after exit_mm
         if !tasks.values.contains(where: { $0.tgid == task.tgid }) {
             keysExit(task.tgid)                          // mktme/KeySyscalls.swift
         }
@@ -168,7 +173,7 @@ extension Kernel {
             }
             tmp.vmFlags.subtract(VMFlags.lockedMask)
             mm.vmas.insert(tmp)
-            tmp.vmOps?.open(tmp)
+            tmp.vmOps?.open(tmp, mm: mm)
             if !tmp.vmFlags.contains(.wipeOnFork) {
                 glueCopyPageRange(dst: mm, src: old, dstVMA: tmp, srcVMA: src)
             }

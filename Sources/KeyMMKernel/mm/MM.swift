@@ -41,10 +41,12 @@ public final class MM {
     /// mm_users: the tasks running in this mm (the creator, plus every CLONE_VM child: threads,
     /// vfork/posix_spawn children). mm/MMLifetime.swift: mmget/mmput; the last mmput runs exit_mmap.
     public internal(set) var users: Int = 1
-    /// Set by exit_mmap (it runs once, when `users` reaches 0).
+    /// Set by exit_mmap (it runs once, when `users` reaches 0): the address space is gone
+    /// (walkers' mmget_not_zero fails).
     public internal(set) var tornDown = false
-    /// mmu_notifier subscribers: their `release` runs at the start of exit_mmap.
-    var notifiers: [MMUNotifier] = []
+    /// mmu_notifier subscriptions (mm->notifier_subscriptions, mm/MMUNotifier.swift): their
+    /// `.release` runs at the start of exit_mmap.
+    package var mmuNotifiers: [MMUNotifier] = []
     /// Accounted pages (vm_committed_as share of this mm: VM_ACCOUNT VMAs).
     public internal(set) var committedPages: UInt64 = 0
 

@@ -4,7 +4,7 @@
 // (fork's dup_mm, execve's fresh mm, a spawned process), and every task created with
 // CLONE_VM (threads, vfork and posix_spawn children) through mmget. exit and execve drop it
 // with mmput. The last mmput tears the address space down with `exitMmap`, which first tells
-// the mmu_notifier subscribers (`MMUNotifier.release`, as mmu_notifier_release does at the
+// the mmu_notifier subscriptions (their `.release`, mm/MMUNotifier.swift, as mmu_notifier_release does at the
 // start of exit_mmap: the hook a driver that tracks mms, such as SGX's, registers), then zaps
 // and frees every VMA and the page tables. See docs/vm-core.md "Threads and mm lifetime".
 //
@@ -12,25 +12,6 @@
 // exactly once per mm, when `users` reaches 0, and never on an mm that still has a user; an mm
 // that has been torn down is never handed to a task again (mmget on it traps).
 import KeyMMBase
-
-/// A subscriber to an mm's teardown (struct mmu_notifier with its ops' `.release`).
-/// `release` runs once, at the start of `exitMmap`, while the VMAs and page tables still exist.
-package protocol MMUNotifier: AnyObject {
-    func release(_ mm: MM)
-}
-
-extension MM {
-    /// mmu_notifier_register(): `notifier.release` runs when this mm is torn down.
-    package func registerNotifier(_ notifier: MMUNotifier) {
-        precondition(!tornDown, "mmu_notifier_register on an mm already torn down")
-        notifiers.append(notifier)
-    }
-
-    /// mmu_notifier_unregister().
-    package func unregisterNotifier(_ notifier: MMUNotifier) {
-        notifiers.removeAll { $0 === notifier }
-    }
-}
 
 extension Kernel {
     /// mmget(): one more task runs in `mm` (clone with CLONE_VM).
@@ -51,14 +32,12 @@ extension Kernel {
     /// anon_vma links, vm_ops close, file map counts) and the page tables freed.
     func exitMmap(_ mm: MM) {
         precondition(mm.users == 0 && !mm.tornDown, "exit_mmap runs once, when the last user is gone")
+        mmuNotifierRelease(mm)                           // mm/MMUNotifier.swift
         mm.tornDown = true
-        let subscribers = mm.notifiers
-        mm.notifiers.removeAll()
-        for n in subscribers { n.release(mm) }          // mmu_notifier_release()
         let all = mm.allVMAs
         for v in all { glueZap(mm, v, v.vmStart, v.vmEnd) }
         mm.vmas.removeAll()
-        for v in all { freeVMA(v) }
+        for v in all { freeVMA(v, mm: mm) }
         glueFreePageTables(mm)
         mm.totalVM = 0
         mm.lockedVM = 0

@@ -18,6 +18,7 @@ extension Kernel {
         new.fileOpenID = vma.fileOpenID
         if !config.bugs.contains(.vmaDupSkipsKeyIDRef) { vmaGetKeyID(new) }   // seeded bug
         fileMapped(new.vmFile)
+        fileDescriptionGet(new.fileOpenID)               // mm/CharDevice.swift: vm_file's reference
         return new
     }
 
@@ -44,11 +45,14 @@ extension Kernel {
     /// remove_vma() + unlink_anon_vmas(): close hook (unless a merge removed it: those have
     /// none), drop the anon_vma links and the KeyID reference. The VMA must already be out
     /// of the tree.
-    func freeVMA(_ vma: VMA, close: Bool = true) {
-        if close, let ops = vma.vmOps, ops.hasClose { ops.close(vma) }
+    func freeVMA(_ vma: VMA, close: Bool = true, mm: MM? = nil) {
+        if close, let ops = vma.vmOps, ops.hasClose {
+            if let mm { ops.close(vma, mm: mm) } else { ops.close(vma) }
+        }
         unlinkAnonVMAs(vma)
         vmaPutKeyID(vma)
         fileUnmapped(vma.vmFile)
+        fileDescriptionPut(vma.fileOpenID)               // mm/CharDevice.swift: fput of vm_file
         machine.clock.charge(.vmaOp)
     }
 

@@ -123,6 +123,9 @@ extension Kernel {
             page = e.pfn(layout)
         }
         if isZeroPFN(page) || isHugeZeroPFN(page) { return .error(.EFAULT) }
+        // A raw PFN (vmf_insert_pfn: vvar, an SGX EPC page) has no struct page to migrate:
+        // vm_normal_page() returns NULL for it.
+        if case .pte(_, let slot) = pt.walk(addr), pt[slot].isSpecial { return .error(.EFAULT) }
         let f = allocator.flags(page)
         if f.contains(.reserved) { return .error(.EFAULT) }
         let head = allocator.compoundHead(page)

@@ -250,10 +250,25 @@ public struct SwapEntry: Hashable, Sendable {
         PTE(raw: (UInt64(type & 0x1F) << 59) | (((~offset) & SwapEntry.offsetMask) << 9))
     }
 
-    /// Decodes a swap PTE (nil if `pte` is not a swap entry).
+    /// Decodes a swap PTE (nil if `pte` is not a swap entry, or is a PTE marker).
     public init?(_ pte: PTE) {
-        guard pte.isSwap else { return nil }
+        guard pte.isSwap, !pte.isMarker else { return nil }
         type = UInt8(truncatingIfNeeded: pte.raw >> 59)
         offset = (~(pte.raw >> 9)) & SwapEntry.offsetMask
     }
+
+    /// SWP_PTE_MARKER: the swap type of PTE markers (the model puts it at the top of the range;
+    /// Linux's number depends on its configuration and is not visible to programs).
+    public static let markerType: UInt8 = 31
+    /// PTE_MARKER_GUARD (bit 2 of the marker): a guard region page (MADV_GUARD_INSTALL).
+    public static let guardMarkerBits: UInt64 = 1 << 2
+}
+
+extension PTE {
+    /// make_pte_marker(PTE_MARKER_GUARD): an access is SIGSEGV; ordinary zaps keep it.
+    public static let guardMarker = SwapEntry(type: SwapEntry.markerType, offset: SwapEntry.guardMarkerBits).pte
+    /// is_pte_marker(): a non-present entry of the marker swap type.
+    @inlinable public var isMarker: Bool { isSwap && UInt8(truncatingIfNeeded: raw >> 59) == SwapEntry.markerType }
+    /// is_guard_pte_marker().
+    @inlinable public var isGuardMarker: Bool { raw == PTE.guardMarker.raw }
 }

@@ -58,6 +58,8 @@ package struct PageWalkEntry {
     /// Present or PROT_NONE: the entry holds a frame.
     @inlinable package var mapsFrame: Bool { pte.mapsFrame }
     @inlinable package var isSwap: Bool { pte.isSwap }
+    /// A PTE marker (a guard region's), not a swap entry although it is encoded as one.
+    @inlinable package var isMarker: Bool { pte.isMarker }
     /// A special entry (zero pages, raw PFNs): vm_normal_page() gives no struct page for it.
     @inlinable package var isSpecial: Bool { pte.isSpecial }
     @inlinable package var isWritable: Bool { pte.isWritable }

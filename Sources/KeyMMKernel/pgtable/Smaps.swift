@@ -17,7 +17,7 @@ extension Kernel {
         // smaps_pte_entry / smaps_pmd_entry: every non-none entry of the VMA.
         PageWalk.forEachEntry(of: vma, in: mm, visit: .nonNone) { e in
             let size = e.size
-            if e.isSwap { st.swap &+= size; return }
+            if e.isSwap { if !e.isMarker { st.swap &+= size }; return }   // guard markers are not swap
             guard e.mapsFrame, !e.isSpecial else { return }
             let page = e.pfn
             if isZeroPFN(page) || isHugeZeroPFN(page) { return }

@@ -2,7 +2,7 @@
 // once on a fresh machine under one policy (or once as policy `all` for policy-independent
 // workloads) with one configuration, in a fixed order, so shards split it by index.
 //   bench: for each workload (command-line order), for each policy (`none` first when it was
-//          not asked for, so ratios exist).
+//          not asked for, so ratios exist), for each of the workload's variants (its cases).
 //   sweep: for each combination of the swept settings (keys in alphabetical order, the first
 //          key varying slowest, each key's values in the spec's order), for each workload, for
 //          each policy as above (SweepSpec.swift).
@@ -22,6 +22,8 @@ package struct BenchUnit: Sendable {
     package var config: ModelConfig
     /// The sweep point (nil in a plain bench).
     package var point: BenchPoint?
+    /// The workload's case (`BenchWorkload.variants`), nil for workloads without variants.
+    package var variant: String? = nil
 }
 
 /// A bench run or sweep as numbered units.
@@ -50,7 +52,9 @@ package struct BenchPlan: Sendable {
             for p in w.policyIndependent ? [nil] : pols.map(Optional.some) {
                 var c = config
                 if let p { c.kernel.policy = p }
-                units.append(BenchUnit(workload: w, policy: p, config: c, point: nil))
+                for v in w.variantsOrNil(quick: quick) {
+                    units.append(BenchUnit(workload: w, policy: p, config: c, point: nil, variant: v))
+                }
             }
         }
         let json: JSONValue = .object([
@@ -62,6 +66,14 @@ package struct BenchPlan: Sendable {
 
     /// The run's identity (JSONL header, config hash).
     package var identity: RunIdentity { RunIdentity(kind: kind, plan: planJSON, units: units.count) }
+}
+
+extension BenchWorkload {
+    /// One entry per unit of this workload: its variants, or nil alone.
+    func variantsOrNil(quick: Bool) -> [String?] {
+        let vs = variants(quick: quick)
+        return vs.isEmpty ? [nil] : vs.map(Optional.some)
+    }
 }
 
 extension CostProfile {

@@ -21,12 +21,16 @@ public struct BenchContext: Sendable {
     public var policy: AllocatorPolicy?
     /// Shorter runs (tests, smoke checks): workloads scale their iteration counts / durations down.
     public var quick: Bool
+    /// The case of a workload with variants (`BenchWorkload.variants`), nil otherwise.
+    public var variant: String?
 
-    public init(config: ModelConfig = ModelConfig(), costs: CostProfile = .default, policy: AllocatorPolicy? = nil, quick: Bool = false) {
+    public init(config: ModelConfig = ModelConfig(), costs: CostProfile = .default, policy: AllocatorPolicy? = nil, quick: Bool = false,
+                variant: String? = nil) {
         self.config = config
         self.costs = costs
         self.policy = policy
         self.quick = quick
+        self.variant = variant
     }
 
     /// A fresh machine for this run.
@@ -50,6 +54,14 @@ public protocol BenchWorkload: Sendable {
     var policyIndependent: Bool { get }
     /// Runs once in `context` and returns its row (the runner fills ratio_vs_none).
     func run(_ context: BenchContext) throws -> BenchResult
+    /// The cases a workload runs as units of their own, each giving one row named
+    /// `NAME/CASE...` (`sgx`: a scenario under one design); `run` finds its case in
+    /// `context.variant`. Empty (the default): one unit, `context.variant` nil.
+    func variants(quick: Bool) -> [String]
+}
+
+extension BenchWorkload {
+    public func variants(quick: Bool) -> [String] { [] }
 }
 
 /// Every workload `keymm bench` knows, in the order it runs them by default.
@@ -66,6 +78,7 @@ public enum BenchRegistry {
         KeyIDPressureWorkload(),
         ParserWorkload(),
         FaultsWorkload(evicting: true),
+        SGXWorkload(),
     ]
 
     /// The workload with this name, if any.
@@ -99,8 +112,8 @@ public enum BenchRunner {
                            emit: (Int, BenchResult) throws -> Void) throws {
         for u in shard.units(of: plan.units.count) {
             let unit = plan.units[u]
-            let context = BenchContext(config: unit.config, costs: plan.costs, policy: unit.policy, quick: plan.quick)
-            progress?("\(unit.workload.name) / \(unit.policy?.rawValue ?? "all")" + (unit.point.map { " [\($0.label)]" } ?? ""))
+            let context = BenchContext(config: unit.config, costs: plan.costs, policy: unit.policy, quick: plan.quick, variant: unit.variant)
+            progress?("\(unit.workload.name)" + (unit.variant.map { "/\($0)" } ?? "") + " / \(unit.policy?.rawValue ?? "all")" + (unit.point.map { " [\($0.label)]" } ?? ""))
             var result = try unit.workload.run(context)
             result.row.point = unit.point
             try emit(u, result)

@@ -133,7 +133,10 @@ package struct SweepSpec: Sendable {
                 for p in w.policyIndependent ? [nil] : pols.map(Optional.some) {
                     var uc = c
                     if let p { uc.kernel.policy = p }
-                    units.append(BenchUnit(workload: w, policy: p, config: uc, point: BenchPoint(index: units.count, settings: settings)))
+                    for v in w.variantsOrNil(quick: quick || quickFlag) {
+                        units.append(BenchUnit(workload: w, policy: p, config: uc, point: BenchPoint(index: units.count, settings: settings),
+                                               variant: v))
+                    }
                 }
             }
         }

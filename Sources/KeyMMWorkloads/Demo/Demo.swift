@@ -30,6 +30,7 @@ public struct Demo {
         public var keyidHeldByPinAfterKeyDied = false
         public var keyidReleasedAfterUnpin = false
         public var policyRows: [BenchRow] = []
+        public var sgx = SGXFindings()
     }
 
     static let secret = "TENANT-A SECRET: launch code 42!"
@@ -141,8 +142,11 @@ public struct Demo {
         out("   gup_unpin(\(handle)): references \(after) -> KeyID \(keyidA) released and cleared (PCONFIG CLEAR_KEY), free for the next key")
         out("")
 
-        // 5. Policies side by side.
-        out("5. The allocator flush policies side by side (alloc+free of order-0 pages)")
+        // 5. SGX enclaves under both mm-tracking designs (DemoSGX.swift).
+        f.sgx = try runSGX(section: 5)
+
+        // 6. Policies side by side.
+        out("6. The allocator flush policies side by side (alloc+free of order-0 pages)")
         out("   (seed 001: the 2018 thread on passing the KeyID through the page allocator, docs/sources.md)")
         // Two price lists: the documented defaults, and this host measured now (a quick
         // `keymm calibrate`): the modeled work (flushes, zeroings, switches) is the same.

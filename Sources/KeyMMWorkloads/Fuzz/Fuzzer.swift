@@ -74,7 +74,8 @@ public struct FuzzPlan: Sendable, Hashable {
     public init(_ o: FuzzOptions) {
         policies = o.policies
         let skipped = o.policies.filter { p in
-            o.injectBug.map { !$0.applies(policy: p.rawValue, encryption: o.model.machine.encryption.rawValue) } ?? false
+            o.injectBug.map { !$0.applies(policy: p.rawValue, encryption: o.model.machine.encryption.rawValue,
+                                          sgxTracking: o.model.kernel.sgxMMTracking.rawValue) } ?? false
         }
         self.skipped = skipped
         running = o.policies.filter { !skipped.contains($0) }
@@ -180,6 +181,7 @@ public final class Fuzzer {
         m.machine.nodes = 2
         m.machine.cacheSize = .mib(1)
         m.machine.keyidBits = 3
+        m.machine.epc = .mib(1)      // 256 EPC pages: enclaves oversubscribe it, ksgxd and direct reclaim run
         return m
     }
 

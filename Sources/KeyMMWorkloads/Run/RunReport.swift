@@ -58,6 +58,8 @@ public struct RunReport: Codable, Sendable {
     public var divergences: [Divergence]
     public var violations: [String]
     public var inferred: [InferredRegion]
+    /// Settings the recorded results point to (e.g. `--set pkeys=1`), see Run/ReplayHints.swift.
+    public var hints: [String]
     public var notModeled: [String: Int]
     /// Results taken from the log, by `call ERRNO` (files the model does not know).
     public var learned: [String: Int] = [:]
@@ -74,7 +76,7 @@ public struct RunReport: Codable, Sendable {
     public var perFile: [FileRunReport]?
 
     enum CodingKeys: String, CodingKey {
-        case schema, files, config, calls, compared, reproduced, divergences, violations, inferred
+        case schema, files, config, calls, compared, reproduced, divergences, violations, inferred, hints
         case notModeled = "not_modeled", learned, skippedInput = "skipped_input"
         case skippedInputCount = "skipped_input_count", counters, modeledCycles = "modeled_cycles"
         case processes, keys, stoppedBy = "stopped_by", perFile = "per_file"
@@ -96,6 +98,7 @@ public struct RunReport: Codable, Sendable {
                          calls: reports.reduce(0) { $0 + $1.calls }, compared: reports.reduce(0) { $0 + $1.compared },
                          reproduced: reports.reduce(0) { $0 + $1.reproduced }, divergences: reports.flatMap(\.divergences),
                          violations: reports.flatMap(\.violations), inferred: reports.flatMap(\.inferred),
+                         hints: reports.flatMap(\.hints).reduce(into: []) { if !$0.contains($1) { $0.append($1) } },
                          notModeled: sum(reports.map(\.notModeled)), learned: sum(reports.map(\.learned)),
                          skippedInput: reports.flatMap(\.skippedInput),
                          skippedInputCount: reports.reduce(0) { $0 + $1.skippedInputCount }, counters: counters,
@@ -161,7 +164,9 @@ extension ModelConfig {
             "encryption": machine.encryption.rawValue, "seed": String(machine.seed),
             "policy": kernel.policy.rawValue, "thp": kernel.thp.rawValue,
             "max-map-count": String(kernel.maxMapCount), "user-keys": kernel.userKeys ? "on" : "off",
-            "encrypt-anon": kernel.encryptAnon ? "on" : "off",
+            "encrypt-anon": kernel.encryptAnon ? "on" : "off", "pkeys": String(kernel.pkeyCount),
+            "epc": machine.epc.description, "sgx-mm-tracking": kernel.sgxMMTracking.rawValue,
+            "sgx-vma-flags": kernel.sgxVMAFlags.rawValue, "vm-close-merge": kernel.closeMergeRule.rawValue,
         ]
         if let c = costsFile { s["costs"] = c }
         let bugs = SeededBug.entries(kernel.bugs).map(\.name)
@@ -186,7 +191,7 @@ extension ScenarioRunner {
             }
         }
         return RunReport(files: files, config: config.settings, calls: calls, compared: compared, reproduced: reproduced,
-                         divergences: divergences, violations: violations.map(\.description), inferred: inferred, notModeled: notModeled,
+                         divergences: divergences, violations: violations.map(\.description), inferred: inferred, hints: hints, notModeled: notModeled,
                          learned: learned, skippedInput: skippedInput.map(\.description), skippedInputCount: skippedInputCount,
                          counters: kernel?.machine.clock.snapshot ?? [:], modeledCycles: kernel?.machine.clock.cycles ?? 0,
                          processes: processes, keys: kernel?.keys.snapshot(), stoppedBy: stoppedBy?.description)

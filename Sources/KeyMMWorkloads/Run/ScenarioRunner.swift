@@ -67,10 +67,10 @@ public final class ScenarioRunner {
     /// Calls executed.
     public private(set) var calls = 0
     /// Calls that carried a recorded result the model compared.
-    public private(set) var compared = 0
+    public internal(set) var compared = 0
     /// Compared calls whose recorded result the model reproduced.
-    public private(set) var reproduced = 0
-    public private(set) var divergences: [Divergence] = []
+    public internal(set) var reproduced = 0
+    public internal(set) var divergences: [Divergence] = []
     /// The invariant checker (nil when RunOptions.checker is nil), attached at boot.
     public private(set) var checker: InvariantChecker?
     /// Broken invariants, each as `FILE:LINE: violation: NAME: detail`.
@@ -93,6 +93,10 @@ public final class ScenarioRunner {
     public private(set) var skippedInputCount = 0
 
     var dispatcher = SyscallDispatcher()
+    var hintEvidence = ReplayHints()
+    /// Settings the log's recorded results point to (Run/ReplayHints.swift); printed after
+    /// the summary, never counted as divergences.
+    public var hints: [String] { hintEvidence.messages }
 
     public init(config: ModelConfig, options: RunOptions = RunOptions()) {
         self.config = config
@@ -163,7 +167,9 @@ public final class ScenarioRunner {
         case .exited(let pid, _, let location), .killed(let pid, _, _, let location):
             if !keepStateAtExit.isEmpty { keepState(at: location) }
             if let kernel, kernel.task(ProcessID(pid ?? 1)) != nil { dispatcher.exitTask(kernel, ProcessID(pid ?? 1)) }
-        case .signal, .superseded:
+        case .signal(let pid, let name, let info, let location):
+            compareSignal(pid: pid, name: name, info: info, location: location)
+        case .superseded:
             break
         case .fault(let fault):
             try replayFault(fault)
@@ -207,6 +213,7 @@ public final class ScenarioRunner {
         default: break
         }
         compared += 1
+        hintEvidence.observe(line, outcome: outcome, pkeyCount: kernel.config.pkeyCount)
         if outcome.matches(line.result) {
             reproduced += 1
         } else {

@@ -27,6 +27,11 @@ enum ModeledCall: String, CaseIterable {
     case gup_pin, gup_unpin, ksm_scan, khugepaged_scan, reclaim, numa_balance, file_create
     case migrate_pages, move_pages, mbind, set_mempolicy
     case nanosleep, clock_nanosleep, vvar_map, hugetlb_map
+    case setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid, setfsgid, setgroups
+    case capset, capget, prctl
+    case mseal, memfd_create, ftruncate, truncate
+    case ioctl, enclave_read, enclave_write, sgx_mm_list, sgx_epc_free, sgx_reclaim
+    case sgx_walk_begin, sgx_walk_end, sgx_tamper
 
     static let byName: [String: ModeledCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
     /// The model-only calls (no Linux system call has these names), for messages.
@@ -89,6 +94,7 @@ struct SyscallDispatcher {
         learnedLast = false
         started = true
         var a = Arguments(line: line)
+        kernel.sgxAsyncExit(task.pid)   // a thread inside an enclave left it to make this call (sgx/EnclaveAccess.swift)
         if lenient { try inferExecRegions(call, a: a, line: line, task: task, kernel: kernel) }
         return try execute(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
     }
@@ -121,6 +127,9 @@ struct SyscallDispatcher {
             return Self.outcome(r)
         case .munmap:
             return Self.outcome(kernel.munmap(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1)))
+        case .mseal:
+            return Self.outcome(kernel.mseal(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
+                                             flags: a.count > 2 ? try a.u64(2) : 0))
         case .mprotect:
             return Self.outcome(kernel.mprotect(pid, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
                                                 prot: Prot(rawValue: UInt32(truncatingIfNeeded: try a.u64(2, [.prot])))))
