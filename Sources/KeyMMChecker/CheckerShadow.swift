@@ -511,7 +511,10 @@ final class CheckerShadow {
         blocks.removeAll(keepingCapacity: true)
         blockUsed.removeAll(keepingCapacity: true)
         freeBlocks.removeAll(keepingCapacity: true)
-        for i in 0..<frameCount { uses[i] = 0; special[i] = 0; rmapHead[i] = -1; frameState[i] = 0 }
+        uses = [Int32](repeating: 0, count: frameCount)
+        special = [Int32](repeating: 0, count: frameCount)
+        rmapHead = [Int32](repeating: -1, count: frameCount)
+        frameState = [UInt32](repeating: 0, count: frameCount)
         farUses = [:]
         farSpecial = [:]
         nodeSlot.removeAll(keepingCapacity: true); nodeVA.removeAll(keepingCapacity: true)
@@ -551,11 +554,16 @@ final class CheckerShadow {
     func apply(_ log: TouchLog) -> Bool {
         guard built else { return false }
         let z = kernel.pgtable.zeroPFN, hz = kernel.pgtable.hugeZeroPFN
+        // Zero pages made during the call: their zeroing is their creation, not a store to a zero
+        // page (the full sweep, which has no log of stores, does not see it either).
+        var appeared: [Range<UInt64>] = []
         if z != zero || hz != hugeZero {
             // A zero page appearing for the first time: only entries mapping its frames change
             // class (none older than this call, as the frames were just allocated). A zero page
             // that moves would change the class of entries the shadow cannot find: rebuild.
             guard zero == nil || z == zero, hugeZero == nil || hz == hugeZero else { return false }
+            if zero == nil, let z { appeared.append(z.rawValue..<z.rawValue &+ 1) }
+            if hugeZero == nil, let hz { appeared.append(hz.rawValue..<hz.rawValue &+ UInt64(hpagePMDNr)) }
             zero = z
             hugeZero = hz
             var frames: [UInt64] = []
@@ -606,7 +614,7 @@ final class CheckerShadow {
             let lastFrame = (a.firstLine &+ UInt64(a.lines) &- 1) >> 6
             while f <= lastFrame {
                 if f < UInt64(frameCount) && UInt16(truncatingIfNeeded: frameState[Int(f)]) != a.keyid { cacheFrames.insert(f) }
-                if a.write && inZeroPage(f) {
+                if a.write && inZeroPage(f) && !appeared.contains(where: { $0.contains(f) }) {
                     let lo = max(a.firstLine, f << 6), hi = min(a.firstLine &+ UInt64(a.lines), (f &+ 1) << 6)
                     for l in lo..<hi { zeroLines.append(l) }
                 }

@@ -192,7 +192,7 @@ extension InvariantChecker {
         guard m.dram.contains(pa, count: cacheLineSize) else { return }
         let dram = m.dram.read(pa, count: cacheLineSize)
         let f = pa.pfn
-        let place = "DRAM at PA \(Fmt.hex(pa.rawValue)) (\(Fmt.pfn(f)) line \(line & 63), page_keyid \(kernel.allocator.pageKeyID(f).rawValue))"
+        var place: String { "DRAM at PA \(Fmt.hex(pa.rawValue)) (\(Fmt.pfn(f)) line \(line & 63), page_keyid \(kernel.allocator.pageKeyID(f).rawValue))" }
         if let s = shadow.lines[line], s.identity.encrypting {
             let n = PlaintextShadow.repeated(s, 0, cacheLineSize, dram[...])
             if n > 0 && !shadow.alsoWritten(s, by: { !$0.encrypting }) {

@@ -43,6 +43,10 @@ struct Fuzz: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Incremental checking after each call (--no-incremental: the full sweep after every call).")
     var incremental = true
 
+    @Flag(name: .customLong("no-checker"), help: ArgumentHelp(
+        "Run the model without the invariant checker (finds nothing; for measuring what the checker costs).", visibility: .hidden))
+    var noChecker = false
+
     @Option(name: .long, help: "Calls never to generate, comma-separated (e.g. to get past a known model bug).")
     var without: String?
 
@@ -85,6 +89,7 @@ struct Fuzz: ParsableCommand {
             options.episodeLength = episode
             options.sweepEvery = sweepEvery
             options.incremental = incremental
+            options.checking = !noChecker
             options.keepGoing = keepGoing
             options.without = Set((without ?? "").split(separator: ",").map { String($0) })
             options.model = try fuzzModel()

@@ -42,7 +42,7 @@ public struct FuzzOptions: Sendable {
     /// The checker's full sweep every N calls (1: after every call), a cross-check of the
     /// incremental checks, which re-check what each call touched after every other call. Without
     /// `incremental`, ignored (the full sweep runs after every call).
-    public var sweepEvery = 250
+    public var sweepEvery = 500
     /// Incremental checking (the default); false: the full sweep after every call
     /// (`--no-incremental`). Every invariant is checked after every call either way, and both
     /// find the same violations at the same calls.
@@ -207,7 +207,7 @@ public final class Fuzzer {
     /// The run's identity (JSONL headers, config hash): every option that decides the work.
     package var identity: RunIdentity {
         let o = options
-        let planJSON: JSONValue = .object([
+        var planJSON: JSONValue = .object([
             "seed": .string(String(o.seed)), "ops": .int(Int64(o.ops)), "episode": .int(Int64(plan.episodeLength)),
             "policies": .array(o.policies.map { .string($0.rawValue) }),
             "inject_bug": o.injectBug.map { .string($0.name) } ?? .null,
@@ -215,6 +215,10 @@ public final class Fuzzer {
             "keep_going": .bool(o.keepGoing), "max_shrink_runs": .int(Int64(o.maxShrinkRuns)),
             "settings": o.model.planJSON,
         ])
+        if !o.checking, case .object(var fields) = planJSON {
+            fields["checker"] = .bool(false)   // only when off: a run without the checker is another run
+            planJSON = .object(fields)
+        }
         return RunIdentity(kind: "fuzz", plan: planJSON, units: plan.units)
     }
 
