@@ -22,6 +22,23 @@ extension InvariantChecker {
         let cache = kernel.machine.cache
         let alloc = kernel.allocator
         var frames: [UInt64] = []
+        // Cross-check (a full sweep of an incremental checker): the frames known stale, and the
+        // frames this call touched that are stale now, must include every frame the sweep finds.
+        var expected: Set<UInt64>?
+        if full && crossChecking {
+            var e = model.staleFrames
+            for f in model.cacheFrames.list where model.allocated.contains(f) && !model.isExempt(f)
+                && cache.firstLine(of: PFN(f), notUnder: alloc.pageKeyID(PFN(f))) != nil { e.insert(f) }
+            expected = e
+        }
+        defer {
+            if let expected {
+                let at = currentSite.map { " after call \($0.index) (\($0.call))" } ?? ""
+                for f in model.staleFrames.sorted() where !expected.contains(f) && shadowMismatches.count < 100 {
+                    shadowMismatches.append("a stale cache line of \(Fmt.pfn(PFN(f))) was not found by the incremental checks\(at)")
+                }
+            }
+        }
         if full {
             var allocatedFrames = 0
             alloc.forEachAllocatedBlock { _, order in allocatedFrames += order.pages }
