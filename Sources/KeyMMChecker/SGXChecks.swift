@@ -139,7 +139,7 @@ extension InvariantChecker {
             pidOf[m] = pid
             for v in mm.vmas {
                 work += 1
-                guard let ops = v.vmOps as? SGXVMOps else { continue }
+                guard let o = v.vmOps, let ops = o as? SGXVMOps else { continue }   // most VMAs: no cast
                 vmasOf[ObjectIdentifier(ops.enclave), default: [:]][m, default: 0] += 1
             }
         }
