@@ -84,6 +84,7 @@ struct Fuzz: ParsableCommand {
             if shard.count > 1 && json != nil {
                 throw UsageError("--json needs the whole run; a shard (\(shard)) writes --format jsonl, and `keymm merge` writes the summary")
             }
+            if let json { try checkOverwritable(json, option: "--json") }
             options.ops = ops
             options.seed = seed
             options.episodeLength = episode

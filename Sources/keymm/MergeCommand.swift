@@ -29,6 +29,12 @@ struct Merge: ParsableCommand {
             printError("keymm merge: error: no shard files given")
             throw ExitCode(2)
         }
+        if let output {
+            do { try checkOverwritable(output, option: "--output") } catch {
+                printError("keymm merge: error: \(error)")
+                throw ExitCode(2)
+            }
+        }
         let merged: MergedRun
         do {
             merged = try CampaignMerge.merge(CampaignMerge.read(shards))

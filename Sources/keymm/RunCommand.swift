@@ -76,6 +76,7 @@ struct Replay: ParsableCommand {
 /// input error stops the run at its file (exit 2; the JSON still holds every file run so far).
 func executeFiles(_ files: [String], config: ModelConfig, options: RunOptions, output: OutputOptions,
                   violationsFail: Bool = true) throws -> Bool {
+    if let json = output.json { try checkOverwritable(json, option: "--json") }
     var reports: [RunReport] = []
     var failed = false
     var stopped: RunInputError?

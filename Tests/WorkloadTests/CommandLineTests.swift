@@ -185,6 +185,26 @@ struct CommandLineTests {
         #expect(sum == o["calls"]?.number && sum > 100, "total calls = sum of per-file calls")
     }
 
+    @Test func aScenarioTakenAsTheJSONOutputIsNotOverwritten() throws {
+        // `keymm run --json a.strace b.strace`: a.strace is --json's value, not an input.
+        let dir = try K.scratch()
+        let a = try K.write("1 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000\n", "a.strace", in: dir)
+        let b = try K.write("1 munmap(0x7f0000000000, 4096) = 0\n", "b.strace", in: dir)
+        let before = try String(contentsOfFile: a, encoding: .utf8)
+        let r = try K.run(["run", "--json", a, b])
+        #expect(r.status == 2, "\(r.all)")
+        #expect(r.err.contains("--json \(a): the file exists and is not a JSON result"), "\(r.err)")
+        let afterRun = try String(contentsOfFile: a, encoding: .utf8)
+        #expect(afterRun == before, "the scenario was overwritten")
+        let fuzz = try K.run(["fuzz", "--ops", "10", "--json", a])
+        let afterFuzz = try String(contentsOfFile: a, encoding: .utf8)
+        #expect(fuzz.status == 2 && afterFuzz == before, "\(fuzz.all)")
+        // A JSON result of an earlier run is replaced as before.
+        let json = dir.appendingPathComponent("run.json").path
+        #expect(try K.run(["run", b, "--json", json]).status == 0)
+        #expect(try K.run(["run", b, "--json", json]).status == 0)
+    }
+
     // MARK: item 3: a user's own capture
 
     @Test func replayLearnsFailedOpensOfFilesTheModelDoesNotKnow() throws {

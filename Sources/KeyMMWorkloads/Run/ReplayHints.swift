@@ -42,10 +42,10 @@ struct ReplayHints {
     var messages: [String] {
         var out: [String] = []
         if let at = noPKU.first {
-            out.append("\(noPKU.count) pkey_alloc result\(noPKU.count == 1 ? "" : "s") (first at \(at.file):\(at.line)) show a machine without protection keys (PKU): pkey_alloc failed with EINVAL/ENOSPC where the model, with 16 keys, allocated one; rerun with --set pkeys=1")
+            out.append("\(noPKU.count) pkey_alloc result\(noPKU.count == 1 ? "" : "s") (first at \(at.file):\(at.line)) show\(noPKU.count == 1 ? "s" : "") a machine without protection keys (PKU): pkey_alloc failed with EINVAL/ENOSPC where the model, with 16 keys, allocated one; rerun with --set pkeys=1")
         }
         if let at = withPKU.first {
-            out.append("\(withPKU.count) pkey_alloc result\(withPKU.count == 1 ? "" : "s") (first at \(at.file):\(at.line)) show a machine with protection keys: the log got a key where the model, with pkeys=1, failed; rerun with --set pkeys=16")
+            out.append("\(withPKU.count) pkey_alloc result\(withPKU.count == 1 ? "" : "s") (first at \(at.file):\(at.line)) show\(withPKU.count == 1 ? "s" : "") a machine with protection keys: the log got a key where the model, with pkeys=1, failed; rerun with --set pkeys=16")
         }
         return out
     }
