@@ -488,17 +488,7 @@ public final class Cache {
     /// Every cached line of a frame, in line order then way order.
     public func cachedLines(of pfn: PFN) -> [CachedLine] {
         var out: [CachedLine] = []
-        let first = pfn.rawValue << 6
-        for l in 0..<UInt64(linesPerPage) {
-            let lineNo = first + l
-            let set = setIndex(lineNo)
-            for w in 0..<ways {
-                let t = tags[slot(set, w)]
-                if t & Cache.validBit != 0 && Cache.lineOf(t) == lineNo {
-                    out.append(CachedLine(lineIndex: Int(l), keyid: KeyID(UInt16(truncatingIfNeeded: t)), dirty: t & Cache.dirtyBit != 0))
-                }
-            }
-        }
+        visitLines(of: pfn) { out.append($0); return true }
         return out
     }
 
@@ -506,18 +496,28 @@ public final class Cache {
     /// than `keyid`, or nil; allocates nothing and does not touch LRU state (the invariant
     /// checker's per-frame probe).
     public func firstLine(of pfn: PFN, notUnder keyid: KeyID) -> CachedLine? {
+        var found: CachedLine?
+        visitLines(of: pfn) { line in
+            guard line.keyid == keyid else { found = line; return false }
+            return true
+        }
+        return found
+    }
+
+    /// Calls `body` with each cached line of a frame, in line order then way order, until it
+    /// returns false (no LRU update).
+    @inline(__always) private func visitLines(of pfn: PFN, _ body: (CachedLine) -> Bool) {
         let first = pfn.rawValue << 6
         for l in 0..<UInt64(linesPerPage) {
             let lineNo = first + l
             let set = setIndex(lineNo)
             for w in 0..<ways {
                 let t = tags[slot(set, w)]
-                if t & Cache.validBit != 0 && Cache.lineOf(t) == lineNo && UInt16(truncatingIfNeeded: t) != keyid.rawValue {
-                    return CachedLine(lineIndex: Int(l), keyid: KeyID(UInt16(truncatingIfNeeded: t)), dirty: t & Cache.dirtyBit != 0)
+                if t & Cache.validBit != 0 && Cache.lineOf(t) == lineNo {
+                    guard body(CachedLine(lineIndex: Int(l), keyid: KeyID(UInt16(truncatingIfNeeded: t)), dirty: t & Cache.dirtyBit != 0)) else { return }
                 }
             }
         }
-        return nil
     }
 
     /// The KeyIDs under which one line is cached, with their dirty bits.
