@@ -90,24 +90,24 @@ public final class Kernel {
         sgx?.breakReferenceCycles()   // sgx/SGXDriver.swift: encl_mm <-> mmu_notifier <-> mm, pending SRCU work
     }
     public let machine: Machine
-    public let allocator: PageAllocator
-    public let keys: KeyService
+    package let allocator: PageAllocator
+    package let keys: KeyService
     public let config: KernelConfig
     /// Where the physical address and the KeyID sit in page-table entries.
-    public let layout: PTELayout
+    package let layout: PTELayout
     /// Every live task, by pid.
     public var tasks: [ProcessID: TaskStruct] = [:]
     /// The page cache of every file of the model's file system.
-    public let pageCache: PageCache
+    package let pageCache: PageCache
     /// Kernel-wide page-table layer state (zero pages, THP and migration statistics).
-    public let pgtable = PgtableState()
+    package let pgtable = PgtableState()
     /// Kernel-wide MKTME state: boot decision and direct-map layout, pins, swap, KSM (mktme/).
-    public let mktme: MKTMEState
+    package let mktme: MKTMEState
     /// The KeyID every new anonymous private VMA gets (KeyID 0 unless `KernelConfig.encryptAnon`).
-    public internal(set) var encryptAnonKeyID: KeyID = .tme
+    package internal(set) var encryptAnonKeyID: KeyID = .tme
 
     /// The model's file system: path -> inode.
-    public internal(set) var filesystem: [String: MappedFile] = [:]
+    package internal(set) var filesystem: [String: MappedFile] = [:]
     @usableFromInline var nextPid: Int32 = 1
     @usableFromInline var nextInode: UInt64 = 1000
     @usableFromInline var nextAnonVMAId: UInt64 = 1
@@ -181,7 +181,7 @@ public final class Kernel {
     }
 
     /// arch_pkeys_enabled() / OSPKE: more than one protection key exists.
-    @inlinable public var pkeysEnabled: Bool { config.pkeyCount > 1 }
+    @inlinable package var pkeysEnabled: Bool { config.pkeyCount > 1 }
 
     /// The task with `pid`, or ESRCH.
     public func task(_ pid: ProcessID) -> TaskStruct? { tasks[pid] }

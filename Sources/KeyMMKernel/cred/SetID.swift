@@ -21,11 +21,11 @@
 import KeyMMBase
 
 /// The capability sets capset(2) passes and capget(2) returns.
-public struct CapabilityData: Hashable, Sendable {
-    public var effective: CapabilitySet
-    public var permitted: CapabilitySet
-    public var inheritable: CapabilitySet
-    public init(effective: CapabilitySet, permitted: CapabilitySet, inheritable: CapabilitySet) {
+package struct CapabilityData: Hashable, Sendable {
+    package var effective: CapabilitySet
+    package var permitted: CapabilitySet
+    package var inheritable: CapabilitySet
+    package init(effective: CapabilitySet, permitted: CapabilitySet, inheritable: CapabilitySet) {
         self.effective = effective
         self.permitted = permitted
         self.inheritable = inheritable
@@ -34,7 +34,7 @@ public struct CapabilityData: Hashable, Sendable {
 
 extension Kernel {
     /// `(uid_t)-1`: "leave this id alone" (and never a valid id).
-    public static let unchangedID: UInt32 = .max
+    package static let unchangedID: UInt32 = .max
     /// _LINUX_CAPABILITY_VERSION_1 (one 32-bit word), _2 and _3 (two words).
     static let capabilityVersions: [UInt32: Int] = [0x1998_0330: 1, 0x2007_1026: 2, 0x2008_0522: 2]
 
@@ -73,13 +73,13 @@ extension Kernel {
 
     /// setuid(2): with CAP_SETUID every uid becomes `uid`; without, only the effective (and fs)
     /// uid, and only to the real or saved uid (EPERM). -1 is EINVAL.
-    public func setuid(_ pid: ProcessID, _ uid: UInt32) -> Result<Void, Errno> {
+    package func setuid(_ pid: ProcessID, _ uid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         return Kernel.setID(task.cred, .user, uid).map { commitSetUID(task, $0) }
     }
 
     /// setgid(2): the same rule with CAP_SETGID and the group ids (no capability fix-ups).
-    public func setgid(_ pid: ProcessID, _ gid: UInt32) -> Result<Void, Errno> {
+    package func setgid(_ pid: ProcessID, _ gid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         return Kernel.setID(task.cred, .group, gid).map { task.cred = $0 }
     }
@@ -88,33 +88,33 @@ extension Kernel {
     /// real, effective or saved one (else CAP_SETUID, EPERM). The saved uid follows the new
     /// effective one when the real uid is set or the effective one changes to other than the
     /// old real uid; fsuid = euid.
-    public func setreuid(_ pid: ProcessID, ruid: UInt32, euid: UInt32) -> Result<Void, Errno> {
+    package func setreuid(_ pid: ProcessID, ruid: UInt32, euid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         return Kernel.setREID(task.cred, .user, ruid, euid).map { commitSetUID(task, $0) }
     }
 
     /// setregid(2): as setreuid with CAP_SETGID and the group ids.
-    public func setregid(_ pid: ProcessID, rgid: UInt32, egid: UInt32) -> Result<Void, Errno> {
+    package func setregid(_ pid: ProcessID, rgid: UInt32, egid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         return Kernel.setREID(task.cred, .group, rgid, egid).map { task.cred = $0 }
     }
 
     /// setresuid(2): each id that is not -1 becomes the given one; without CAP_SETUID each new
     /// id must be one of the current real, effective or saved uids (EPERM). fsuid = euid.
-    public func setresuid(_ pid: ProcessID, ruid: UInt32, euid: UInt32, suid: UInt32) -> Result<Void, Errno> {
+    package func setresuid(_ pid: ProcessID, ruid: UInt32, euid: UInt32, suid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         return Kernel.setRESID(task.cred, .user, ruid, euid, suid).map { if let c = $0 { commitSetUID(task, c) } }
     }
 
     /// setresgid(2): as setresuid with CAP_SETGID and the group ids.
-    public func setresgid(_ pid: ProcessID, rgid: UInt32, egid: UInt32, sgid: UInt32) -> Result<Void, Errno> {
+    package func setresgid(_ pid: ProcessID, rgid: UInt32, egid: UInt32, sgid: UInt32) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         return Kernel.setRESID(task.cred, .group, rgid, egid, sgid).map { if let c = $0 { task.cred = c } }
     }
 
     /// setfsuid(2): always returns the old fsuid; the fsuid changes if the new one is the real,
     /// effective, saved or current fs uid, or with CAP_SETUID.
-    public func setfsuid(_ pid: ProcessID, _ uid: UInt32) -> Result<Int64, Errno> {
+    package func setfsuid(_ pid: ProcessID, _ uid: UInt32) -> Result<Int64, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         let old = task.cred
         if var new = Kernel.setFSID(old, .user, uid) {
@@ -125,7 +125,7 @@ extension Kernel {
     }
 
     /// setfsgid(2): as setfsuid with CAP_SETGID and the group ids.
-    public func setfsgid(_ pid: ProcessID, _ gid: UInt32) -> Result<Int64, Errno> {
+    package func setfsgid(_ pid: ProcessID, _ gid: UInt32) -> Result<Int64, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         let old = task.cred
         if let new = Kernel.setFSID(old, .group, gid) { task.cred = new }
@@ -202,7 +202,7 @@ extension Kernel {
     }
 
     /// setgroups(2): more than NGROUPS_MAX (65536) EINVAL; needs CAP_SETGID (EPERM).
-    public func setgroups(_ pid: ProcessID, _ groups: [UInt32]) -> Result<Void, Errno> {
+    package func setgroups(_ pid: ProcessID, _ groups: [UInt32]) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         if groups.count > 65536 { return .failure(.EINVAL) }
         if !task.cred.capable(.setgid) { return .failure(.EPERM) }
@@ -215,7 +215,7 @@ extension Kernel {
     /// inheritable set must come from the old inheritable and permitted sets (unless CAP_SETPCAP)
     /// and from the old inheritable and bounding sets, permitted may only shrink, effective must
     /// be within the new permitted (EPERM otherwise).
-    public func capset(_ pid: ProcessID, version: UInt32, target: Int32, _ data: CapabilityData) -> Result<Void, Errno> {
+    package func capset(_ pid: ProcessID, version: UInt32, target: Int32, _ data: CapabilityData) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         guard let words = Kernel.capabilityVersions[version] else { return .failure(.EINVAL) }
         if target != 0 && target != pid.rawValue { return .failure(.EPERM) }
@@ -238,7 +238,7 @@ extension Kernel {
 
     /// capget(2) of `target` (0: the caller; a pid the model does not know: ESRCH); an unknown
     /// header version is EINVAL.
-    public func capget(_ pid: ProcessID, version: UInt32, target: Int32) -> Result<CapabilityData, Errno> {
+    package func capget(_ pid: ProcessID, version: UInt32, target: Int32) -> Result<CapabilityData, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         guard Kernel.capabilityVersions[version] != nil else { return .failure(.EINVAL) }
         guard let subject = target == 0 ? task : tasks[ProcessID(target)] else { return .failure(.ESRCH) }
@@ -247,7 +247,7 @@ extension Kernel {
     }
 
     /// prctl(PR_SET_KEEPCAPS, value): 0 or 1 (else EINVAL).
-    public func setKeepCaps(_ pid: ProcessID, _ value: UInt64) -> Result<Void, Errno> {
+    package func setKeepCaps(_ pid: ProcessID, _ value: UInt64) -> Result<Void, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         guard value <= 1 else { return .failure(.EINVAL) }
         task.cred.keepCaps = value == 1
@@ -255,7 +255,7 @@ extension Kernel {
     }
 
     /// prctl(PR_GET_KEEPCAPS).
-    public func keepCaps(_ pid: ProcessID) -> Result<Int64, Errno> {
+    package func keepCaps(_ pid: ProcessID) -> Result<Int64, Errno> {
         guard let task = credTask(pid) else { return .failure(.ESRCH) }
         return .success(task.cred.keepCaps ? 1 : 0)
     }

@@ -9,7 +9,7 @@ import KeyMMBase
 
 extension Kernel {
     /// CLFLUSH of [addr, addr+length) as `task` sees it; nil, or the signal.
-    public func clflushUser(_ task: TaskStruct, _ addr: VirtAddr, _ length: UInt64) -> MemSignal? {
+    package func clflushUser(_ task: TaskStruct, _ addr: VirtAddr, _ length: UInt64) -> MemSignal? {
         guard length > 0 else { return nil }
         let pt = task.mm.pageTable
         var a = addr.rawValue & ~UInt64(cacheLineSize - 1)

@@ -20,35 +20,35 @@ import KeyMMBase
 import KeyMMHardware
 
 /// The kernel's direct-map layout with one alias per KeyID, and whether MKTME survived boot.
-public struct DirectMapLayout: Sendable, Hashable {
+package struct DirectMapLayout: Sendable, Hashable {
     /// Paging levels (4: __VIRTUAL_MASK_SHIFT 47; 5: 56).
-    public let pagingLevels: Int
+    package let pagingLevels: Int
     /// PAGE_OFFSET (__PAGE_OFFSET_BASE_L4 / _L5, no KASLR).
-    public let pageOffset: UInt64
+    package let pageOffset: UInt64
     /// Virtual address space the direct mappings may use in all (1/4 of the address space).
-    public let availableVA: UInt64
+    package let availableVA: UInt64
     /// Bytes of RAM (max_pfn << PAGE_SHIFT).
-    public let memory: UInt64
+    package let memory: UInt64
     /// MKTME KeyIDs enumerated (KeyID 0 excluded), before the decision.
-    public let enumeratedKeyIDs: Int
+    package let enumeratedKeyIDs: Int
     /// MKTME KeyIDs after the decision (0 when MKTME was disabled).
-    public let nrKeyIDs: Int
+    package let nrKeyIDs: Int
     /// CONFIG_MEMORY_PHYSICAL_PADDING in TiB (the model's default is 0: no memory hotplug).
-    public let paddingTiB: UInt64
+    package let paddingTiB: UInt64
     /// direct_mapping_size: the distance between two KeyIDs' aliases.
-    public let directMappingSize: UInt64
+    package let directMappingSize: UInt64
     /// direct_mapping_mask (all ones when MKTME is off: __pa needs no mask).
-    public let directMappingMask: UInt64
+    package let directMappingMask: UInt64
     /// Whether MKTME is usable after boot.
-    public let mktmeEnabled: Bool
+    package let mktmeEnabled: Bool
     /// Why MKTME is off (nil when enabled), as the kernel log would say it.
-    public let disabledReason: String?
+    package let disabledReason: String?
 
-    public static let tib: UInt64 = 1 << 40
+    package static let tib: UInt64 = 1 << 40
 
     /// calculate_direct_mapping_size() for `memory` bytes and `keyids` enumerated MKTME KeyIDs.
     /// `forceDisabled` is a reason MKTME is off regardless (e.g. `policy=none`, SME).
-    public init(memory: UInt64, keyids: Int, pagingLevels: Int = 4, paddingTiB: UInt64 = 0,
+    package init(memory: UInt64, keyids: Int, pagingLevels: Int = 4, paddingTiB: UInt64 = 0,
                 forceDisabled: String? = nil) {
         self.pagingLevels = pagingLevels == 5 ? 5 : 4
         self.pageOffset = self.pagingLevels == 5 ? 0xff11_0000_0000_0000 : 0xffff_8880_0000_0000
@@ -86,7 +86,7 @@ public struct DirectMapLayout: Sendable, Hashable {
     }
 
     /// The layout for a machine configuration: MKTME KeyIDs of the machine, its memory.
-    public init(machine mc: MachineConfig, forceDisabled: String? = nil, pagingLevels: Int = 4) {
+    package init(machine mc: MachineConfig, forceDisabled: String? = nil, pagingLevels: Int = 4) {
         let keyids = mc.mktmeKeyIDs.map { Int($0.upperBound) - Int($0.lowerBound) + 1 } ?? 0
         var reason = forceDisabled
         if reason == nil && mc.encryption == .sme { reason = "encryption=sme: no KeyIDs (one C-bit)" }
@@ -96,14 +96,14 @@ public struct DirectMapLayout: Sendable, Hashable {
 
     /// page_to_virt(): the kernel virtual address of byte `offset` of frame `pfn` through the
     /// direct mapping of `keyid` (KeyID 0 when MKTME is off).
-    public func virtualAddress(_ pfn: PFN, keyid: KeyID, offset: Int = 0) -> UInt64 {
+    package func virtualAddress(_ pfn: PFN, keyid: KeyID, offset: Int = 0) -> UInt64 {
         let k = mktmeEnabled ? UInt64(keyid.rawValue) : 0
         return pageOffset &+ k &* directMappingSize &+ (pfn.rawValue << pageShift) &+ UInt64(offset)
     }
 
     /// The kernel page tables' view of a direct-map address: the physical address (__pa)
     /// and the KeyID of the alias it falls in. nil outside the direct mappings.
-    public func translate(_ va: UInt64) -> (PhysAddr, KeyID)? {
+    package func translate(_ va: UInt64) -> (PhysAddr, KeyID)? {
         guard va >= pageOffset else { return nil }
         let off = va &- pageOffset
         let keyid = mktmeEnabled ? off / directMappingSize : 0
@@ -135,7 +135,7 @@ extension Kernel {
     /// /proc readers...): the address comes from page_to_virt() with the frame's page_keyid(),
     /// the kernel's page tables translate it back to the frame and the alias's KeyID, and the
     /// CPU loads through that KeyID (so the data arrives decrypted).
-    public func kernelRead(_ pfn: PFN, offset: Int = 0, count: Int) -> [UInt8] {
+    package func kernelRead(_ pfn: PFN, offset: Int = 0, count: Int) -> [UInt8] {
         let keyid = allocator.pageKeyID(pfn)
         let va = mktme.directMap.virtualAddress(pfn, keyid: keyid, offset: offset)
         guard let (pa, alias) = mktme.directMap.translate(va) else { return [UInt8](repeating: 0xFF, count: count) }
@@ -143,7 +143,7 @@ extension Kernel {
     }
 
     /// The kernel writing `bytes` at `offset` of frame `pfn` through its direct-map alias.
-    public func kernelWrite(_ pfn: PFN, offset: Int = 0, _ bytes: [UInt8]) {
+    package func kernelWrite(_ pfn: PFN, offset: Int = 0, _ bytes: [UInt8]) {
         let keyid = allocator.pageKeyID(pfn)
         let va = mktme.directMap.virtualAddress(pfn, keyid: keyid, offset: offset)
         guard let (pa, alias) = mktme.directMap.translate(va) else { return }

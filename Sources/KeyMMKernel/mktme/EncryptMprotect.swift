@@ -22,7 +22,7 @@ import KeyMMBase
 import KeyMMKeys
 
 /// The syscall number the series gave encrypt_mprotect (strace prints `syscall_0x1b2`).
-public let encryptMprotectSyscallNumber = 434
+package let encryptMprotectSyscallNumber = 434
 
 extension Kernel {
     /// encrypt_mprotect(addr, len, prot, key_serial).

@@ -19,7 +19,7 @@ import KeyMMBase
 extension Kernel {
     /// gup_pin(addr, npages): pins the pages; returns the pin handle. `handle` is the id a trace
     /// recorded (honoured when free).
-    public func gupPin(_ task: TaskStruct, _ addr: VirtAddr, _ npages: Int, handle: Int32? = nil) -> Result<Int32, Errno> {
+    package func gupPin(_ task: TaskStruct, _ addr: VirtAddr, _ npages: Int, handle: Int32? = nil) -> Result<Int32, Errno> {
         guard npages > 0, npages <= 1 << 24 else { return .failure(.EINVAL) }
         let mm = task.mm
         var frames: [PFN] = []
@@ -49,7 +49,7 @@ extension Kernel {
     }
 
     /// gup_unpin(handle): unpin_user_pages() of everything the pin holds. EINVAL for an unknown handle.
-    public func gupUnpin(_ handle: Int32) -> Result<Void, Errno> {
+    package func gupUnpin(_ handle: Int32) -> Result<Void, Errno> {
         guard let pin = mktme.pins.removeValue(forKey: handle) else { return .failure(.EINVAL) }
         for f in pin.frames { unpinFrame(f) }
         pin.mm.pinnedVM = pin.mm.pinnedVM >= UInt64(pin.frames.count) ? pin.mm.pinnedVM - UInt64(pin.frames.count) : 0

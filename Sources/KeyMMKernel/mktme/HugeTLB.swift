@@ -14,14 +14,14 @@
 import KeyMMBase
 
 /// hugetlb_vm_ops of a MAP_HUGETLB mapping with an empty pool: every fault is SIGBUS.
-public final class HugeTLBMapping: VMFaultHandler {
-    public init() {}
-    public var name: String? { "anon_hugepage (deleted)" }
+package final class HugeTLBMapping: VMFaultHandler {
+    package init() {}
+    package var name: String? { "anon_hugepage (deleted)" }
     /// hugetlb_vm_op_close exists (it releases reservations): hugetlb VMAs are never merged away.
-    public var hasClose: Bool { true }
-    public func fault(_ vma: VMA, address: VirtAddr, pageIndex: UInt64, write: Bool) -> (pfn: PFN, prot: PageProt)? { nil }
+    package var hasClose: Bool { true }
+    package func fault(_ vma: VMA, address: VirtAddr, pageIndex: UInt64, write: Bool) -> (pfn: PFN, prot: PageProt)? { nil }
     /// hugetlb_vm_op_split: only at huge-page boundaries.
-    public func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno? {
+    package func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno? {
         address.rawValue & pmdMask == 0 ? nil : .EINVAL
     }
 }
@@ -30,7 +30,7 @@ extension Kernel {
     /// hugetlb_map(addr, len, prot): see the file comment. EINVAL unless addr and len are 2 MiB
     /// aligned; ENOMEM if the range is in use.
     @discardableResult
-    public func hugetlbMap(_ task: TaskStruct, addr: VirtAddr, length: UInt64, prot: Prot) -> Result<VMA, Errno> {
+    package func hugetlbMap(_ task: TaskStruct, addr: VirtAddr, length: UInt64, prot: Prot) -> Result<VMA, Errno> {
         guard length > 0, addr.rawValue & pmdMask == 0, length & pmdMask == 0, addr.rawValue < userAddressLimit,
               length <= userAddressLimit - addr.rawValue, prot.subtracting([.read, .write, .exec]).isEmpty else {
             return .failure(.EINVAL)

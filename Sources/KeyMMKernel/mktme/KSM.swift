@@ -25,7 +25,7 @@ import KeyMMBase
 extension Kernel {
     /// ksm_scan(): one full pass; returns the number of PTEs merged onto KSM pages.
     @discardableResult
-    public func ksmScan() -> Int {
+    package func ksmScan() -> Int {
         var merged = 0
         var unstable: [KSMKey: (mm: MM, addr: VirtAddr, pfn: PFN)] = [:]
         var contentsSeen: [[UInt8]: Set<KeyID>] = [:]

@@ -14,13 +14,13 @@ import KeyMMKeys
 
 extension Kernel {
     /// Modeled wall-clock seconds since boot: cycles / TSC Hz + slept time.
-    public var modeledSeconds: Double {
+    package var modeledSeconds: Double {
         let hz = machine.clock.profile.tscHz > 0 ? machine.clock.profile.tscHz : 3.0e9
         return Double(machine.clock.cycles) / hz + Double(mktme.sleptNanoseconds) / 1e9
     }
 
     /// Runs the keyring garbage collector at the current modeled time.
-    public func keyServiceTick() {
+    package func keyServiceTick() {
         keys.collectGarbage(now: Int64(modeledSeconds.rounded(.down)))
     }
 
@@ -61,7 +61,7 @@ extension Kernel {
 
     /// nanosleep(2) / clock_nanosleep(2): the process sleeps `seconds` + `nanoseconds`; modeled
     /// time advances (the keyring collector then runs). EINVAL for nanoseconds >= 10^9.
-    public func nanosleep(_ pid: ProcessID, seconds: UInt64, nanoseconds: UInt64) -> Result<Void, Errno> {
+    package func nanosleep(_ pid: ProcessID, seconds: UInt64, nanoseconds: UInt64) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard tasks[pid] != nil else { return .failure(.ESRCH) }
         guard nanoseconds < 1_000_000_000, seconds < UInt64(Int64.max) / 1_000_000_000 else { return .failure(.EINVAL) }

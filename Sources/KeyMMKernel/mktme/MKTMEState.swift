@@ -26,9 +26,9 @@ struct SwapSlot {
 }
 
 /// Kernel-wide MKTME state (see the file comment).
-public final class MKTMEState {
+package final class MKTMEState {
     /// The direct-map layout and the boot decision (MKTME on or off).
-    public let directMap: DirectMapLayout
+    package let directMap: DirectMapLayout
 
     // MARK: gup pins
     var pins: [Int32: PinRecord] = [:] {
@@ -46,16 +46,16 @@ public final class MKTMEState {
     var nextSwapOffset: UInt64 = 1
     var swapHooksInstalled = false
     /// Pages written to swap / read back.
-    public internal(set) var pswpout: UInt64 = 0
-    public internal(set) var pswpin: UInt64 = 0
+    package internal(set) var pswpout: UInt64 = 0
+    package internal(set) var pswpin: UInt64 = 0
 
     // MARK: KSM
     /// The stable tree: (KeyID, contents) -> the KSM page holding them.
     var ksmStable: [KSMKey: PFN] = [:]
     /// pages_sharing (PTEs pointing at a KSM page other than the first) and pages_shared.
-    public internal(set) var ksmPagesMerged: UInt64 = 0
+    package internal(set) var ksmPagesMerged: UInt64 = 0
     /// Identical pages KSM refused to merge because their KeyIDs differ.
-    public internal(set) var ksmKeyIDMismatches: UInt64 = 0
+    package internal(set) var ksmKeyIDMismatches: UInt64 = 0
 
     // MARK: NUMA
     /// set_mempolicy(): each task's policy (absent: MPOL_DEFAULT).
@@ -63,11 +63,11 @@ public final class MKTMEState {
 
     // MARK: time
     /// Nanoseconds slept (nanosleep/clock_nanosleep lines): modeled wall time beyond the cost clock.
-    public internal(set) var sleptNanoseconds: UInt64 = 0
+    package internal(set) var sleptNanoseconds: UInt64 = 0
 
     // MARK: warnings
     /// WARN_ON_ONCE hits by name (e.g. "hugetlb-keyid"), counted every time.
-    public internal(set) var warnings: [String: Int] = [:]
+    package internal(set) var warnings: [String: Int] = [:]
 
     init(directMap: DirectMapLayout) {
         self.directMap = directMap
@@ -76,15 +76,15 @@ public final class MKTMEState {
     func warn(_ name: String) { warnings[name, default: 0] += 1 }
 
     /// Frames currently pinned (sum of pin counts).
-    public var pinnedFrames: Int { pinCount.values.reduce(0, +) }
+    package var pinnedFrames: Int { pinCount.values.reduce(0, +) }
     /// Live pin handles, ascending.
-    public var pinHandles: [Int32] { pins.keys.sorted() }
+    package var pinHandles: [Int32] { pins.keys.sorted() }
     /// The frames a pin holds (nil for an unknown handle).
-    public func pinnedFrames(handle: Int32) -> [PFN]? { pins[handle]?.frames }
+    package func pinnedFrames(handle: Int32) -> [PFN]? { pins[handle]?.frames }
     /// Swap slots in use.
-    public var swapSlotsInUse: Int { swapSlots.count }
+    package var swapSlotsInUse: Int { swapSlots.count }
     /// The bytes stored in swap slot `offset` (what a disk thief reads), nil if free.
-    public func swapContents(offset: UInt64) -> [UInt8]? { swapSlots[offset]?.bytes }
+    package func swapContents(offset: UInt64) -> [UInt8]? { swapSlots[offset]?.bytes }
 }
 
 /// KSM stable-tree key: pages merge only with equal KeyID and equal contents (the series'

@@ -25,16 +25,16 @@
 import KeyMMBase
 
 /// MAX_NUMNODES with CONFIG_NODES_SHIFT=10 (x86-64 distribution kernels).
-public let maxNumNodes: UInt64 = 1024
+package let maxNumNodes: UInt64 = 1024
 
 /// mbind/migration flags (MPOL_MF_*).
-public struct MPolMoveFlags: OptionSet, Hashable, Sendable {
-    public var rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public static let strict = MPolMoveFlags(rawValue: 1)
-    public static let move = MPolMoveFlags(rawValue: 2)
-    public static let moveAll = MPolMoveFlags(rawValue: 4)
-    public static let valid: MPolMoveFlags = [.strict, .move, .moveAll]
+package struct MPolMoveFlags: OptionSet, Hashable, Sendable {
+    package var rawValue: UInt32
+    package init(rawValue: UInt32) { self.rawValue = rawValue }
+    package static let strict = MPolMoveFlags(rawValue: 1)
+    package static let move = MPolMoveFlags(rawValue: 2)
+    package static let moveAll = MPolMoveFlags(rawValue: 4)
+    package static let valid: MPolMoveFlags = [.strict, .move, .moveAll]
 }
 
 /// CAP_SYS_NICE (bit 23).
@@ -106,7 +106,7 @@ extension Kernel {
     // MARK: set_mempolicy
 
     /// set_mempolicy(2): the calling task's policy.
-    public func setMempolicy(_ pid: ProcessID, mode: Int64, nodemask: [UInt64]?, maxnode: UInt64) -> Result<Void, Errno> {
+    package func setMempolicy(_ pid: ProcessID, mode: Int64, nodemask: [UInt64]?, maxnode: UInt64) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard tasks[pid] != nil else { return .failure(.ESRCH) }
         let mf: (mode: Int, flags: UInt32)
@@ -121,12 +121,12 @@ extension Kernel {
     }
 
     /// The task's policy as set_mempolicy left it (MPOL_DEFAULT: nil).
-    public func taskMempolicy(_ pid: ProcessID) -> MemoryPolicy? { mktme.taskPolicies[pid.rawValue] }
+    package func taskMempolicy(_ pid: ProcessID) -> MemoryPolicy? { mktme.taskPolicies[pid.rawValue] }
 
     // MARK: mbind
 
     /// mbind(2).
-    public func mbind(_ pid: ProcessID, start: VirtAddr, length: UInt64, mode: Int64, nodemask: [UInt64]?,
+    package func mbind(_ pid: ProcessID, start: VirtAddr, length: UInt64, mode: Int64, nodemask: [UInt64]?,
                       maxnode: UInt64, flags rawFlags: UInt32) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
@@ -215,7 +215,7 @@ extension Kernel {
 
     /// migrate_pages(2): moves `target`'s pages on `old` nodes to the corresponding `new` nodes
     /// (node_remap). Returns the number of pages that could not be moved.
-    public func migratePagesSyscall(_ pid: ProcessID, target: Int32, maxnode: UInt64, oldNodes: [UInt64]?,
+    package func migratePagesSyscall(_ pid: ProcessID, target: Int32, maxnode: UInt64, oldNodes: [UInt64]?,
                                     newNodes: [UInt64]?) -> Result<Int, Errno> {
         machine.clock.charge(.syscall)
         guard let caller = tasks[pid] else { return .failure(.ESRCH) }
@@ -252,14 +252,14 @@ extension Kernel {
     // MARK: move_pages
 
     /// One move_pages(2) status: a node number or a negative errno.
-    public enum MovePageStatus: Equatable, Sendable {
+    package enum MovePageStatus: Equatable, Sendable {
         case node(Int)
         case error(Errno)
     }
 
     /// move_pages(2): with `nodes` nil, reports each page's node (do_pages_stat); otherwise moves
     /// page i to nodes[i]. Returns (pages not migrated, per-page status).
-    public func movePages(_ pid: ProcessID, target: Int32, pages: [VirtAddr], nodes: [Int64]?,
+    package func movePages(_ pid: ProcessID, target: Int32, pages: [VirtAddr], nodes: [Int64]?,
                           flags rawFlags: UInt32) -> Result<(Int, [MovePageStatus]), Errno> {
         machine.clock.charge(.syscall)
         guard let caller = tasks[pid] else { return .failure(.ESRCH) }

@@ -25,7 +25,7 @@ import KeyMMBase
 extension Kernel {
     /// reclaim(NPAGES): see the file comment. Returns the number of pages swapped out.
     @discardableResult
-    public func reclaim(_ npages: Int) -> Int {
+    package func reclaim(_ npages: Int) -> Int {
         installSwapHooks()
         guard npages > 0 else { return 0 }
         var reclaimed = 0
@@ -174,7 +174,7 @@ extension Kernel {
     }
 
     /// The swap slot a swapped-out address's PTE names (nil if the address is not swapped out).
-    public func swapOffset(_ task: TaskStruct, _ addr: VirtAddr) -> UInt64? {
+    package func swapOffset(_ task: TaskStruct, _ addr: VirtAddr) -> UInt64? {
         guard let slot = task.mm.pageTable.pteSlot(addr), let swp = SwapEntry(task.mm.pageTable[slot]) else { return nil }
         return swp.offset
     }

@@ -23,5 +23,5 @@ extension Kernel {
     }
 
     /// Whether the machine uses SME's C-bit instead of KeyIDs.
-    public var smeActive: Bool { layout.smeCBit != nil }
+    package var smeActive: Bool { layout.smeCBit != nil }
 }

@@ -22,7 +22,7 @@ extension Kernel {
     /// Installs a vvar-like mapping at `addr` (see the file comment). EINVAL for a bad index or
     /// size or an unusable KeyID, ENOMEM when the range is in use or memory is short.
     @discardableResult
-    public func vvarMap(_ task: TaskStruct, addr: VirtAddr, npages: Int, decryptedIndex: Int,
+    package func vvarMap(_ task: TaskStruct, addr: VirtAddr, npages: Int, decryptedIndex: Int,
                         encryptedKeyID: KeyID? = nil) -> Result<VMA, Errno> {
         guard npages > 0, npages <= 512, decryptedIndex >= -1, decryptedIndex < npages, addr.isPageAligned,
               addr.rawValue < userAddressLimit, UInt64(npages) << pageShift <= userAddressLimit - addr.rawValue else {

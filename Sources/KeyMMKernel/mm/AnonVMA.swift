@@ -13,7 +13,7 @@ extension Kernel {
     /// anon_vma_prepare(): give `vma` an anon_vma before its first anonymous page, reusing
     /// an adjacent compatible VMA's (find_mergeable_anon_vma) or allocating a new root.
     /// Called by the fault handler (pgtable) and by MADV_GUARD_INSTALL.
-    public func anonVMAPrepare(_ vma: VMA, in mm: MM) {
+    package func anonVMAPrepare(_ vma: VMA, in mm: MM) {
         if vma.anonVMA != nil { return }
         let av: AnonVMA
         if let reused = findMergeableAnonVMA(vma, in: mm) {

@@ -16,7 +16,7 @@ extension Kernel {
 
     /// Sets where the heap starts (exec does this; a replayed trace learns it from the first
     /// brk(NULL)). Only allowed while the heap is empty.
-    public func setBrkBase(_ pid: ProcessID, _ base: VirtAddr) {
+    package func setBrkBase(_ pid: ProcessID, _ base: VirtAddr) {
         guard let mm = tasks[pid]?.mm, mm.brk == mm.startBrk else { return }
         mm.startBrk = base
         mm.brk = base

@@ -9,11 +9,11 @@ import KeyMMBase
 
 extension Kernel {
     /// Device number the model's regular files report (major 8, minor 1).
-    public static let fileDevice: (major: UInt32, minor: UInt32) = (8, 1)
+    package static let fileDevice: (major: UInt32, minor: UInt32) = (8, 1)
 
     /// file_create("path", SIZE) (model-only): creates the file, or sets its size.
     @discardableResult
-    public func fileCreate(path: String, size: UInt64) -> MappedFile {
+    package func fileCreate(path: String, size: UInt64) -> MappedFile {
         if let f = filesystem[path] {
             f.size = size
             return f
@@ -25,10 +25,10 @@ extension Kernel {
     }
 
     /// The file at `path`, if it exists.
-    public func file(at path: String) -> MappedFile? { filesystem[path] }
+    package func file(at path: String) -> MappedFile? { filesystem[path] }
 
     /// openat(2) (AT_FDCWD; paths are taken as given).
-    public func openat(_ pid: ProcessID, path: String, flags: OpenFlags, fd wanted: Int32? = nil) -> Result<Int32, Errno> {
+    package func openat(_ pid: ProcessID, path: String, flags: OpenFlags, fd wanted: Int32? = nil) -> Result<Int32, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
         if path.isEmpty { return .failure(.ENOENT) }
@@ -55,7 +55,7 @@ extension Kernel {
     }
 
     /// close(2).
-    public func close(_ pid: ProcessID, fd: Int32) -> Result<Void, Errno> {
+    package func close(_ pid: ProcessID, fd: Int32) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
         guard let of = task.files.fds.removeValue(forKey: fd) else { return .failure(.EBADF) }
@@ -77,7 +77,7 @@ extension Kernel {
     }
 
     /// fstat(2), reduced to the size.
-    public func fstatSize(_ pid: ProcessID, fd: Int32) -> Result<UInt64, Errno> {
+    package func fstatSize(_ pid: ProcessID, fd: Int32) -> Result<UInt64, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
         guard let of = task.files.fds[fd] else { return .failure(.EBADF) }
@@ -87,7 +87,7 @@ extension Kernel {
     /// _install_special_mapping(): a VMA backed by `ops` (e.g. vvar with VM_IO|VM_PFNMAP, or
     /// a driver mapping with a close hook). VM_DONTEXPAND is added as the kernel does.
     @discardableResult
-    public func installSpecialMapping(_ pid: ProcessID, addr: VirtAddr, length: UInt64, flags: VMFlags,
+    package func installSpecialMapping(_ pid: ProcessID, addr: VirtAddr, length: UInt64, flags: VMFlags,
                                       ops: VMOperations?, file: MappedFile? = nil, pgoff: UInt64 = 0,
                                       keyid: KeyID = .tme) -> Result<VMA, Errno> {
         guard let task = tasks[pid] else { return .failure(.ESRCH) }

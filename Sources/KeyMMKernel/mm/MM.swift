@@ -14,49 +14,49 @@ public final class MM {
     /// The VMA tree (mm_mt).
     public let vmas = VMATree()
     /// The process's page tables (pgd).
-    public let pageTable: PageTable
+    package let pageTable: PageTable
     /// Bit n set = pkey n allocated (mm->context.pkey_allocation_map). Bit 0 always set.
-    public internal(set) var pkeyAllocationMap: UInt16 = 1
+    package internal(set) var pkeyAllocationMap: UInt16 = 1
     /// mm->context.execute_only_pkey (-1: none yet). Without OSPKE the context is zeroed (0).
-    public internal(set) var executeOnlyPkey: Int = -1
+    package internal(set) var executeOnlyPkey: Int = -1
     /// Start of the heap (mm->start_brk) and the current break (mm->brk).
     public internal(set) var startBrk: VirtAddr = MM.defaultStartBrk
     public internal(set) var brk: VirtAddr = MM.defaultStartBrk
     /// Where top-down mmap placement starts (mm->mmap_base).
-    public var mmapBase: VirtAddr
+    package var mmapBase: VirtAddr
     /// Highest address usable by mmap (TASK_SIZE).
-    public var taskSize: VirtAddr = VirtAddr(userAddressLimit)
+    package var taskSize: VirtAddr = VirtAddr(userAddressLimit)
     /// mm->start_stack: the VMA containing it is shown as [stack].
-    public var startStack: VirtAddr = VirtAddr(0)
+    package var startStack: VirtAddr = VirtAddr(0)
     /// Pages locked (VM_LOCKED VMAs), pages mapped, and the other vm_stat_account buckets.
     public internal(set) var lockedVM: UInt64 = 0
     public internal(set) var totalVM: UInt64 = 0
-    public internal(set) var dataVM: UInt64 = 0
-    public internal(set) var execVM: UInt64 = 0
-    public internal(set) var stackVM: UInt64 = 0
+    package internal(set) var dataVM: UInt64 = 0
+    package internal(set) var execVM: UInt64 = 0
+    package internal(set) var stackVM: UInt64 = 0
     /// Pages pinned (FOLL_PIN / gup_pin).
-    public internal(set) var pinnedVM: UInt64 = 0
+    package internal(set) var pinnedVM: UInt64 = 0
     /// mm->def_flags: VM_LOCKED|VM_LOCKONFAULT after mlockall(MCL_FUTURE[|MCL_ONFAULT]).
-    public internal(set) var defFlags: VMFlags = []
+    package internal(set) var defFlags: VMFlags = []
     /// mm_users: the tasks running in this mm (the creator, plus every CLONE_VM child: threads,
     /// vfork/posix_spawn children). mm/MMLifetime.swift: mmget/mmput; the last mmput runs exit_mmap.
-    public internal(set) var users: Int = 1
+    package internal(set) var users: Int = 1
     /// Set by exit_mmap (it runs once, when `users` reaches 0): the address space is gone
     /// (walkers' mmget_not_zero fails).
-    public internal(set) var tornDown = false
+    package internal(set) var tornDown = false
     /// mmu_notifier subscriptions (mm->notifier_subscriptions, mm/MMUNotifier.swift): their
     /// `.release` runs at the start of exit_mmap.
     package var mmuNotifiers: [MMUNotifier] = []
     /// Accounted pages (vm_committed_as share of this mm: VM_ACCOUNT VMAs).
-    public internal(set) var committedPages: UInt64 = 0
+    package internal(set) var committedPages: UInt64 = 0
 
     /// Default mmap_base without randomization: TASK_SIZE minus the minimum stack gap
     /// (x86 mmap_base(): max(8 MiB stack rlimit + 1 MiB guard, 128 MiB) = 128 MiB).
-    public static let defaultMmapBase = VirtAddr(userAddressLimit - (128 << 20))
+    package static let defaultMmapBase = VirtAddr(userAddressLimit - (128 << 20))
     /// Default start of the heap (mm->start_brk) for a process the model starts.
-    public static let defaultStartBrk = VirtAddr(0x5555_5555_9000)
+    package static let defaultStartBrk = VirtAddr(0x5555_5555_9000)
 
-    public init(pageTable: PageTable) {
+    package init(pageTable: PageTable) {
         self.pageTable = pageTable
         self.mmapBase = MM.defaultMmapBase
     }
@@ -91,7 +91,7 @@ public final class MM {
     @inlinable public func next(of vma: VMA) -> VMA? { vmas.next(of: vma) }
 
     /// Changes a VMA's range (and pgoff) keeping the tree consistent (vma_set_range).
-    public func adjust(_ vma: VMA, start: VirtAddr, end: VirtAddr, pgoff: UInt64) {
+    package func adjust(_ vma: VMA, start: VirtAddr, end: VirtAddr, pgoff: UInt64) {
         if start != vma.vmStart {
             vmas.remove(vma)
             vma.vmStart = start
@@ -109,19 +109,19 @@ public final class MM {
 }
 
 /// The task's open files (struct files_struct, reduced to an fd table).
-public final class FileTable {
-    public struct OpenFile {
-        public let file: MappedFile
+package final class FileTable {
+    package struct OpenFile {
+        package let file: MappedFile
         /// O_ACCMODE bits: 0 O_RDONLY, 1 O_WRONLY, 2 O_RDWR.
-        public let accessMode: Int32
+        package let accessMode: Int32
         /// The open file description's identity (struct file *): VMAs mapped through
         /// different opens of one inode have different vm_file and never merge.
-        public var openID: UInt64 = 0
-        public var readable: Bool { accessMode == 0 || accessMode == 2 }
-        public var writable: Bool { accessMode == 1 || accessMode == 2 }
+        package var openID: UInt64 = 0
+        package var readable: Bool { accessMode == 0 || accessMode == 2 }
+        package var writable: Bool { accessMode == 1 || accessMode == 2 }
     }
-    public var fds: [Int32: OpenFile] = [:]
-    public init() {}
+    package var fds: [Int32: OpenFile] = [:]
+    package init() {}
     /// The lowest free descriptor (fds 0, 1, 2 are taken by stdio).
     func lowestFree() -> Int32 {
         var fd: Int32 = 3
@@ -148,15 +148,15 @@ public final class TaskStruct {
     public internal(set) var mm: MM
     public var cred: Credentials
     /// Per-thread PKRU register: 2 bits per pkey (AD = bit 2n, WD = bit 2n+1).
-    public var pkru: UInt32
-    public var files: FileTable
-    public var parent: ProcessID?
+    package var pkru: UInt32
+    package var files: FileTable
+    package var parent: ProcessID?
     /// Set by exit/exit_group; the task is then removed from `Kernel.tasks`.
-    public var exitCode: Int32?
+    package var exitCode: Int32?
     /// RLIMIT_MEMLOCK in bytes (default 8 MiB; root has CAP_IPC_LOCK).
-    public var rlimitMemlock: UInt64 = 8 << 20
+    package var rlimitMemlock: UInt64 = 8 << 20
 
-    public init(pid: ProcessID, mm: MM, cred: Credentials, pkru: UInt32 = 0x5555_5554,
+    package init(pid: ProcessID, mm: MM, cred: Credentials, pkru: UInt32 = 0x5555_5554,
                 files: FileTable = FileTable(), parent: ProcessID? = nil) {
         self.pid = pid
         self.tgid = pid

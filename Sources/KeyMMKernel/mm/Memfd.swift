@@ -17,7 +17,7 @@ extension Kernel {
 
     /// memfd_create(2): the new fd (`fd` when the trace recorded it and it is free). Unknown
     /// flags, MFD_EXEC with MFD_NOEXEC_SEAL, or a name longer than 249 bytes: EINVAL.
-    public func memfdCreate(_ pid: ProcessID, name: String, flags: UInt32, fd wanted: Int32? = nil) -> Result<Int32, Errno> {
+    package func memfdCreate(_ pid: ProcessID, name: String, flags: UInt32, fd wanted: Int32? = nil) -> Result<Int32, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
         if flags & ~Kernel.memfdFlags != 0 && flags & 0x4 == 0 { return .failure(.EINVAL) }   // size bits need MFD_HUGETLB

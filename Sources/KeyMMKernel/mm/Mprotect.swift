@@ -26,7 +26,7 @@ extension Kernel {
 
     /// do_mprotect_pkey(); `pkey` -1 is plain mprotect. `keyid`, when given, is the KeyID the
     /// range gets (encrypt_mprotect builds on this).
-    public func doMprotectPkey(_ task: TaskStruct, _ startIn: VirtAddr, _ len: UInt64, _ protIn: Prot,
+    package func doMprotectPkey(_ task: TaskStruct, _ startIn: VirtAddr, _ len: UInt64, _ protIn: Prot,
                                pkey: Int, keyid: KeyID? = nil) -> Result<Void, Errno> {
         let mm = task.mm
         var start = startIn

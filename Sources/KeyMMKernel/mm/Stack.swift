@@ -9,7 +9,7 @@ import KeyMMBase
 extension Kernel {
     /// The VMA a user fault at `addr` belongs to, growing a stack VMA if needed
     /// (lock_mm_and_find_vma). nil: SIGSEGV (SEGV_MAPERR).
-    public func lockMMAndFindVMA(_ mm: MM, _ addr: VirtAddr) -> VMA? {
+    package func lockMMAndFindVMA(_ mm: MM, _ addr: VirtAddr) -> VMA? {
         guard let vma = mm.findVMA(addr) else { return nil }
         if vma.vmStart <= addr { return vma }
         guard vma.vmFlags.contains(.growsDown) else { return nil }

@@ -121,28 +121,28 @@ public struct MCLFlags: OptionSet, Hashable, Sendable {
 }
 
 /// open(2) flags the model understands (x86-64 values).
-public struct OpenFlags: OptionSet, Hashable, Sendable {
-    public var rawValue: Int32
-    @inlinable public init(rawValue: Int32) { self.rawValue = rawValue }
-    public static let readOnly: OpenFlags = []
-    public static let writeOnly = OpenFlags(rawValue: 0o1)
-    public static let readWrite = OpenFlags(rawValue: 0o2)
-    public static let create = OpenFlags(rawValue: 0o100)
-    public static let exclusive = OpenFlags(rawValue: 0o200)
-    public static let truncate = OpenFlags(rawValue: 0o1000)
-    public static let cloexec = OpenFlags(rawValue: 0o2000000)
+package struct OpenFlags: OptionSet, Hashable, Sendable {
+    package var rawValue: Int32
+    @inlinable package init(rawValue: Int32) { self.rawValue = rawValue }
+    package static let readOnly: OpenFlags = []
+    package static let writeOnly = OpenFlags(rawValue: 0o1)
+    package static let readWrite = OpenFlags(rawValue: 0o2)
+    package static let create = OpenFlags(rawValue: 0o100)
+    package static let exclusive = OpenFlags(rawValue: 0o200)
+    package static let truncate = OpenFlags(rawValue: 0o1000)
+    package static let cloexec = OpenFlags(rawValue: 0o2000000)
     /// O_ACCMODE.
-    @inlinable public var accessMode: Int32 { rawValue & 0o3 }
+    @inlinable package var accessMode: Int32 { rawValue & 0o3 }
 }
 
 /// pkey access rights (PKEY_DISABLE_ACCESS / PKEY_DISABLE_WRITE).
-public struct PkeyAccess: OptionSet, Hashable, Sendable {
-    public var rawValue: UInt32
-    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public static let disableAccess = PkeyAccess(rawValue: 1)
-    public static let disableWrite = PkeyAccess(rawValue: 2)
+package struct PkeyAccess: OptionSet, Hashable, Sendable {
+    package var rawValue: UInt32
+    @inlinable package init(rawValue: UInt32) { self.rawValue = rawValue }
+    package static let disableAccess = PkeyAccess(rawValue: 1)
+    package static let disableWrite = PkeyAccess(rawValue: 2)
     /// PKEY_ACCESS_MASK.
-    public static let mask: PkeyAccess = [.disableAccess, .disableWrite]
+    package static let mask: PkeyAccess = [.disableAccess, .disableWrite]
 }
 
 extension VMFlags {

@@ -10,7 +10,7 @@ import KeyMMBase
 
 extension Kernel {
     /// ftruncate(2): negative length EINVAL, unknown fd EBADF, fd not open for writing EINVAL.
-    public func ftruncate(_ pid: ProcessID, fd: Int32, length: Int64) -> Result<Void, Errno> {
+    package func ftruncate(_ pid: ProcessID, fd: Int32, length: Int64) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
         if length < 0 { return .failure(.EINVAL) }
@@ -21,7 +21,7 @@ extension Kernel {
     }
 
     /// truncate(2) of a model file: negative length EINVAL, no such file ENOENT.
-    public func truncate(_ pid: ProcessID, path: String, length: Int64) -> Result<Void, Errno> {
+    package func truncate(_ pid: ProcessID, path: String, length: Int64) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard tasks[pid] != nil else { return .failure(.ESRCH) }
         if length < 0 { return .failure(.EINVAL) }

@@ -77,47 +77,47 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
 }
 
 /// A file that can be mapped: an inode of the model's page cache.
-public final class MappedFile: Hashable {
-    public let path: String
+package final class MappedFile: Hashable {
+    package let path: String
     /// The file operations of a character-device node (/dev/sgx_enclave); nil for regular files.
     /// Weak: the kernel owns its drivers, and a file a leftover VMA still names must not keep a
     /// driver (and through it the machine) alive after the kernel is gone.
     package weak var charDevice: CharDeviceOps?
-    public let inode: UInt64
-    public let device: (major: UInt32, minor: UInt32)
-    public var size: UInt64
+    package let inode: UInt64
+    package let device: (major: UInt32, minor: UInt32)
+    package var size: UInt64
     /// A shmem inode (shared anonymous memory: "/dev/zero (deleted)"); no write-back.
-    public var isShmem: Bool = false
+    package var isShmem: Bool = false
     /// A memfd (mm/Memfd.swift): a shmem inode an fd can reach, so its pages outlive its mappings.
-    public var isMemfd: Bool = false
+    package var isMemfd: Bool = false
     /// VMAs mapping this file (the i_mmap count); a shmem inode dies with its last one.
-    public internal(set) var mapCount: Int = 0
-    public init(path: String, inode: UInt64, device: (major: UInt32, minor: UInt32) = (0, 0), size: UInt64) {
+    package internal(set) var mapCount: Int = 0
+    package init(path: String, inode: UInt64, device: (major: UInt32, minor: UInt32) = (0, 0), size: UInt64) {
         self.path = path
         self.inode = inode
         self.device = device
         self.size = size
     }
-    public static func == (a: MappedFile, b: MappedFile) -> Bool { a === b }
-    public func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
+    package static func == (a: MappedFile, b: MappedFile) -> Bool { a === b }
+    package func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
 }
 
 /// struct anon_vma: the reverse-mapping root shared by a process's anonymous VMAs and
 /// their forked copies. `degree` counts the VMAs and child anon_vmas pointing at it,
 /// so "singular chain" and "can be reused" decisions are the kernel's.
-public final class AnonVMA {
-    public let id: UInt64
-    public let root: AnonVMA?
-    public let parent: AnonVMA?
-    public internal(set) var degree: Int = 0
+package final class AnonVMA {
+    package let id: UInt64
+    package let root: AnonVMA?
+    package let parent: AnonVMA?
+    package internal(set) var degree: Int = 0
     /// num_children: child anon_vmas (forks) whose parent is this one; a new root counts
     /// its self-parent link (1). (vm-core, mm/AnonVMA.swift)
-    public internal(set) var numChildren: Int = 0
+    package internal(set) var numChildren: Int = 0
     /// num_active_vmas: VMAs whose `anonVMA` is this one.
-    public internal(set) var numActiveVMAs: Int = 0
+    package internal(set) var numActiveVMAs: Int = 0
     /// anon_vma_chain links pointing here (the size of the kernel's rb_root interval tree).
-    public internal(set) var chainLinks: Int = 0
-    public init(id: UInt64, parent: AnonVMA?) {
+    package internal(set) var chainLinks: Int = 0
+    package init(id: UInt64, parent: AnonVMA?) {
         self.id = id
         self.parent = parent
         self.root = parent.map { $0.root ?? $0 }
@@ -126,7 +126,7 @@ public final class AnonVMA {
 
 /// vm_operations_struct: hooks a special mapping (vvar, an SGX enclave, a driver) plugs in.
 /// A VMA whose operations have a close hook is never removed by a merge.
-public protocol VMOperations: AnyObject {
+package protocol VMOperations: AnyObject {
     /// Name shown in /proc/PID/maps for mappings without a file (e.g. "[vvar]").
     var name: String? { get }
     var hasClose: Bool { get }
@@ -141,7 +141,7 @@ public protocol VMOperations: AnyObject {
     func close(_ vma: VMA, mm: MM)
 }
 
-public extension VMOperations {
+package extension VMOperations {
     var name: String? { nil }
     var hasClose: Bool { false }
     func open(_ vma: VMA) {}
@@ -171,29 +171,29 @@ public final class VMA {
     public internal(set) var vmFlags: VMFlags {
         didSet { if let t = touch { t.log.vmas(t.id, vmStart.rawValue, vmEnd.rawValue) } }
     }
-    public var vmFile: MappedFile?
+    package var vmFile: MappedFile?
     /// Which open of `vmFile` the mapping came from (the struct file pointer's identity;
     /// 0 for anonymous memory and for shmem files, which are unique per mapping anyway).
-    public var fileOpenID: UInt64 = 0
-    public internal(set) var anonVMA: AnonVMA?
+    package var fileOpenID: UInt64 = 0
+    package internal(set) var anonVMA: AnonVMA?
     /// The protection bits its PTEs are built from, KeyID included.
-    public internal(set) var vmPageProt: PageProt {
+    package internal(set) var vmPageProt: PageProt {
         didSet { if let t = touch { t.log.vmas(t.id, vmStart.rawValue, vmEnd.rawValue) } }
     }
     /// NUMA memory policy (mbind); VMAs with different policies never merge.
-    public var memoryPolicy: MemoryPolicy
+    package var memoryPolicy: MemoryPolicy
     /// anon_vma_name (prctl PR_SET_VMA_ANON_NAME), shown as [anon:NAME].
-    public var anonName: String?
-    public var vmOps: VMOperations? {
+    package var anonName: String?
+    package var vmOps: VMOperations? {
         didSet { if let t = touch { t.log.vmas(t.id, vmStart.rawValue, vmEnd.rawValue) } }
     }
     /// anon_vma_chain: every anon_vma this VMA is linked to (own + ancestors' after fork).
-    public internal(set) var anonVMAChain: [AnonVMA] = []
+    package internal(set) var anonVMAChain: [AnonVMA] = []
     /// While in a VMA tree with a touch log: where changes of its range, flags, protection and
     /// operations are recorded for the invariant checker (KeyMMHardware/TouchLog.swift).
     package var touch: TouchOwner?
 
-    public init(start: VirtAddr, end: VirtAddr, pgoff: UInt64, flags: VMFlags, pageProt: PageProt,
+    package init(start: VirtAddr, end: VirtAddr, pgoff: UInt64, flags: VMFlags, pageProt: PageProt,
                 file: MappedFile? = nil, memoryPolicy: MemoryPolicy = .default) {
         self.vmStart = start
         self.vmEnd = end
@@ -210,16 +210,16 @@ public final class VMA {
     public var keyid: KeyID { vmPageProt.keyid }
     @inlinable public func contains(_ a: VirtAddr) -> Bool { vmStart <= a && a < vmEnd }
     /// linear_page_index(): the page index of `address` in the VMA's backing.
-    @inlinable public func pageIndex(of address: VirtAddr) -> UInt64 {
+    @inlinable package func pageIndex(of address: VirtAddr) -> UInt64 {
         vmPgoff &+ (address.distance(from: vmStart) >> pageShift)
     }
 }
 
 /// A NUMA memory policy (set_mempolicy / mbind), reduced to what placement needs.
-public struct MemoryPolicy: Hashable, Sendable {
-    public enum Mode: Int, Sendable { case `default` = 0, preferred = 1, bind = 2, interleave = 3, local = 4 }
-    public var mode: Mode
-    public var nodes: [NodeID]
-    public init(mode: Mode, nodes: [NodeID]) { self.mode = mode; self.nodes = nodes }
-    public static let `default` = MemoryPolicy(mode: .default, nodes: [])
+package struct MemoryPolicy: Hashable, Sendable {
+    package enum Mode: Int, Sendable { case `default` = 0, preferred = 1, bind = 2, interleave = 3, local = 4 }
+    package var mode: Mode
+    package var nodes: [NodeID]
+    package init(mode: Mode, nodes: [NodeID]) { self.mode = mode; self.nodes = nodes }
+    package static let `default` = MemoryPolicy(mode: .default, nodes: [])
 }

@@ -152,7 +152,7 @@ public struct VMACursor {
 /// An ordered set of non-overlapping VMAs with O(log n) lookup by address.
 @safe public final class VMATree: Sequence {
     /// Maximum entries (leaf) or children (internal) in a node.
-    public static let order = 32
+    package static let order = 32
     /// Minimum entries (children) of a non-root node.
     static let minFill = order / 4
     /// Keys a node can hold (one of slack absorbs an overflow before the node splits).
@@ -191,7 +191,7 @@ public struct VMACursor {
         vma.touch = inTree ? t : nil
     }
 
-    public init() {
+    package init() {
         capacity = 0
         unsafe mem = unsafe VMATree.allocateArena(nodes: 8)
         capacity = 8
@@ -350,7 +350,7 @@ public struct VMACursor {
     }
 
     /// The cursor of find_vma(addr).
-    public func cursor(findVMA addr: VirtAddr) -> VMACursor {
+    package func cursor(findVMA addr: VirtAddr) -> VMACursor {
         let c = floorCursor(addr.rawValue)
         if c.isEnd { return first }
         let np = unsafe node(c.leaf)
@@ -391,14 +391,14 @@ public struct VMACursor {
     }
 
     /// Position of the lowest VMA.
-    public var first: VMACursor {
+    package var first: VMACursor {
         var n = root
         while unsafe !node(n).isLeaf { n = unsafe node(n).child(0) }
         return unsafe VMACursor(tree: self, leaf: node(n).count > 0 ? n : -1, index: 0)
     }
 
     /// Position of the highest VMA.
-    public var last: VMACursor {
+    package var last: VMACursor {
         var n = root
         while unsafe !node(n).isLeaf { n = unsafe node(n).child(node(n).count - 1) }
         let c = unsafe node(n).count
@@ -427,7 +427,7 @@ public struct VMACursor {
     /// In-order iteration over every VMA.
     public func makeIterator() -> Iterator { Iterator(c: first) }
     /// In-order iteration from find_vma(addr).
-    public func from(_ addr: VirtAddr) -> IteratorSequence<Iterator> {
+    package func from(_ addr: VirtAddr) -> IteratorSequence<Iterator> {
         IteratorSequence(Iterator(c: cursor(findVMA: addr)))
     }
 
@@ -444,7 +444,7 @@ public struct VMACursor {
     }
 
     /// Inserts a VMA; it must not overlap any VMA in the tree.
-    public func insert(_ vma: VMA) {
+    package func insert(_ vma: VMA) {
         noteVMA(vma, inTree: true)
         reserve(height + 1)
         let k = vma.vmStart.rawValue
@@ -505,7 +505,7 @@ public struct VMACursor {
 
     /// Puts `new` where `old` is; both must have the same vm_start (split_vma's lower half
     /// taking the place of the VMA it came from).
-    public func replace(_ old: VMA, with new: VMA) {
+    package func replace(_ old: VMA, with new: VMA) {
         noteVMA(old, inTree: false)
         noteVMA(new, inTree: true)
         let (n, i) = descend(old.vmStart.rawValue)
@@ -523,7 +523,7 @@ public struct VMACursor {
 
     /// Removes `vma` (found by its current vm_start). Returns false if it was not there.
     @discardableResult
-    public func remove(_ vma: VMA) -> Bool {
+    package func remove(_ vma: VMA) -> Bool {
         let removed = remove(vma.vmStart.rawValue, VMATree.bits(vma), from: root)
         guard removed else { return false }
         noteVMA(vma, inTree: false)
@@ -640,7 +640,7 @@ public struct VMACursor {
     }
 
     /// Removes every VMA.
-    public func removeAll() {
+    package func removeAll() {
         if let t = touch {
             t.log.vmas(t.id, 0, userAddressLimit &+ UInt64(pageSize))
             for v in self { v.touch = nil }
@@ -658,7 +658,7 @@ public struct VMACursor {
 
     /// Verifies the tree's invariants (ordering, non-overlap, fill, links); returns a
     /// description of the first violation or nil.
-    public func check() -> String? {
+    package func check() -> String? {
         var seen = 0
         var lastEnd: UInt64 = 0
         var c = first

@@ -32,7 +32,7 @@ extension PageAllocator {
     /// A block for migrating `source` (its whole allocated block): same order and compound
     /// shape, the source's KeyID (prepared per policy, not zeroed), on `node` (__GFP_THISNODE)
     /// or anywhere, local node first, when nil.
-    public func allocPageForMigration(source: PFN, node: NodeID?) -> PFN? {
+    package func allocPageForMigration(source: PFN, node: NodeID?) -> PFN? {
         let h = compoundHead(source)
         guard let order = allocationOrder(h) else {
             anomaly("alloc_migration_target: \(source) is not an allocated page")
@@ -48,7 +48,7 @@ extension PageAllocator {
     /// migrate_pages() of one page: moves the allocated block holding `source` to a new block on
     /// `node` (nil: anywhere). Needs `migratePage`. Returns the new head, or nil when no memory
     /// or the VM core refused (then nothing changed).
-    public func migrate(_ source: PFN, to node: NodeID?) -> PFN? {
+    package func migrate(_ source: PFN, to node: NodeID?) -> PFN? {
         guard migratePage != nil else {
             anomaly("migrate: no migratePage callback installed")
             return nil
@@ -95,7 +95,7 @@ extension PageAllocator {
 
     /// compact_zone for `order` on `node`'s zones (nil: every zone, local node first), until one
     /// has a free block of `order`. Needs the `migratePage` callback to move anything.
-    public func compact(order: PageOrder, node: NodeID?) -> Bool {
+    package func compact(order: PageOrder, node: NodeID?) -> Bool {
         let o = Int(min(order.rawValue, maxPageOrder))
         drainKeyIDLists()                      // drain_all_pages(), as direct compaction does
         let zonesToTry: [Int]

@@ -102,7 +102,7 @@ extension PageAllocator {
     /// then applies the VMA's KeyID before copying): each frame whose KeyID differs is flushed
     /// through its old KeyID and switched; references move from the old KeyID to the new one
     /// (per 4 KiB); then the frames are zeroed through the new KeyID if `zero`.
-    public func prepEncryptedPage(_ pfn: PFN, order: PageOrder, keyid: KeyID, zero: Bool) {
+    package func prepEncryptedPage(_ pfn: PFN, order: PageOrder, keyid: KeyID, zero: Bool) {
         guard let h = allocatedHead(pfn.rawValue, "prep_encrypted_page") else { return }
         let k = policy == .none ? KeyID.tme : keyid
         guard k.rawValue <= maxKeyID else {

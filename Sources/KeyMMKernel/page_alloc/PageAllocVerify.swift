@@ -13,7 +13,7 @@ import KeyMMKeys
 
 extension PageAllocator {
     /// Calls `body` for each allocated block (head, allocation order), in PFN order.
-    public func forEachAllocatedBlock(_ body: (PFN, PageOrder) -> Void) {
+    package func forEachAllocatedBlock(_ body: (PFN, PageOrder) -> Void) {
         for z in buddy.zoneIndices {
             let zone = buddy.zones[z]
             var p = zone.start
@@ -32,7 +32,7 @@ extension PageAllocator {
     }
 
     /// Empty when free lists, flags and counts are consistent; otherwise one line per problem.
-    public func verify() -> [String] {
+    package func verify() -> [String] {
         var out = anomalies
         var listHeads = 0
         for z in buddy.zoneIndices {

@@ -14,25 +14,25 @@ import KeyMMHardware
 import KeyMMKeys
 
 /// The page allocator (mm/page_alloc.c) with MKTME's KeyID-aware preparation of pages.
-public final class PageAllocator {
+package final class PageAllocator {
     /// The hardware: flushes, zeroing and copies go through it, and its clock is charged.
-    public let machine: Machine
+    package let machine: Machine
     /// The KeyID flush policy.
-    public let policy: AllocatorPolicy
+    package let policy: AllocatorPolicy
     /// The per-KeyID reference counts (nil: not tracked).
-    public let keyidRefs: KeyIDReferences?
+    package let keyidRefs: KeyIDReferences?
     /// Free-page poisoning (CONFIG_PAGE_POISONING + page_poison=1).
-    public let poisoning: Bool
+    package let poisoning: Bool
     /// The node `allocPages(node: nil)` tries first (the node of the CPU the model runs on).
-    public var localNode: NodeID = NodeID(0)
+    package var localNode: NodeID = NodeID(0)
     /// Migration callback the VM core provides: move every mapping of the first page (PTEs,
     /// rmap) to the second, which already holds a copy of the contents and the source's KeyID.
     /// Return false if the page cannot be unmapped (e.g. pinned); nothing is then changed.
-    public var migratePage: ((PFN, PFN) -> Bool)?
+    package var migratePage: ((PFN, PFN) -> Bool)?
     /// The seeded bugs this allocator was built with (the kernel's `KernelConfig.bugs`).
-    public let bugs: InjectedBugs
+    package let bugs: InjectedBugs
     /// Problems found so far (bad frees, poison corruption, misuse); verify() includes them.
-    public private(set) var anomalies: [String] = []
+    package private(set) var anomalies: [String] = []
 
     let buddy: BuddyAllocator
     let store: PageMetadataStore
@@ -41,7 +41,7 @@ public final class PageAllocator {
     /// One page of scratch space (poisoning, verification).
     let scratchPage: OwnedBuffer<UInt8>
     /// Poisoned pages found modified at allocation.
-    public internal(set) var poisonCorruptions = 0
+    package internal(set) var poisonCorruptions = 0
     /// `per-keyid` policy: one list per (node, KeyID) of freed order-0 pages (PerKeyIDLists.swift).
     let keyidLists: OwnedBuffer<FreeArea>
     let keyidListCount: Int
@@ -49,7 +49,7 @@ public final class PageAllocator {
     var keyidListed = 0
 
     /// Builds the allocator for `machine`'s memory, every frame free.
-    public init(machine: Machine, policy: AllocatorPolicy, keyidRefs: KeyIDReferences?, poisoning: Bool = false,
+    package init(machine: Machine, policy: AllocatorPolicy, keyidRefs: KeyIDReferences?, poisoning: Bool = false,
                 bugs: InjectedBugs = []) {
         self.machine = machine
         self.bugs = bugs
@@ -79,7 +79,7 @@ public final class PageAllocator {
     /// differs, page_keyid set, then zeroed through the new KeyID if `gfp` has `.zero`; takes
     /// 1 << order references on a non-zero KeyID. With `.directReclaim` and order > 0 a failed
     /// allocation runs compaction once and retries. Returns nil when out of memory.
-    public func allocPages(order: PageOrder, keyid: KeyID, node: NodeID? = nil, gfp: GFPFlags) -> PFN? {
+    package func allocPages(order: PageOrder, keyid: KeyID, node: NodeID? = nil, gfp: GFPFlags) -> PFN? {
         guard order.rawValue <= maxPageOrder else {
             anomaly("alloc_pages: order \(order.rawValue) > MAX_PAGE_ORDER")
             return nil
@@ -157,7 +157,7 @@ public final class PageAllocator {
     /// free_pages(): drops one reference on the block's head; when it reaches zero the block is
     /// freed: free_encrypted_page per policy, 1 << order KeyID references dropped, poisoned if
     /// enabled, returned to the buddy lists (merging). `order` must be the allocation order.
-    public func freePages(_ pfn: PFN, order: PageOrder) {
+    package func freePages(_ pfn: PFN, order: PageOrder) {
         guard let head = allocatedHead(pfn.rawValue, "free_pages") else { return }
         let m = head
         if Int(store[m].order) != Int(order.rawValue) {
@@ -224,13 +224,13 @@ public final class PageAllocator {
     // MARK: struct page access
 
     /// page_keyid(): the KeyID the frame was last prepared with (page_ext->keyid).
-    public func pageKeyID(_ pfn: PFN) -> KeyID { KeyID(store.peek(pfn.rawValue).keyid) }
+    package func pageKeyID(_ pfn: PFN) -> KeyID { KeyID(store.peek(pfn.rawValue).keyid) }
 
     /// page_ref_count() of the frame's compound head (folio_ref_count).
-    public func refcount(_ pfn: PFN) -> Int32 { store.peek(compoundHead(pfn).rawValue).refcount }
+    package func refcount(_ pfn: PFN) -> Int32 { store.peek(compoundHead(pfn).rawValue).refcount }
 
     /// get_page(): one more reference on the block (on the compound head for a tail).
-    public func getPage(_ pfn: PFN) {
+    package func getPage(_ pfn: PFN) {
         let h = compoundHead(pfn).rawValue
         guard store.isValid(h), store.peek(h).refcount > 0 else {
             anomaly("get_page: \(pfn) has no references (free page?)")
@@ -240,7 +240,7 @@ public final class PageAllocator {
     }
 
     /// put_page(): drops a reference; the whole block (via its head) is freed at zero.
-    public func putPage(_ pfn: PFN) {
+    package func putPage(_ pfn: PFN) {
         let h = compoundHead(pfn).rawValue
         guard allocatedHead(h, "put_page") != nil else { return }
         let m = h
@@ -249,16 +249,16 @@ public final class PageAllocator {
     }
 
     /// Page-table mappings of this frame.
-    public func mapcount(_ pfn: PFN) -> Int32 { store.peek(pfn.rawValue).mapcount }
+    package func mapcount(_ pfn: PFN) -> Int32 { store.peek(pfn.rawValue).mapcount }
 
     /// One more page-table mapping of this frame.
-    public func incMapcount(_ pfn: PFN) {
+    package func incMapcount(_ pfn: PFN) {
         guard store.isValid(pfn.rawValue) else { return anomaly("incMapcount: \(pfn) is beyond memory") }
         store[pfn.rawValue].mapcount += 1
     }
 
     /// One page-table mapping fewer.
-    public func decMapcount(_ pfn: PFN) {
+    package func decMapcount(_ pfn: PFN) {
         guard store.isValid(pfn.rawValue), store.peek(pfn.rawValue).mapcount > 0 else {
             return anomaly("decMapcount: \(pfn) has no mappings")
         }
@@ -266,31 +266,31 @@ public final class PageAllocator {
     }
 
     /// The frame's flags.
-    public func flags(_ pfn: PFN) -> PageFlags { PageFlags(rawValue: store.peek(pfn.rawValue).flags) }
+    package func flags(_ pfn: PFN) -> PageFlags { PageFlags(rawValue: store.peek(pfn.rawValue).flags) }
 
     /// Sets flags (allocator-owned ones — buddy, head, tail — are ignored).
-    public func setFlags(_ pfn: PFN, _ f: PageFlags) {
+    package func setFlags(_ pfn: PFN, _ f: PageFlags) {
         guard store.isValid(pfn.rawValue) else { return anomaly("setFlags: \(pfn) is beyond memory") }
         store[pfn.rawValue].flags |= f.subtracting(.allocatorOwned).rawValue
     }
 
     /// Clears flags (allocator-owned ones are ignored).
-    public func clearFlags(_ pfn: PFN, _ f: PageFlags) {
+    package func clearFlags(_ pfn: PFN, _ f: PageFlags) {
         guard store.isValid(pfn.rawValue) else { return anomaly("clearFlags: \(pfn) is beyond memory") }
         store[pfn.rawValue].flags &= ~f.subtracting(.allocatorOwned).rawValue
     }
 
     /// page->mapping (anon_vma id or inode id); a compound tail reads its head's (folio->mapping).
-    public func mapping(_ pfn: PFN) -> UInt64 { store.peek(compoundHead(pfn).rawValue).mapping }
+    package func mapping(_ pfn: PFN) -> UInt64 { store.peek(compoundHead(pfn).rawValue).mapping }
 
     /// page->index; a compound tail reads its head's index plus its offset.
-    public func index(_ pfn: PFN) -> UInt64 {
+    package func index(_ pfn: PFN) -> UInt64 {
         let h = compoundHead(pfn)
         return store.peek(h.rawValue).index &+ (pfn.rawValue - h.rawValue)
     }
 
     /// Sets the rmap owner and page index (on a compound tail: the head's, index minus offset).
-    public func setMapping(_ pfn: PFN, mapping: UInt64, index: UInt64) {
+    package func setMapping(_ pfn: PFN, mapping: UInt64, index: UInt64) {
         guard store.isValid(pfn.rawValue) else { return anomaly("setMapping: \(pfn) is beyond memory") }
         let h = compoundHead(pfn)
         let p = h.rawValue
@@ -299,23 +299,23 @@ public final class PageAllocator {
     }
 
     /// The NUMA node holding the frame.
-    public func node(of pfn: PFN) -> NodeID { machine.config.node(of: pfn) }
+    package func node(of pfn: PFN) -> NodeID { machine.config.node(of: pfn) }
 
     /// compound_head(): the first frame of the compound block holding `pfn` (itself otherwise).
-    public func compoundHead(_ pfn: PFN) -> PFN {
+    package func compoundHead(_ pfn: PFN) -> PFN {
         let m = store.peek(pfn.rawValue)
         guard m.flags & PageFlags.tail.rawValue != 0 else { return pfn }
         return PFN(pfn.rawValue & ~(UInt64(1) << UInt64(m.order) - 1))
     }
 
     /// compound_order() of a head (0 for a non-compound page).
-    public func compoundOrder(_ head: PFN) -> PageOrder {
+    package func compoundOrder(_ head: PFN) -> PageOrder {
         let m = store.peek(head.rawValue)
         return m.flags & PageFlags.head.rawValue != 0 ? PageOrder(m.order) : .base
     }
 
     /// The order a block was allocated with (compound or not), nil if `pfn` heads no allocated block.
-    public func allocationOrder(_ pfn: PFN) -> PageOrder? {
+    package func allocationOrder(_ pfn: PFN) -> PageOrder? {
         let m = store.peek(pfn.rawValue)
         return m.state & PageState.allocated != 0 ? PageOrder(m.order) : nil
     }
@@ -323,7 +323,7 @@ public final class PageAllocator {
     /// split_huge_page / split_page: turns an allocated block into order-0 pages. Each page
     /// gets the head's flags (minus head/tail), refcount and mapping, index = head's + offset;
     /// KeyID references are already per 4 KiB, so freeing the pieces balances them.
-    public func splitPage(_ head: PFN) {
+    package func splitPage(_ head: PFN) {
         guard let h = allocatedHead(head.rawValue, "split_page") else { return }
         let hp = h
         let n = 1 << Int(store[hp].order)
@@ -343,21 +343,21 @@ public final class PageAllocator {
     // MARK: accounting
 
     /// Frames currently free.
-    public var freeFrames: Int { buddy.freeFrames + keyidListed }
+    package var freeFrames: Int { buddy.freeFrames + keyidListed }
     /// Frames of DRAM.
-    public var totalFrames: Int { store.frameCount }
+    package var totalFrames: Int { store.frameCount }
     /// Free frames of one node.
-    public func freeFrames(node: NodeID) -> Int { buddy.freeFrames(node: Int(node.rawValue)) + keyidListedFrames(node: node) }
+    package func freeFrames(node: NodeID) -> Int { buddy.freeFrames(node: Int(node.rawValue)) + keyidListedFrames(node: node) }
     /// Host bytes spent on frame metadata (section table + materialized sections).
-    public var metadataBytes: Int { store.totalBytes }
+    package var metadataBytes: Int { store.totalBytes }
     /// Memory sections (32768 frames) whose metadata has been materialized.
-    public var materializedSections: Int { store.materializedSections }
+    package var materializedSections: Int { store.materializedSections }
     /// Free blocks of `order` across every zone (nr_free of /proc/buddyinfo, summed).
-    public func freeBlocks(order: PageOrder) -> Int {
+    package func freeBlocks(order: PageOrder) -> Int {
         buddy.zoneIndices.reduce(0) { $0 + buddy.freeCount($1, Int(order.rawValue)) }
     }
     /// /proc/buddyinfo lines: `Node 0, zone   Normal   n0 n1 ... n10`.
-    public var buddyinfo: [String] {
+    package var buddyinfo: [String] {
         buddy.zoneIndices.map { z in
             let zone = buddy.zones[z]
             let counts = (0...Int(maxPageOrder)).map { String(buddy.freeCount(z, $0)) }

@@ -10,7 +10,7 @@ import KeyMMBase
 import KeyMMHardware
 
 /// PAGE_POISON.
-public let pagePoisonByte: UInt8 = 0xaa
+package let pagePoisonByte: UInt8 = 0xaa
 
 extension PageAllocator {
     /// kernel_poison_pages(): fills `count` frames from `pfn` with PAGE_POISON.

@@ -14,9 +14,9 @@ import KeyMMBase
 
 extension PageAllocator {
     /// Pages a per-KeyID list may hold before it spills to the buddy lists (per node and KeyID).
-    public static let keyidListHigh = 256
+    package static let keyidListHigh = 256
     /// Pages returned to the buddy lists when a list exceeds `keyidListHigh`.
-    public static let keyidListBatch = 64
+    package static let keyidListBatch = 64
 
     func keyidListIndex(node: Int, keyid: UInt16) -> Int { node * (Int(maxKeyID) + 1) + Int(keyid) }
 

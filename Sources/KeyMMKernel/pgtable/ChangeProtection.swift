@@ -10,7 +10,7 @@ import KeyMMBase
 
 extension Kernel {
     /// change_protection() for [start, end) ∩ vma with `newProt` (the VMA's new vm_page_prot).
-    public func changeProtection(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, _ newProt: PageProt) {
+    package func changeProtection(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, _ newProt: PageProt) {
         let s = max(start, vma.vmStart), e = min(end, vma.vmEnd)
         guard s < e else { return }
         let pt = mm.pageTable

@@ -16,7 +16,7 @@ import KeyMMBase
 
 extension Kernel {
     /// copy_page_range() for fork: `srcVMA` of `src` into `dstVMA` (same range) of `dst`.
-    public func copyPageRange(dst: MM, src: MM, dstVMA: VMA, srcVMA: VMA) {
+    package func copyPageRange(dst: MM, src: MM, dstVMA: VMA, srcVMA: VMA) {
         let f = srcVMA.vmFlags
         if f.contains(.wipeOnFork) { return }
         if f.isDisjoint(with: [.pfnMap, .mixedMap, .maybeGuard]) && srcVMA.anonVMA == nil { return }

@@ -14,14 +14,14 @@ import KeyMMHardware
 /// model's `.fault` hook. Return the frame and the protection to map it with
 /// (vmf_insert_pfn_prot: the protection, KeyID / encryption included, may differ from
 /// vm_page_prot), or nil for SIGBUS.
-public protocol VMFaultHandler: VMOperations {
+package protocol VMFaultHandler: VMOperations {
     func fault(_ vma: VMA, address: VirtAddr, pageIndex: UInt64, write: Bool) -> (pfn: PFN, prot: PageProt)?
     /// Called after the entry `fault` returned was installed (the driver's work after
     /// vmf_insert_pfn, still inside the fault).
     func faultCompleted(_ vma: VMA, mm: MM, address: VirtAddr)
 }
 
-public extension VMFaultHandler {
+package extension VMFaultHandler {
     func faultCompleted(_ vma: VMA, mm: MM, address: VirtAddr) {}
 }
 
@@ -30,7 +30,7 @@ extension Kernel {
 
     /// The user page-fault handler (exc_page_fault → do_user_addr_fault): the VMA lookup,
     /// access_error (including protection keys against `task.pkru`), then handle_mm_fault.
-    public func handleMMFault(_ task: TaskStruct, _ addr: VirtAddr, _ access: FaultAccess) -> FaultResult {
+    package func handleMMFault(_ task: TaskStruct, _ addr: VirtAddr, _ access: FaultAccess) -> FaultResult {
         machine.clock.charge(.pageFault)
         let mm = task.mm
         // lock_mm_and_find_vma (mm/Stack.swift) also grows a VM_GROWSDOWN stack VMA.
@@ -43,7 +43,7 @@ extension Kernel {
 
     /// access_error(): nil when the VMA allows the access. Protection keys apply to data
     /// accesses only (AD = bit 2*pkey, WD = bit 2*pkey+1 of PKRU).
-    @inlinable func accessError(pkru: UInt32, _ vma: VMA, _ access: FaultAccess) -> SegvCode? {
+    func accessError(pkru: UInt32, _ vma: VMA, _ access: FaultAccess) -> SegvCode? {
         let f = vma.vmFlags
         switch access {
         case .write:
@@ -58,7 +58,7 @@ extension Kernel {
     }
 
     /// Whether PKRU lets a data access through pkey.
-    @inlinable func pkeyAllows(pkru: UInt32, pkey: Int, write: Bool) -> Bool {
+    func pkeyAllows(pkru: UInt32, pkey: Int, write: Bool) -> Bool {
         let bits = (pkru >> UInt32(2 * pkey)) & 3
         return write ? bits == 0 : bits & 1 == 0
     }
@@ -136,7 +136,7 @@ extension Kernel {
 
     /// mk_pte(page, vm_page_prot) made young, dirty and (VM_WRITE) writable, as a write fault
     /// installs a fresh anonymous page. The KeyID is the page's (the VMA's at allocation).
-    @inlinable func mkAnonPTE(_ pfn: PFN, _ vma: VMA, keyid: KeyID) -> PTE {
+    func mkAnonPTE(_ pfn: PFN, _ vma: VMA, keyid: KeyID) -> PTE {
         var f = vma.vmPageProt.flags.rawValue | PTEFlags.accessed.rawValue | PTEFlags.dirty.rawValue
         if vma.vmFlags.contains(.write) { f |= PTEFlags.rw.rawValue }
         return PTE(pfn: pfn, prot: PageProt(flags: PTEFlags(rawValue: f), keyid: keyid), layout: layout)
@@ -279,7 +279,7 @@ extension Kernel {
 
     /// vmf_insert_pfn_prot(): maps `pfn` at `addr` as a special entry with `prot` (its KeyID /
     /// encryption bit may differ from vm_page_prot's: docs/sources.md, seed 003's vvar page).
-    public func insertPFNProt(_ mm: MM, _ vma: VMA, _ addr: VirtAddr, _ pfn: PFN, _ prot: PageProt) {
+    package func insertPFNProt(_ mm: MM, _ vma: VMA, _ addr: VirtAddr, _ pfn: PFN, _ prot: PageProt) {
         let pt = mm.pageTable
         guard let slot = pt.allocPTESlot(addr) else { return }
         var f = prot.flags.rawValue | PTEFlags.special.rawValue | PTEFlags.accessed.rawValue
@@ -300,7 +300,7 @@ extension Kernel {
     }
 
     /// is_zero_pfn().
-    @inlinable func isZeroPFN(_ pfn: PFN) -> Bool { pgtable.zeroPFN == pfn }
+    func isZeroPFN(_ pfn: PFN) -> Bool { pgtable.zeroPFN == pfn }
 
     // MARK: populate
 
@@ -308,7 +308,7 @@ extension Kernel {
     /// of [start, end) inside `vma` as get_user_pages would (FOLL_FORCE: no PKRU check; a
     /// private writable mapping is written to break COW; PROT_NONE VMAs are skipped).
     /// ENOMEM when out of memory, EFAULT when a page cannot be faulted in (SIGBUS/SIGSEGV).
-    public func populate(_ task: TaskStruct, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, write: Bool) -> Errno? {
+    package func populate(_ task: TaskStruct, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, write: Bool) -> Errno? {
         let f = vma.vmFlags
         if f.isDisjoint(with: [.read, .write, .exec]) { return nil }
         if f.contains(.io) || f.contains(.pfnMap) { return nil }

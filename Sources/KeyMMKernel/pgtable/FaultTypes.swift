@@ -7,7 +7,7 @@
 import KeyMMBase
 
 /// The kind of access that faulted (the x86 error code's W and I bits).
-public enum FaultAccess: Sendable {
+package enum FaultAccess: Sendable {
     case read, write, exec
 }
 
@@ -22,7 +22,7 @@ public enum SegvCode: Sendable, Equatable {
 }
 
 /// How a fault ends.
-public enum FaultResult: Equatable, Sendable {
+package enum FaultResult: Equatable, Sendable {
     /// Resolved: retry the access.
     case ok
     case sigsegv(SegvCode)
@@ -54,48 +54,48 @@ public enum MemReadResult: Equatable, Sendable {
 }
 
 /// Per-VMA counters as /proc/PID/smaps prints them (all in bytes).
-public struct VMAPageStats: Equatable, Sendable {
-    public var rss: UInt64 = 0
+package struct VMAPageStats: Equatable, Sendable {
+    package var rss: UInt64 = 0
     /// Proportional set size (bytes, rounded down as smaps does at the end).
-    public var pss: UInt64 = 0
-    public var pssDirty: UInt64 = 0
-    public var pssAnon: UInt64 = 0
-    public var pssFile: UInt64 = 0
-    public var sharedClean: UInt64 = 0
-    public var sharedDirty: UInt64 = 0
-    public var privateClean: UInt64 = 0
-    public var privateDirty: UInt64 = 0
-    public var referenced: UInt64 = 0
-    public var anonymous: UInt64 = 0
-    public var anonHuge: UInt64 = 0
-    public var swap: UInt64 = 0
-    public var locked: UInt64 = 0
-    public init() {}
+    package var pss: UInt64 = 0
+    package var pssDirty: UInt64 = 0
+    package var pssAnon: UInt64 = 0
+    package var pssFile: UInt64 = 0
+    package var sharedClean: UInt64 = 0
+    package var sharedDirty: UInt64 = 0
+    package var privateClean: UInt64 = 0
+    package var privateDirty: UInt64 = 0
+    package var referenced: UInt64 = 0
+    package var anonymous: UInt64 = 0
+    package var anonHuge: UInt64 = 0
+    package var swap: UInt64 = 0
+    package var locked: UInt64 = 0
+    package init() {}
 }
 
 /// Kernel-wide state of the page-table layer.
-public final class PgtableState {
+package final class PgtableState {
     /// empty_zero_page, once allocated.
-    public internal(set) var zeroPFN: PFN?
+    package internal(set) var zeroPFN: PFN?
     /// The huge zero page (order 9), once allocated.
-    public internal(set) var hugeZeroPFN: PFN?
+    package internal(set) var hugeZeroPFN: PFN?
     /// Whether the huge zero page could not be allocated (then read faults fall back to 4 KiB).
     var hugeZeroFailed = false
     /// THP events (/proc/vmstat thp_*).
-    public internal(set) var thpFaultAlloc: UInt64 = 0
-    public internal(set) var thpFaultFallback: UInt64 = 0
-    public internal(set) var thpSplitPMD: UInt64 = 0
-    public internal(set) var thpCollapseAlloc: UInt64 = 0
-    public internal(set) var thpZeroPageAlloc: UInt64 = 0
+    package internal(set) var thpFaultAlloc: UInt64 = 0
+    package internal(set) var thpFaultFallback: UInt64 = 0
+    package internal(set) var thpSplitPMD: UInt64 = 0
+    package internal(set) var thpCollapseAlloc: UInt64 = 0
+    package internal(set) var thpZeroPageAlloc: UInt64 = 0
     /// Pages migrated by `migratePages` and migrations refused (pinned, busy).
-    public internal(set) var migrated: UInt64 = 0
-    public internal(set) var migrateFailed: UInt64 = 0
+    package internal(set) var migrated: UInt64 = 0
+    package internal(set) var migrateFailed: UInt64 = 0
     /// do_swap_page(), installed by the reclaim layer: resolves a fault on a swap entry in
     /// PTE slot `slot` (the page table of `mm`). Without it a swap entry faults with SIGBUS.
-    public var swapIn: ((_ mm: MM, _ vma: VMA, _ addr: VirtAddr, _ slot: Int) -> FaultResult)?
+    package var swapIn: ((_ mm: MM, _ vma: VMA, _ addr: VirtAddr, _ slot: Int) -> FaultResult)?
     /// Called for every swap entry a zap removes (free_swap_and_cache), and for every swap
     /// entry fork duplicates (swap_duplicate), by the reclaim layer.
-    public var swapEntryFreed: ((SwapEntry) -> Void)?
-    public var swapEntryDuplicated: ((SwapEntry) -> Void)?
-    public init() {}
+    package var swapEntryFreed: ((SwapEntry) -> Void)?
+    package var swapEntryDuplicated: ((SwapEntry) -> Void)?
+    package init() {}
 }

@@ -9,7 +9,7 @@
 import KeyMMBase
 
 /// What move_pages(2) reports for one page.
-public enum MigrateStatus: Equatable, Sendable {
+package enum MigrateStatus: Equatable, Sendable {
     /// The page is (now) on this node.
     case node(NodeID)
     /// A negative status: EFAULT (nothing mapped / zero page), EACCES (shared without
@@ -20,7 +20,7 @@ public enum MigrateStatus: Equatable, Sendable {
 extension Kernel {
     /// Installs `remapMigratedPage` as the allocator's migration callback (compaction and
     /// `allocator.migrate` then move mapped pages correctly). Call once after `allocator` exists.
-    public func installMigrationCallback() {
+    package func installMigrationCallback() {
         allocator.migratePage = { [unowned self] old, new in self.remapMigratedPage(old, to: new) }
     }
 
@@ -49,7 +49,7 @@ extension Kernel {
 
     /// The allocator's migratePage callback: points every mapping of `old` (PTEs, a huge PMD,
     /// the page-cache slot) at `new`, flushing the TLBs. False (nothing changed) for pinned pages.
-    public func remapMigratedPage(_ old: PFN, to new: PFN) -> Bool {
+    package func remapMigratedPage(_ old: PFN, to new: PFN) -> Bool {
         let f = allocator.flags(old)
         if f.contains(.pinned) || f.contains(.reserved) || f.contains(.zeroPage) { return false }
         var remapped: Int32 = 0
@@ -108,7 +108,7 @@ extension Kernel {
 
     /// Migrates the page mapped at `addr` to `node` (move_pages for one page; also the
     /// NUMA-balancing step). A huge PMD migrates as a whole. `moveShared`: MPOL_MF_MOVE_ALL.
-    public func migrateMappedPage(_ mm: MM, _ addr: VirtAddr, to node: NodeID, moveShared: Bool) -> MigrateStatus {
+    package func migrateMappedPage(_ mm: MM, _ addr: VirtAddr, to node: NodeID, moveShared: Bool) -> MigrateStatus {
         let pt = mm.pageTable
         var page: PFN
         switch pt.walk(addr) {
@@ -142,7 +142,7 @@ extension Kernel {
     /// migrate_pages / mbind(MPOL_MF_MOVE) over [start, end) of one VMA: moves every mapped
     /// page that is not on `node`. Returns the number of pages (4 KiB units) that could not move.
     @discardableResult
-    public func migratePages(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, to node: NodeID,
+    package func migratePages(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, to node: NodeID,
                              moveShared: Bool) -> Int {
         var failed = 0
         var addrs: [(VirtAddr, Bool)] = []
@@ -160,7 +160,7 @@ extension Kernel {
     /// numa_balance(): one pass of NUMA balancing: every mapped page of every mm that is not
     /// on the node its VMA's policy wants (mpol_misplaced) is migrated there. Returns pages moved.
     @discardableResult
-    public func numaBalance() -> Int {
+    package func numaBalance() -> Int {
         guard machine.config.nodes > 1 else { return 0 }
         var moved = 0
         for (_, mm) in distinctMMs {

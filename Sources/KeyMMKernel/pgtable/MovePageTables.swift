@@ -11,7 +11,7 @@ import KeyMMBase
 extension Kernel {
     /// move_page_tables() for `length` bytes from `oldStart` (in `from`) to `newStart` (in `to`).
     /// The destination range must be empty (mremap unmapped it); ranges must not overlap.
-    public func movePageTables(_ mm: MM, from: VMA, oldStart: VirtAddr, to: VMA, newStart: VirtAddr, length: UInt64) {
+    package func movePageTables(_ mm: MM, from: VMA, oldStart: VirtAddr, to: VMA, newStart: VirtAddr, length: UInt64) {
         guard length > 0 else { return }
         let pt = mm.pageTable
         var off: UInt64 = 0

@@ -9,19 +9,19 @@ import KeyMMBase
 import KeyMMHardware
 
 /// struct address_space: one file's cached pages.
-public final class AddressSpace {
+package final class AddressSpace {
     /// The file (the cache keeps its inode alive while pages are cached).
-    public let file: MappedFile
+    package let file: MappedFile
     /// Page index → frame (each holds a page reference: a change is recorded in the touch log).
-    public var pages: [UInt64: PFN] = [:] {
+    package var pages: [UInt64: PFN] = [:] {
         didSet { touchLog?.references() }
     }
     /// Where changes of the references the cache holds are recorded (nil: not recorded).
     var touchLog: TouchLog?
     /// Indices of pages dirtied through shared mappings and not yet written back.
-    public var dirty: Set<UInt64> = []
+    package var dirty: Set<UInt64> = []
     /// Identifies this mapping in struct page's ->mapping (rmap for file pages).
-    public let id: UInt64
+    package let id: UInt64
 
     init(file: MappedFile, id: UInt64) {
         self.file = file
@@ -29,11 +29,11 @@ public final class AddressSpace {
     }
 
     /// Pages needed to hold the file's bytes (index >= this is beyond EOF: SIGBUS on fault).
-    public var sizeInPages: UInt64 { (file.size &+ UInt64(pageSize - 1)) >> pageShift }
+    package var sizeInPages: UInt64 { (file.size &+ UInt64(pageSize - 1)) >> pageShift }
 }
 
 /// The page cache: every file's address_space.
-public final class PageCache {
+package final class PageCache {
     private var spaces: [ObjectIdentifier: AddressSpace] = [:]
     private var byID: [UInt64: AddressSpace] = [:]
     private var nextID: UInt64 = 1
@@ -42,10 +42,10 @@ public final class PageCache {
         didSet { for s in spaces.values { s.touchLog = touchLog } }
     }
 
-    public init() {}
+    package init() {}
 
     /// The file's address_space, created on first use.
-    public func mapping(for file: MappedFile) -> AddressSpace {
+    package func mapping(for file: MappedFile) -> AddressSpace {
         let k = ObjectIdentifier(file)
         if let s = spaces[k] { return s }
         // Mapping ids live in their own range so they never equal an anon_vma id.
@@ -58,23 +58,23 @@ public final class PageCache {
     }
 
     /// Bit set in every file mapping id (anon_vma ids never have it).
-    public static let fileMappingBit: UInt64 = 1 << 63
+    package static let fileMappingBit: UInt64 = 1 << 63
 
     /// The address_space with this mapping id.
-    public func mapping(id: UInt64) -> AddressSpace? { byID[id] }
+    package func mapping(id: UInt64) -> AddressSpace? { byID[id] }
 
     /// The existing address_space of a file, if any page of it was ever cached.
-    public func existingMapping(for file: MappedFile) -> AddressSpace? { spaces[ObjectIdentifier(file)] }
+    package func existingMapping(for file: MappedFile) -> AddressSpace? { spaces[ObjectIdentifier(file)] }
 
     /// find_get_page without the reference: the frame caching `index` of `file`.
-    public func lookup(_ file: MappedFile, _ index: UInt64) -> PFN? {
+    package func lookup(_ file: MappedFile, _ index: UInt64) -> PFN? {
         spaces[ObjectIdentifier(file)]?.pages[index]
     }
 
     /// Forgets a file's address_space (the file is gone: a shmem inode whose last mapping
     /// went away) and returns it; the caller drops the cache's page references.
     /// (Added by vm-core for shmem eviction, mm/Shmem.swift.)
-    public func removeMapping(for file: MappedFile) -> AddressSpace? {
+    package func removeMapping(for file: MappedFile) -> AddressSpace? {
         guard let s = spaces.removeValue(forKey: ObjectIdentifier(file)) else { return nil }
         byID[s.id] = nil
         touchLog?.references()
@@ -82,8 +82,8 @@ public final class PageCache {
     }
 
     /// Total pages cached.
-    public var totalPages: Int { spaces.values.reduce(0) { $0 + $1.pages.count } }
+    package var totalPages: Int { spaces.values.reduce(0) { $0 + $1.pages.count } }
 
     /// Every address_space (for write-back, truncation, reclaim).
-    public var allMappings: [AddressSpace] { Array(spaces.values).sorted { $0.id < $1.id } }
+    package var allMappings: [AddressSpace] { Array(spaces.values).sorted { $0.id < $1.id } }
 }

@@ -16,20 +16,20 @@ import KeyMMBase
 import KeyMMHardware
 
 /// Entries per table at every level.
-public let ptrsPerTable = 512
+package let ptrsPerTable = 512
 /// Bytes mapped by one PMD entry (2 MiB).
-public let pmdSize: UInt64 = 1 << 21
+package let pmdSize: UInt64 = 1 << 21
 /// Mask of the offset inside a PMD-mapped range.
-public let pmdMask: UInt64 = pmdSize - 1
+package let pmdMask: UInt64 = pmdSize - 1
 /// Base pages per PMD (HPAGE_PMD_NR).
-public let hpagePMDNr = 512
+package let hpagePMDNr = 512
 
 /// One mm's page tables (struct mm_struct's pgd and everything below it).
-public final class PageTable {
+package final class PageTable {
     /// Where the frame and KeyID bits sit in an entry.
-    public let layout: PTELayout
+    package let layout: PTELayout
     /// The mm's TLB (translations cached by the CPUs running this mm).
-    public let tlb: TLB
+    package let tlb: TLB
 
     @usableFromInline var storage: OwnedBuffer<UInt64>
     @usableFromInline var used: OwnedBuffer<UInt16>
@@ -41,13 +41,13 @@ public final class PageTable {
     /// Where entry writes are recorded for the invariant checker (nil: not recorded).
     @usableFromInline package var touch: TouchOwner?
     /// Tables currently allocated, the PGD included (what VmPTE would count, times 4 KiB).
-    public private(set) var tableCount: Int = 1
+    package private(set) var tableCount: Int = 1
 
     /// _PAGE_TABLE: the flags of a non-leaf entry.
-    public static let tableFlags: UInt64 = PTEFlags([.present, .rw, .user, .accessed, .dirty]).rawValue
+    package static let tableFlags: UInt64 = PTEFlags([.present, .rw, .user, .accessed, .dirty]).rawValue
 
     /// Creates an empty address space (one zeroed PGD).
-    public init(layout: PTELayout) {
+    package init(layout: PTELayout) {
         self.layout = layout
         self.tlb = TLB()
         capacity = 16
@@ -71,15 +71,15 @@ public final class PageTable {
     // MARK: entry access
 
     /// The entry in `slot`.
-    @inlinable public subscript(slot: Int) -> PTE {
+    @inlinable package subscript(slot: Int) -> PTE {
         get { PTE(raw: storage[slot]) }
     }
 
     /// Raw entry in `slot`.
-    @inlinable public func raw(_ slot: Int) -> UInt64 { storage[slot] }
+    @inlinable package func raw(_ slot: Int) -> UInt64 { storage[slot] }
 
     /// Writes an entry, keeping the table's used count.
-    @inlinable public func set(_ slot: Int, _ pte: PTE) {
+    @inlinable package func set(_ slot: Int, _ pte: PTE) {
         let old = storage[slot]
         if let t = touch { noteWrite(t, slot, old, pte.raw) }
         storage[slot] = pte.raw
@@ -90,13 +90,13 @@ public final class PageTable {
     }
 
     /// ORs bits into a present entry (hardware setting accessed/dirty); used count unchanged.
-    @inlinable public func setBits(_ slot: Int, _ bits: UInt64) {
+    @inlinable package func setBits(_ slot: Int, _ bits: UInt64) {
         if let t = touch { noteWrite(t, slot, storage[slot], storage[slot] | bits) }
         storage[slot] |= bits
     }
 
     /// Clears bits of an entry that stays non-none.
-    @inlinable public func clearBits(_ slot: Int, _ bits: UInt64) {
+    @inlinable package func clearBits(_ slot: Int, _ bits: UInt64) {
         if let t = touch { noteWrite(t, slot, storage[slot], storage[slot] & ~bits) }
         storage[slot] &= ~bits
     }
@@ -136,7 +136,7 @@ public final class PageTable {
     // MARK: walks
 
     /// The slot of the PMD entry for `va`, or nil if the PGD/PUD level is missing.
-    @inlinable public func pmdSlot(_ va: VirtAddr) -> Int? {
+    @inlinable package func pmdSlot(_ va: VirtAddr) -> Int? {
         let a = va.rawValue
         let g = storage[PageTable.pgdIndex(a)]
         guard g & 1 != 0 else { return nil }
@@ -147,7 +147,7 @@ public final class PageTable {
     }
 
     /// The result of a software walk to the leaf for one address.
-    public enum Walk: Equatable {
+    package enum Walk: Equatable {
         /// No table at some level (nothing mapped).
         case none
         /// A huge PMD entry maps the address (slot of the PMD entry).
@@ -157,7 +157,7 @@ public final class PageTable {
     }
 
     /// Walks to the leaf for `va` without allocating.
-    @inlinable public func walk(_ va: VirtAddr) -> Walk {
+    @inlinable package func walk(_ va: VirtAddr) -> Walk {
         guard let ps = pmdSlot(va) else { return .none }
         let m = storage[ps]
         guard m != 0 else { return .none }
@@ -167,13 +167,13 @@ public final class PageTable {
     }
 
     /// The PTE slot for `va` if its table exists and the PMD is not huge.
-    @inlinable public func pteSlot(_ va: VirtAddr) -> Int? {
+    @inlinable package func pteSlot(_ va: VirtAddr) -> Int? {
         if case .pte(_, let s) = walk(va) { return s }
         return nil
     }
 
     /// The PMD slot for `va`, allocating the PUD and PMD tables as needed.
-    public func allocPMDSlot(_ va: VirtAddr) -> Int {
+    package func allocPMDSlot(_ va: VirtAddr) -> Int {
         let a = va.rawValue
         let gs = PageTable.pgdIndex(a)
         if storage[gs] & 1 == 0 { link(allocTable(), under: gs) }
@@ -184,7 +184,7 @@ public final class PageTable {
 
     /// The PTE slot for `va`, allocating missing levels (pte_alloc); nil if a huge PMD
     /// maps the address (the caller must split it first).
-    public func allocPTESlot(_ va: VirtAddr) -> Int? {
+    package func allocPTESlot(_ va: VirtAddr) -> Int? {
         let ps = allocPMDSlot(va)
         var m = storage[ps]
         if m & PTEFlags.pse.rawValue != 0 { return nil }
@@ -196,7 +196,7 @@ public final class PageTable {
     }
 
     /// Installs a fresh PTE table under an empty PMD slot and returns the table index.
-    public func allocPTETable(under pmdSlot: Int) -> Int {
+    package func allocPTETable(under pmdSlot: Int) -> Int {
         let t = allocTable()
         link(t, under: pmdSlot)
         return t
@@ -209,10 +209,10 @@ public final class PageTable {
     }
 
     /// The first PTE slot of the table a (non-huge, present) PMD entry points to.
-    @inlinable public func pteTableBase(_ pmdEntry: UInt64) -> Int { child(pmdEntry) << 9 }
+    @inlinable package func pteTableBase(_ pmdEntry: UInt64) -> Int { child(pmdEntry) << 9 }
 
     /// Whether a PMD entry points at a PTE table (present, not huge).
-    @inlinable public static func isTable(_ entry: UInt64) -> Bool {
+    @inlinable package static func isTable(_ entry: UInt64) -> Bool {
         entry & 1 != 0 && entry & PTEFlags.pse.rawValue == 0
     }
 
@@ -255,12 +255,12 @@ public final class PageTable {
     }
 
     /// Non-none entries in a table.
-    @inlinable public func usedEntries(table: Int) -> Int { Int(used[table]) }
+    @inlinable package func usedEntries(table: Int) -> Int { Int(used[table]) }
 
     /// free_pgtables() for [start, end): frees PTE, PMD and PUD tables that are empty and
     /// touch the range. (The kernel frees only tables wholly inside the unmapped gap; an
     /// empty table maps nothing, so freeing it earlier changes only the table count.)
-    public func freeEmptyTables(_ start: VirtAddr, _ end: VirtAddr) {
+    package func freeEmptyTables(_ start: VirtAddr, _ end: VirtAddr) {
         var a = start.rawValue & ~pmdMask
         while a < end.rawValue {
             let next = a &+ pmdSize
@@ -287,7 +287,7 @@ public final class PageTable {
     }
 
     /// Drops every table and entry (exit_mmap's free_pgtables for the whole mm).
-    public func reset() {
+    package func reset() {
         if let t = touch { t.log.entries(t.id, 0, userAddressLimit &+ UInt64(pageSize)) }
         storage.fill(0)
         used.fill(0)
@@ -301,7 +301,7 @@ public final class PageTable {
 
     /// Calls `body(pmdSlot, address, end)` for each PMD-sized step of [start, end) whose PMD
     /// slot exists (PGD/PUD present); `address..<end` is the part of the step in the range.
-    @inlinable public func forEachPMD(_ start: VirtAddr, _ end: VirtAddr,
+    @inlinable package func forEachPMD(_ start: VirtAddr, _ end: VirtAddr,
                                       _ body: (_ pmdSlot: Int, _ addr: UInt64, _ end: UInt64) -> Void) {
         var a = start.rawValue
         let e = end.rawValue

@@ -12,14 +12,14 @@
 import KeyMMBase
 
 /// The signal an access would raise.
-public enum AccessSignal: Equatable, Sendable {
+package enum AccessSignal: Equatable, Sendable {
     case sigsegv(SegvCode)
     case sigbus
 }
 
 extension Kernel {
     /// The signal an access of kind `access` at `addr` by `task` would raise now, if any.
-    public func signalForAccess(_ task: TaskStruct, _ addr: VirtAddr, _ access: FaultAccess) -> AccessSignal? {
+    package func signalForAccess(_ task: TaskStruct, _ addr: VirtAddr, _ access: FaultAccess) -> AccessSignal? {
         let mm = task.mm
         guard addr.rawValue < userAddressLimit, let vma = mm.findVMA(addr) else { return .sigsegv(.mapErr) }
         if vma.vmStart > addr && stackExpansionError(mm, vma, addr) != nil { return .sigsegv(.mapErr) }

@@ -9,7 +9,7 @@ import KeyMMBase
 
 extension Kernel {
     /// smaps counters for one VMA.
-    public func vmaPageStats(_ mm: MM, _ vma: VMA) -> VMAPageStats {
+    package func vmaPageStats(_ mm: MM, _ vma: VMA) -> VMAPageStats {
         var st = VMAPageStats()
         let pssShift: UInt64 = 12
         var pss: UInt64 = 0, pssDirty: UInt64 = 0, pssAnon: UInt64 = 0, pssFile: UInt64 = 0, pssLocked: UInt64 = 0

@@ -8,22 +8,22 @@
 import KeyMMBase
 
 /// vm_operations_struct of a vvar-like mapping (VM_PFNMAP | VM_IO | VM_DONTEXPAND).
-public final class MixedEncryptionMapping: VMFaultHandler {
+package final class MixedEncryptionMapping: VMFaultHandler {
     /// The frames to map and the KeyID (encryption state) each is mapped with.
-    public let pages: [(pfn: PFN, keyid: KeyID)]
+    package let pages: [(pfn: PFN, keyid: KeyID)]
     /// Name shown in /proc/PID/maps.
-    public let mappingName: String
+    package let mappingName: String
 
-    public init(pages: [(pfn: PFN, keyid: KeyID)], name: String = "[vvar]") {
+    package init(pages: [(pfn: PFN, keyid: KeyID)], name: String = "[vvar]") {
         self.pages = pages
         self.mappingName = name
     }
 
-    public var name: String? { mappingName }
+    package var name: String? { mappingName }
 
     /// The frame of page `pageIndex` (vmf->pgoff: the offset in the whole mapping, not in the
     /// VMA, which may be a piece of it), with vm_page_prot carrying that page's KeyID.
-    public func fault(_ vma: VMA, address: VirtAddr, pageIndex: UInt64, write: Bool) -> (pfn: PFN, prot: PageProt)? {
+    package func fault(_ vma: VMA, address: VirtAddr, pageIndex: UInt64, write: Bool) -> (pfn: PFN, prot: PageProt)? {
         guard pageIndex < UInt64(pages.count) else { return nil }
         var prot = vma.vmPageProt
         prot.keyid = pages[Int(pageIndex)].keyid
@@ -31,5 +31,5 @@ public final class MixedEncryptionMapping: VMFaultHandler {
     }
 
     /// special_mapping_split(): special mappings are never split (their size is fixed).
-    public func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno? { .EINVAL }
+    package func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno? { .EINVAL }
 }

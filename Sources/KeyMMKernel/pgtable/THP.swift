@@ -13,12 +13,12 @@ import KeyMMBase
 import KeyMMHardware
 
 /// /sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none (default HPAGE_PMD_NR - 1).
-public let khugepagedMaxPtesNone = 511
+package let khugepagedMaxPtesNone = 511
 /// khugepaged/max_ptes_shared (default HPAGE_PMD_NR / 2).
-public let khugepagedMaxPtesShared = 256
+package let khugepagedMaxPtesShared = 256
 
 /// The outcome of one collapse attempt (enum scan_result, abridged).
-public enum CollapseResult: Sendable, Equatable {
+package enum CollapseResult: Sendable, Equatable {
     case succeed, pmdMapped, pmdNull, exceedNonePTE, exceedSharedPTE, pteNonPresent,
          pageNotAnon, pageCount, lackReferencedPage, allocHugePageFail
 }
@@ -59,7 +59,7 @@ extension Kernel {
         return pfn
     }
 
-    @inlinable func isHugeZeroPFN(_ pfn: PFN) -> Bool { pgtable.hugeZeroPFN == pfn }
+    func isHugeZeroPFN(_ pfn: PFN) -> Bool { pgtable.hugeZeroPFN == pfn }
 
     /// mk_huge_pmd(page, vm_page_prot) for a fresh anonymous THP: young, dirty, writable if VM_WRITE.
     func mkAnonHugePMD(_ pfn: PFN, _ vma: VMA, keyid: KeyID) -> PTE {
@@ -149,7 +149,7 @@ extension Kernel {
 
     /// split_huge_pmd(): if a huge PMD maps `address`, replaces it with 512 PTEs (called when
     /// a VMA boundary, mprotect or munmap cuts the huge page).
-    public func splitHugePMD(_ mm: MM, _ vma: VMA, at address: VirtAddr) {
+    package func splitHugePMD(_ mm: MM, _ vma: VMA, at address: VirtAddr) {
         let pt = mm.pageTable
         guard let ps = pt.pmdSlot(address), pt.raw(ps) & PTEFlags.pse.rawValue != 0 else { return }
         splitHugePMD(mm, vma, pmdSlot: ps, haddr: VirtAddr(address.rawValue & ~pmdMask))
@@ -207,7 +207,7 @@ extension Kernel {
     /// 256, at least one referenced page, no swap/PROT_NONE entries, no pinned pages).
     /// Returns the number of huge pages made.
     @discardableResult
-    public func khugepagedScan() -> Int {
+    package func khugepagedScan() -> Int {
         var made = 0
         for (_, mm) in distinctMMs {
             for vma in mm.allVMAs where vma.isAnonymous && !vma.vmFlags.contains(.shared) && thpModeAllows(vma.vmFlags) {
@@ -224,7 +224,7 @@ extension Kernel {
     /// MADV_COLLAPSE over [start, end) of one VMA (madvise_collapse): independent of the THP
     /// setting, no max_ptes_none / referenced limits. EINVAL for a VMA that cannot hold THPs,
     /// ENOMEM when no huge page could be allocated, EAGAIN for busy (pinned) pages.
-    public func collapseHugePages(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) -> Errno? {
+    package func collapseHugePages(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) -> Errno? {
         let f = vma.vmFlags
         guard vma.isAnonymous, !f.contains(.shared), !f.contains(.noHugePage), !f.contains(.hugeTLB),
               f.isDisjoint(with: .special) else { return .EINVAL }

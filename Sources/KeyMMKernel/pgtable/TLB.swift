@@ -13,29 +13,29 @@
 import KeyMMBase
 
 /// The TLB of one mm.
-public final class TLB {
+package final class TLB {
     /// Translations cached (a power of two).
-    public static let entries = 64
+    package static let entries = 64
     // Flat storage (no array exclusivity checks on the access path).
     let tags: OwnedBuffer<UInt64>     // vpn + 1; 0 = invalid
     let values: OwnedBuffer<UInt64>   // leaf entry for the 4 KiB page
     /// CPUs that may hold this mm's translations (weight of mm_cpumask).
-    public var cpus: Int = 1
+    package var cpus: Int = 1
     /// Local flushes (flush_tlb_range/flush_tlb_mm on the current CPU).
-    public private(set) var flushes: UInt64 = 0
+    package private(set) var flushes: UInt64 = 0
     /// Shootdowns (flushes that had to IPI other CPUs).
-    public private(set) var shootdowns: UInt64 = 0
+    package private(set) var shootdowns: UInt64 = 0
     /// Lookups that hit / missed.
-    public private(set) var hits: UInt64 = 0
-    public private(set) var misses: UInt64 = 0
+    package private(set) var hits: UInt64 = 0
+    package private(set) var misses: UInt64 = 0
 
-    public init() {
+    package init() {
         tags = OwnedBuffer(repeating: 0, count: TLB.entries)
         values = OwnedBuffer(repeating: 0, count: TLB.entries)
     }
 
     /// The cached leaf entry for a virtual page, if any.
-    public func lookup(vpn: UInt64) -> UInt64? {
+    package func lookup(vpn: UInt64) -> UInt64? {
         let i = Int(truncatingIfNeeded: vpn) & (TLB.entries - 1)
         if tags[i] == vpn &+ 1 { hits &+= 1; return values[i] }
         misses &+= 1
@@ -43,14 +43,14 @@ public final class TLB {
     }
 
     /// Caches a translation after a walk.
-    public func fill(vpn: UInt64, entry: UInt64) {
+    package func fill(vpn: UInt64, entry: UInt64) {
         let i = Int(truncatingIfNeeded: vpn) & (TLB.entries - 1)
         tags[i] = vpn &+ 1
         values[i] = entry
     }
 
     /// Updates a cached entry in place if present (the CPU setting A/D on its own entry).
-    public func update(vpn: UInt64, entry: UInt64) {
+    package func update(vpn: UInt64, entry: UInt64) {
         let i = Int(truncatingIfNeeded: vpn) & (TLB.entries - 1)
         if tags[i] == vpn &+ 1 { values[i] = entry }
     }
@@ -58,7 +58,7 @@ public final class TLB {
     /// flush_tlb_range: invalidates [start, end) and counts one flush (+ one shootdown
     /// when other CPUs may cache the mm). Returns whether a shootdown was needed.
     @discardableResult
-    public func flush(_ start: VirtAddr, _ end: VirtAddr) -> Bool {
+    package func flush(_ start: VirtAddr, _ end: VirtAddr) -> Bool {
         let s = start.pageNumber, e = (end.rawValue &+ UInt64(pageSize - 1)) >> pageShift
         if e &- s >= UInt64(TLB.entries) {
             invalidateAll()
@@ -75,7 +75,7 @@ public final class TLB {
 
     /// flush_tlb_mm: invalidates everything and counts one flush.
     @discardableResult
-    public func flushAll() -> Bool {
+    package func flushAll() -> Bool {
         invalidateAll()
         return count()
     }

@@ -12,7 +12,7 @@ extension Kernel {
     /// the range are split first. PTE tables left empty and wholly inside the range are freed.
     /// Guard markers go only with `dropMarkers` (unmap, exit: ZAP_FLAG_DROP_MARKER); an
     /// ordinary zap (MADV_DONTNEED, MADV_REMOVE, truncation, guard install) keeps them.
-    public func zapPageRange(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, dropMarkers: Bool = true) {
+    package func zapPageRange(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, dropMarkers: Bool = true) {
         let s = max(start, vma.vmStart), e = min(end, vma.vmEnd)
         guard s < e else { return }
         let pt = mm.pageTable
@@ -80,7 +80,7 @@ extension Kernel {
 
     /// free_pgtables() for the whole mm (exit_mmap, exec): releases every page still mapped
     /// and every table; the TLB is flushed.
-    public func freePageTables(_ mm: MM) {
+    package func freePageTables(_ mm: MM) {
         let pt = mm.pageTable
         var released = 0
         for g in 0..<256 {                                   // the user half of the PGD

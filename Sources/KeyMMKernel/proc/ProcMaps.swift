@@ -9,7 +9,7 @@ import KeyMMBase
 
 extension Kernel {
     /// /proc/PID/maps; nil for an unknown pid.
-    public func procMaps(_ pid: ProcessID) -> String? {
+    package func procMaps(_ pid: ProcessID) -> String? {
         guard let task = tasks[pid] else { return nil }
         var out = ""
         out.reserveCapacity(task.mm.mapCount * 80)
@@ -18,7 +18,7 @@ extension Kernel {
     }
 
     /// One maps line (show_map_vma).
-    public func mapsLine(_ mm: MM, _ vma: VMA) -> String {
+    package func mapsLine(_ mm: MM, _ vma: VMA) -> String {
         var s = ""
         showMapVMA(mm, vma, into: &s)
         return s
@@ -78,7 +78,7 @@ extension Kernel {
     }
 
     /// Sets mm->start_stack (exec does this; [stack] is the VMA containing it).
-    public func setStartStack(_ pid: ProcessID, _ addr: VirtAddr) {
+    package func setStartStack(_ pid: ProcessID, _ addr: VirtAddr) {
         tasks[pid]?.mm.startStack = addr
     }
 }

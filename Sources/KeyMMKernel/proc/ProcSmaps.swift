@@ -9,7 +9,7 @@ import KeyMMBase
 
 extension Kernel {
     /// /proc/PID/smaps; nil for an unknown pid.
-    public func procSmaps(_ pid: ProcessID) -> String? {
+    package func procSmaps(_ pid: ProcessID) -> String? {
         guard let task = tasks[pid] else { return nil }
         var out = ""
         for vma in task.mm.vmas { showSmap(task.mm, vma, into: &out) }
@@ -57,7 +57,7 @@ extension Kernel {
     }
 
     /// show_smap_vma_flags(): "rd wr mr mw me ac " (each followed by a space).
-    public func vmFlagsMnemonics(_ flags: VMFlags) -> String {
+    package func vmFlagsMnemonics(_ flags: VMFlags) -> String {
         var s = ""
         var bits = flags.rawValue & ~VMFlags.pkeyMask.rawValue
         if !config.softDirty { bits &= ~VMFlags.softDirty.rawValue }

@@ -14,7 +14,7 @@ import KeyMMBase
 import KeyMMHardware
 
 /// How `sgx_tamper` changes a written-back page.
-public enum SGXTamper: Sendable {
+package enum SGXTamper: Sendable {
     /// Flip a byte of the sealed contents (the MAC no longer matches).
     case flip
     /// Put back the page's previous sealed copy and PCMD (a replay: the version no longer matches).
@@ -23,7 +23,7 @@ public enum SGXTamper: Sendable {
 
 extension Kernel {
     /// enclave_write(ADDR, bytes): stores from inside the enclave mapped at ADDR.
-    public func enclaveWrite(_ task: TaskStruct, _ addr: VirtAddr, _ bytes: [UInt8]) -> MemAccessResult {
+    package func enclaveWrite(_ task: TaskStruct, _ addr: VirtAddr, _ bytes: [UInt8]) -> MemAccessResult {
         var done = 0
         let r = enclaveAccess(task, addr, bytes.count, write: true) { pa, offset, n in
             sgx!.unit.enclaveWrite(pa, bytes: bytes[offset..<(offset + n)])
@@ -34,7 +34,7 @@ extension Kernel {
     }
 
     /// enclave_read(ADDR, LEN): loads from inside the enclave mapped at ADDR.
-    public func enclaveRead(_ task: TaskStruct, _ addr: VirtAddr, _ length: Int) -> MemReadResult {
+    package func enclaveRead(_ task: TaskStruct, _ addr: VirtAddr, _ length: Int) -> MemReadResult {
         var out = [UInt8](repeating: 0, count: max(length, 0))
         let r = enclaveAccess(task, addr, length, write: false) { pa, offset, n in
             out.replaceSubrange(offset..<(offset + n), with: sgx!.unit.enclaveRead(pa, count: n))
@@ -73,7 +73,7 @@ extension Kernel {
     }
 
     /// The task makes a call: if it was inside an enclave, it left it (an asynchronous exit).
-    public func sgxAsyncExit(_ pid: ProcessID) {
+    package func sgxAsyncExit(_ pid: ProcessID) {
         sgx?.unit.exit(thread: UInt64(UInt32(bitPattern: pid.rawValue)))
     }
 
@@ -83,7 +83,7 @@ extension Kernel {
     /// sgx_tamper(FD, OFFSET, MODE) (model only): changes the written-back copy of the enclave page at
     /// OFFSET (ENOENT when the page is in the EPC or has no such copy, EINVAL for an offset outside the
     /// enclave), as someone with access to the swap/backing storage could.
-    public func sgxTamper(_ task: TaskStruct, fd: Int32, offset: UInt64, _ how: SGXTamper) -> Result<Void, Errno> {
+    package func sgxTamper(_ task: TaskStruct, fd: Int32, offset: UInt64, _ how: SGXTamper) -> Result<Void, Errno> {
         guard let d = sgx else { return .failure(.EBADF) }
         let encl: SGXEnclave
         switch d.enclave(task, fd: fd) {

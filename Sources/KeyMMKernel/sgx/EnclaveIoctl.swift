@@ -20,7 +20,7 @@ import KeyMMBase
 import KeyMMHardware
 
 /// An ioctl on /dev/sgx_enclave, with its argument structure as the trace gives it.
-public enum SGXIoctlRequest: Sendable {
+package enum SGXIoctlRequest: Sendable {
     /// SGX_IOC_ENCLAVE_CREATE with the SECS fields (`attributes` defaults to 0).
     case create(size: UInt64, base: UInt64, attributes: UInt64)
     /// SGX_IOC_ENCLAVE_ADD_PAGES (`src` nil: the pages' contents are zeros).
@@ -35,14 +35,14 @@ public enum SGXIoctlRequest: Sendable {
     case other(UInt64)
 
     /// Request numbers (arch/x86/include/uapi/asm/sgx.h: _IOW/_IOWR(0xA4, nr, struct)).
-    public static let createNumber: UInt64 = 0x4008_A400
-    public static let addPagesNumber: UInt64 = 0xC030_A401
-    public static let initNumber: UInt64 = 0x4008_A402
-    public static let provisionNumber: UInt64 = 0x4008_A403
-    public static let vepcRemoveAllNumber: UInt64 = 0xA404
-    public static let restrictPermissionsNumber: UInt64 = 0xC028_A405
-    public static let modifyTypesNumber: UInt64 = 0xC028_A406
-    public static let removePagesNumber: UInt64 = 0xC018_A407
+    package static let createNumber: UInt64 = 0x4008_A400
+    package static let addPagesNumber: UInt64 = 0xC030_A401
+    package static let initNumber: UInt64 = 0x4008_A402
+    package static let provisionNumber: UInt64 = 0x4008_A403
+    package static let vepcRemoveAllNumber: UInt64 = 0xA404
+    package static let restrictPermissionsNumber: UInt64 = 0xC028_A405
+    package static let modifyTypesNumber: UInt64 = 0xC028_A406
+    package static let removePagesNumber: UInt64 = 0xC018_A407
 }
 
 /// SECINFO flag fields (arch/x86/include/asm/sgx.h).
@@ -57,7 +57,7 @@ package enum SECINFO {
 extension Kernel {
     /// ioctl(2) on an fd of /dev/sgx_enclave: 0 (or the ADD_PAGES error of the first failing page),
     /// EBADF for a closed fd, ENOTTY for another file or an unknown request.
-    public func sgxIoctl(_ task: TaskStruct, fd: Int32, _ request: SGXIoctlRequest) -> Result<Void, Errno> {
+    package func sgxIoctl(_ task: TaskStruct, fd: Int32, _ request: SGXIoctlRequest) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard task.files.fds[fd] != nil else { return .failure(.EBADF) }
         guard let d = sgx else { return .failure(.ENOTTY) }

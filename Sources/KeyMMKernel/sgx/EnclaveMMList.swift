@@ -250,13 +250,13 @@ extension SGXDriver {
 extension Kernel {
     /// sgx_walk_begin(FD): a walk of the enclave's mm_list that stops at its first entry and stays
     /// inside its read-side section until `sgxWalkEnd` (model only). Returns the handle.
-    public func sgxWalkBegin(_ task: TaskStruct, fd: Int32, handle: Int32? = nil) -> Result<Int32, Errno> {
+    package func sgxWalkBegin(_ task: TaskStruct, fd: Int32, handle: Int32? = nil) -> Result<Int32, Errno> {
         guard let d = sgx else { return .failure(.EBADF) }
         return d.enclave(task, fd: fd).map { d.walkBegin($0, handle: handle) }
     }
 
     /// sgx_walk_end(HANDLE): finishes a held walk; the entries visited, or EINVAL for an unknown handle.
-    public func sgxWalkEnd(_ handle: Int32) -> Result<Int, Errno> {
+    package func sgxWalkEnd(_ handle: Int32) -> Result<Int, Errno> {
         guard let d = sgx, let n = d.walkEnd(handle) else { return .failure(.EINVAL) }
         return .success(n)
     }

@@ -217,17 +217,17 @@ extension Kernel {
     }
 
     /// sgx_mm_list(FD): the number of mms on that enclave's mm_list.
-    public func sgxMMListCount(_ task: TaskStruct, fd: Int32) -> Result<Int, Errno> {
+    package func sgxMMListCount(_ task: TaskStruct, fd: Int32) -> Result<Int, Errno> {
         guard let d = sgx else { return .failure(.EBADF) }
         return d.enclave(task, fd: fd).map { e in e.mmList.filter(\.listed).count }
     }
 
     /// sgx_epc_free(): free EPC pages (sgx_nr_free_pages; 0 without an EPC).
-    public func sgxEPCFree() -> Int { sgx?.epc.freeCount ?? 0 }
+    package func sgxEPCFree() -> Int { sgx?.epc.freeCount ?? 0 }
 
     /// sgx_reclaim(NPAGES): runs the EPC reclaimer now, batch after batch, until NPAGES pages were
     /// written back or a pass over the active list wrote back none; returns the pages written back.
-    public func sgxReclaim(_ npages: Int) -> Int {
+    package func sgxReclaim(_ npages: Int) -> Int {
         guard let d = sgx, npages > 0 else { return 0 }
         var written = 0
         var idle = 0
