@@ -25,7 +25,7 @@ extension InvariantChecker {
                     let f = head.advanced(by: i)
                     if exempt.contains(f.rawValue) { continue }
                     let k = alloc.pageKeyID(f)
-                    for line in cache.cachedLines(of: f) where line.keyid != k {
+                    for line in cache.cachedLines(of: f) where line.keyid != k && !isCVMTag(line.keyid) {
                         staleLine(f, k, line.lineIndex, line.keyid, line.dirty)
                         break
                     }
@@ -40,7 +40,7 @@ extension InvariantChecker {
                 let f = pa.rawValue >> pageShift
                 guard allocatedFrames.contains(f), !exemptFrames.contains(f) else { return }
                 let pk = alloc.pageKeyID(PFN(f))
-                if k != pk { stale.append((PFN(f), pk, Int((pa.rawValue >> 6) & 63), k, dirty)) }
+                if k != pk && !self.isCVMTag(k) { stale.append((PFN(f), pk, Int((pa.rawValue >> 6) & 63), k, dirty)) }
             }
             var seen = Set<UInt64>()
             for (f, pk, line, k, dirty) in stale where seen.insert(f.rawValue).inserted {

@@ -78,6 +78,8 @@ public final class InvariantChecker {
     var allocated: FrameBitmap
     let frameUses: FrameUseTable
     var exempt: FrameBitmap
+    /// The confidential-VM checks' state (CVMChecks.swift).
+    var cvm = CVMCheckState()
 
     /// A checker for `kernel`; attaches its observers at once (call before the first call).
     public init(kernel: Kernel, options: CheckerOptions = CheckerOptions()) {
@@ -108,10 +110,12 @@ public final class InvariantChecker {
             switch event {
             case .writeBack(let pa, let k):
                 if engine.isPlaintext(k) { self?.plaintextWriteBacks.append(pa.rawValue >> 6) }
+                self?.noteCVMWriteBack(pa, k)
             case .fill(let pa, let k):
+                self?.noteCVMFill(pa, k)
                 guard fills else { return }
                 let pk = alloc.pageKeyID(pa.pfn)
-                if pk != k, let self, !self.exempt.contains(pa.pfn.rawValue), self.wrongKeyIDFills.count < 64 {
+                if pk != k, let self, !self.exempt.contains(pa.pfn.rawValue), !self.isCVMTag(k), self.wrongKeyIDFills.count < 64 {
                     self.wrongKeyIDFills.append((pa.rawValue, k, pk))
                 }
             case .invalidate:
@@ -127,6 +131,7 @@ public final class InvariantChecker {
                 self?.checkCachedLinesAtProgramming(k, "\(kind)")
             }
         }
+        attachCVM()
     }
 
     /// Removes the observers (restoring the ones found at attach).
@@ -135,6 +140,7 @@ public final class InvariantChecker {
         attached = false
         kernel.machine.cache.observer = previousCacheObserver
         kernel.keys.references.onKeyIDEvent = previousKeyIDObserver
+        detachCVM()
     }
 
     // MARK: reporting
@@ -196,6 +202,7 @@ public final class InvariantChecker {
         }
         checkPlaintextWriteBacks()
         checkFills()
+        checkCVMAfterCall()
         checkLayout(call)
         callsSinceSweep += 1
         if sweepDue() { sweep() }
@@ -230,9 +237,11 @@ public final class InvariantChecker {
         var work = 0
         let frames = collectAllocatedFrames(&work)
         let mapping = sweepPageTables(&work)
+        exemptCVMFrames()
         checkFrameAccounting(frames, mapping)
         checkKeyIDBalance(frames, mapping)
         checkCache(frames, &work)
+        sweepCVM(&work)
         checkZeroPages()
         checkAllocator()
         lastSweepWork = work

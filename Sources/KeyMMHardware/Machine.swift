@@ -15,6 +15,12 @@ public final class Machine {
     public let keyTable: KeyIDTable
     public let cache: Cache
     public let clock: CostClock
+    /// The TD-owner bits and poison of DRAM lines (Integrity.swift); nil without TDX KeyIDs.
+    package let integrity: LineIntegrity?
+    /// The TDX module (TDXModule.swift); nil without TDX KeyIDs.
+    package private(set) var tdx: TDXModule?
+    /// The SEV firmware and the RMP (SEVFirmware.swift); nil without SEV ASIDs.
+    package private(set) var sev: SEVFirmware?
 
     /// Builds a machine. Throws `ConfigError` for a bad configuration, `HardwareError` when the host
     /// cannot reserve the memory.
@@ -23,9 +29,17 @@ public final class Machine {
         self.config = config
         clock = CostClock(profile: costs)
         dram = try PhysicalMemory(size: config.memory)
-        engine = EncryptionEngine(slots: Int(config.maxKeyID) + 1)
+        // SEV guests' ASIDs get engine slots (and cache tags) after the host's KeyIDs.
+        engine = EncryptionEngine(slots: Int(config.maxKeyID) + 1 + config.sevASIDs)
         keyTable = KeyIDTable(config: config, engine: engine, clock: clock)
+        keyTable.packages = config.packages
         cache = try Cache(size: config.cacheSize, ways: config.cacheWays, dram: dram, engine: engine, clock: clock)
+        let table = keyTable
+        integrity = config.tdxKeyIDRange == nil ? nil
+            : LineIntegrity(erratum: config.tdxPartialWriteErratum, isTDXPrivate: { table.isTDXPrivate($0) })
+        if let integrity { attachIntegrity(integrity) }
+        if config.tdxKeyIDRange != nil { tdx = TDXModule(machine: self) }
+        if config.sevASIDs > 0 { sev = SEVFirmware(machine: self) }
     }
 
     /// Frames of DRAM.
@@ -66,6 +80,11 @@ public final class Machine {
     /// CPU loads through a mapping with `keyid` (via the cache). Bytes beyond DRAM read as 0xFF.
     public func read(_ pa: PhysAddr, keyid: KeyID, into out: UnsafeMutableRawBufferPointer) {
         let n = inRange(pa, out.count)
+        if integrity != nil, consumesPoison(pa, n, hwKeyID(keyid), partialOnly: false) {
+            // A machine check (Integrity.swift): the load does not complete.
+            for i in 0..<out.count { out[i] = 0 }
+            return
+        }
         if n > 0 { cache.load(pa, keyid: hwKeyID(keyid), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<n])) }
         if n < out.count { for i in n..<out.count { out[i] = 0xFF } }
     }
@@ -83,6 +102,7 @@ public final class Machine {
     /// Bytes beyond DRAM are dropped.
     public func write(_ pa: PhysAddr, keyid: KeyID, from src: UnsafeRawBufferPointer) {
         let n = inRange(pa, src.count)
+        if integrity != nil, consumesPoison(pa, n, hwKeyID(keyid), partialOnly: true) { return }   // machine check
         if n > 0 { cache.store(pa, keyid: hwKeyID(keyid), from: UnsafeRawBufferPointer(rebasing: src[0..<n])) }
     }
 
@@ -107,7 +127,11 @@ public final class Machine {
     public func wbinvd() {
         clock.charge(.wbinvd)
         cache.flushAll()
+        wbinvdGeneration &+= 1
     }
+
+    /// WBINVDs executed so far (the SEV firmware's "WBINVD done since DEACTIVATE" indicator reads it).
+    package private(set) var wbinvdGeneration: UInt64 = 0
 
     /// The NUMA node of a frame.
     public func node(of pfn: PFN) -> NodeID { config.node(of: pfn) }

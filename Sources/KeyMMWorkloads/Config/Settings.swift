@@ -44,6 +44,13 @@ public struct ModelConfig: Sendable {
         ("user-keys", "on or off (off models PATCHv2, which dropped user keys)"),
         ("costs", "a cost-profile JSON file written by `keymm calibrate`"),
         ("encrypt-anon", "on or off (on: every new anonymous private mapping gets the KeyID of a boot-time mktme key, the series' kernel-build experiment)"),
+        ("packages", "physical packages (sockets), 1 .. 64: PCONFIG, TDX key configuration and TDH.PHYMEM.CACHE.WB run once per package"),
+        ("tdx-pw-mce", "on or off: the TDX partial-write erratum X86_BUG_TDX_PW_MCE (a non-TD partial write poisons a TD-owned line)"),
+        ("sev-asids", "SEV ASIDs (max_sev_asid), 0 .. 4096; needs encryption=sme"),
+        ("min-sev-asid", "min_sev_asid: SEV guests use min-sev-asid .. sev-asids, SEV-ES/SNP guests 1 .. min-sev-asid - 1"),
+        ("sev-snp", "on or off: SEV-SNP (the RMP, SNP_DF_FLUSH)"),
+        ("coherency-sfw-no", "on or off: CPUID 0x8000001F EBX[31] COHERENCY_SFW_NO (no software eviction when a page becomes private)"),
+        ("sev-asid-flush", SEVASIDFlush.allCases.map(\.rawValue).joined(separator: " or ") + " (lazy: KVM's recycling when allocation runs dry; eager: WBINVD + DF_FLUSH at every free)"),
         ("inject-bug", "a seeded bug (docs/invariants.md), comma-separated for several, or none: " + SeededBug.names),
     ]
 
@@ -103,6 +110,15 @@ public struct ModelConfig: Sendable {
         case "max-map-count": kernel.maxMapCount = try int(1...Int(Int32.max))
         case "user-keys": kernel.userKeys = try onOff()
         case "encrypt-anon": kernel.encryptAnon = try onOff()
+        case "packages": machine.packages = try int(1...64)
+        case "tdx-pw-mce": machine.tdxPartialWriteErratum = try onOff()
+        case "sev-asids": machine.sevASIDs = try int(0...4096)
+        case "min-sev-asid": machine.minSEVASID = try int(1...4097)
+        case "sev-snp": machine.snp = try onOff()
+        case "coherency-sfw-no": machine.coherencySFWNo = try onOff()
+        case "sev-asid-flush":
+            guard let f = SEVASIDFlush(rawValue: value) else { throw bad() }
+            kernel.cvm.sevASIDFlush = f
         case "costs":
             guard !value.isEmpty else { throw bad() }
             costsFile = value

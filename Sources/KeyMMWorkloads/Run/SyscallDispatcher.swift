@@ -41,7 +41,15 @@ struct SyscallDispatcher {
 
     /// The outcome of `line` on `kernel`, or nil if the model does not model the call.
     mutating func execute(_ line: SyscallLine, on kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
+        if let cvmCall = CVMCall.byName[line.name] {   // TDX and SEV host calls (CVMCalls.swift)
+            if kernel.tasks.isEmpty { kernel.spawn(pid: ProcessID(line.pid ?? 1), cred: .root) }
+            var a = Arguments(line: line)
+            return try executeCVM(cvmCall, a: &a, line: line, kernel: kernel)
+        }
         guard let call = ModeledCall.byName[line.name] else {
+            if !lenient, CVMCall.prefixes.contains(where: { line.name.hasPrefix($0) }) {
+                throw TraceError(location: line.location, message: "unknown confidential-VM call \(line.name); the calls are \(CVMCall.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
             if !lenient, ModeledCall.modelOnlyPrefixes.contains(where: { line.name.hasPrefix($0) }) {
                 throw TraceError(location: line.location, message: "unknown model-only call \(line.name); model-only calls are \(ModeledCall.allCases.map(\.rawValue).filter { n in ModeledCall.modelOnlyPrefixes.contains { n.hasPrefix($0) } }.joined(separator: ", "))")
             }
