@@ -169,7 +169,8 @@ extension InvariantChecker {
             report(.cvmIDReuseWhileHeld, key: "kot:\(k.rawValue):\(callsChecked)",
                    "TDX \(k) went back to KVM's KeyID pool while the TDX module still assigns it to the TD of TDR \(Fmt.pfn(tdr)) (no TDH.PHYMEM.CACHE.WB + TDH.MNG.KEY.FREEID yet)")
         }
-        let pages = m.privatePages(of: k)
+        let leaked = Set(kernel.cvm.leakedFrames)
+        let pages = m.privatePages(of: k).filter { !leaked.contains($0) }
         if let first = pages.first {
             report(.cvmIDReuseWhileHeld, key: "pages:\(k.rawValue):\(callsChecked)",
                    "TDX \(k) went back to KVM's KeyID pool while \(pages.count) private page(s) still use it, e.g. \(Fmt.pfn(first))")
@@ -185,7 +186,8 @@ extension InvariantChecker {
                    "ASID \(a) was \(what) while the SEV firmware still has it \(s.state(ofASID: a).rawValue) (no WBINVD + DF_FLUSH since its DEACTIVATE)")
         }
         if let s = kernel.machine.sev {
-            let pages = s.frames(assignedTo: a)
+            let leaked = Set(kernel.cvm.leakedFrames)
+            let pages = s.frames(assignedTo: a).filter { !leaked.contains($0) }
             if let first = pages.first {
                 report(.cvmIDReuseWhileHeld, key: "rmp:\(a):\(callsChecked)",
                        "ASID \(a) was \(what) while the RMP still assigns \(pages.count) page(s) to it, e.g. \(Fmt.pfn(first))")

@@ -176,11 +176,12 @@ package final class SEVFirmware {
 
     /// LAUNCH_UPDATE_DATA / SNP_LAUNCH_UPDATE of one page: the firmware encrypts the page in place
     /// with the guest's key, reading DRAM as the host left it (through `hostTag`) and writing DRAM
-    /// directly (the PSP does not go through the CPU caches).
-    package func launchUpdate(_ pfn: PFN, asid: Int, hostTag: KeyID) -> SEVStatus {
+    /// directly (the PSP does not go through the CPU caches). `rmp`: an SNP guest's page, which
+    /// must be assigned to `asid` in the RMP.
+    package func launchUpdate(_ pfn: PFN, asid: Int, hostTag: KeyID, rmp: Bool) -> SEVStatus {
         if let s = command(.launchUpdate) { return s }
         guard asid >= 1, asid < asids.count, asids[asid] == .active else { return .invalidGuestState }
-        if machine.config.snp {
+        if rmp {
             guard let e = entry(pfn), e.asid == asid else { return .invalidPageState }
         }
         let m = machine

@@ -133,6 +133,17 @@ extension Kernel {
         return .failure(.EINVAL)
     }
 
+    /// The host physical address behind a guest physical address (private, shared or removed
+    /// page), EFAULT when the VM has no page there.
+    package func cvmGPAToHPA(_ h: Int32, gpa: UInt64) -> Result<PhysAddr, Errno> {
+        guard let vm = cvm.vm(h), !vm.destroyed else { return .failure(.EBADF) }
+        let page = gpa & ~UInt64(pageSize - 1), off = Int(gpa & UInt64(pageSize - 1))
+        if let f = vm.privatePages[page] ?? vm.sharedPages[page] ?? vm.removedPages[page]?.pfn {
+            return .success(f.physAddr.advanced(by: off))
+        }
+        return .failure(.EFAULT)
+    }
+
     /// Writing misc.max of a resource (nil: "max").
     package func miscCgSetMax(_ r: MiscResource, _ n: Int?) {
         cvm.miscCgroup.setMax(r, n)

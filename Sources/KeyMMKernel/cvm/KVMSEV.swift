@@ -150,8 +150,11 @@ extension Kernel {
         }
         for (i, f) in frames.enumerated() {
             vm.privatePages[gpa + UInt64(i * pageSize)] = f
+            // sev_clflush_pages(): the host's lines reach memory before the firmware encrypts.
             if vm.type != .snp { for t in Kernel.hostTags { machine.flushPage(f, keyid: t) } }
-            guard sev.launchUpdate(f, asid: asid, hostTag: .tme) == .success else { return .failure(.EIO) }
+        }
+        for f in frames {
+            guard sev.launchUpdate(f, asid: asid, hostTag: .tme, rmp: vm.type == .snp) == .success else { return .failure(.EIO) }
         }
         return .success(())
     }

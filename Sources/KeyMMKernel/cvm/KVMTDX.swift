@@ -64,7 +64,7 @@ extension Kernel {
         let tdr = pages.removeFirst()
         // tdx_clflush_page(): CLFLUSH before handing a page to the module.
         machine.flushPage(tdr, keyid: .tme)
-        let s = module.mngCreate(tdr: tdr, hkid: hkid)
+        let s = sc({ module.mngCreate(tdr: tdr, hkid: hkid) })
         guard s.isSuccess else {
             allocator.freePages(tdr, order: PageOrder(0))
             for f in pages { allocator.freePages(f, order: PageOrder(0)) }
@@ -75,20 +75,20 @@ extension Kernel {
         vm.tdr = tdr
         var err: Errno?
         for p in 0..<module.packages {
-            let k = module.mngKeyConfig(tdr: tdr, package: p)
+            let k = sc({ module.mngKeyConfig(tdr: tdr, package: p) })
             if !k.isSuccess { err = .EIO; break }
         }
         var added = 0
         if err == nil {
             for f in pages {
                 machine.flushPage(f, keyid: .tme)
-                let a = module.mngAddcx(tdr: tdr, page: f)
+                let a = sc({ module.mngAddcx(tdr: tdr, page: f) })
                 if !a.isSuccess { err = a == .rndNoEntropy ? .EAGAIN : .EIO; break }
                 vm.tdcs.append(f)
                 added += 1
             }
         }
-        if err == nil, !module.mngInit(tdr: tdr).isSuccess { err = .EIO }
+        if err == nil, !sc({ module.mngInit(tdr: tdr) }).isSuccess { err = .EIO }
         if let err {
             // teardown: pages not added go back; then the full release and reclaim.
             for f in pages[added...] { allocator.freePages(f, order: PageOrder(0)) }
@@ -126,7 +126,7 @@ extension Kernel {
             guard let page = allocGuestPage() else { return .failure(.ENOMEM) }
             guard let source = allocGuestPage() else { allocator.freePages(page, order: PageOrder(0)); return .failure(.ENOMEM) }
             machine.flushPage(page, keyid: .tme)
-            let s = module.memPageAdd(tdr: tdr, gpa: g, page: page, source: source)
+            let s = sc({ module.memPageAdd(tdr: tdr, gpa: g, page: page, source: source) })
             allocator.freePages(source, order: PageOrder(0))
             guard s.isSuccess else { allocator.freePages(page, order: PageOrder(0)); return .failure(seamErrno(s)) }
             vm.privatePages[g] = page
@@ -139,7 +139,7 @@ extension Kernel {
         machine.clock.charge(.syscall)
         guard case .success(let vm) = tdxVM(h) else { return .failure(tdxVM(h).errno) }
         guard let tdr = vm.tdr, let module = machine.tdx, !vm.finalized else { return .failure(.EINVAL) }
-        let s = module.mrFinalize(tdr: tdr)
+        let s = sc({ module.mrFinalize(tdr: tdr) })
         guard s.isSuccess else { return .failure(seamErrno(s)) }
         vm.finalized = true
         return .success(())
@@ -155,7 +155,7 @@ extension Kernel {
             if vm.privatePages[g] != nil { continue }
             guard let page = allocGuestPage() else { return .failure(.ENOMEM) }
             machine.flushPage(page, keyid: .tme)
-            let s = module.memPageAug(tdr: tdr, gpa: g, page: page)
+            let s = sc({ module.memPageAug(tdr: tdr, gpa: g, page: page) })
             guard s.isSuccess else { allocator.freePages(page, order: PageOrder(0)); return .failure(seamErrno(s)) }
             vm.privatePages[g] = page
         }
@@ -168,7 +168,7 @@ extension Kernel {
     package func tdhMemRangeBlock(_ h: Int32, gpa: UInt64) -> Result<Void, Errno> {
         guard case .success(let vm) = tdxVM(h) else { return .failure(tdxVM(h).errno) }
         guard let tdr = vm.tdr, let module = machine.tdx, vm.privatePages[gpa] != nil else { return .failure(.EINVAL) }
-        let s = module.memRangeBlock(tdr: tdr, gpa: gpa)
+        let s = sc({ module.memRangeBlock(tdr: tdr, gpa: gpa) })
         return s.isSuccess ? .success(()) : .failure(seamErrno(s))
     }
 
@@ -176,7 +176,8 @@ extension Kernel {
     package func tdhMemTrack(_ h: Int32) -> Result<Void, Errno> {
         guard case .success(let vm) = tdxVM(h) else { return .failure(tdxVM(h).errno) }
         guard let tdr = vm.tdr, let module = machine.tdx else { return .failure(.EINVAL) }
-        let s = module.memTrack(tdr: tdr)
+        var s = sc({ module.memTrack(tdr: tdr) })
+        while s == .operandBusy { s = sc({ module.memTrack(tdr: tdr) }) }   // tdx_track() retries while busy
         guard s.isSuccess else { return .failure(seamErrno(s)) }
         machine.clock.charge(.tlbShootdown)
         return .success(())
@@ -186,8 +187,9 @@ extension Kernel {
     package func tdhMemPageRemove(_ h: Int32, gpa: UInt64) -> Result<Void, Errno> {
         guard case .success(let vm) = tdxVM(h) else { return .failure(tdxVM(h).errno) }
         guard let tdr = vm.tdr, let module = machine.tdx, let page = vm.privatePages[gpa] else { return .failure(.EINVAL) }
-        let s = module.memPageRemove(tdr: tdr, gpa: gpa)
-        guard s.isSuccess else { return .failure(seamErrno(s)) }
+        var s = sc({ module.memPageRemove(tdr: tdr, gpa: gpa) })
+        while s == .operandBusy { s = sc({ module.memPageRemove(tdr: tdr, gpa: gpa) }) }   // retried while busy
+        guard s.isSuccess else { return .failure(.EIO) }
         vm.privatePages[gpa] = nil
         vm.removedPages[gpa] = (page, false)
         return .success(())
@@ -197,7 +199,7 @@ extension Kernel {
     package func tdhPhymemPageWbinvd(_ h: Int32, gpa: UInt64) -> Result<Void, Errno> {
         guard case .success(let vm) = tdxVM(h) else { return .failure(tdxVM(h).errno) }
         guard let module = machine.tdx, let hkid = vm.hkid, let r = vm.removedPages[gpa] else { return .failure(.EINVAL) }
-        let s = module.phymemPageWbinvd(r.pfn, keyid: hkid)
+        let s = sc({ module.phymemPageWbinvd(r.pfn, keyid: hkid) })
         guard s.isSuccess else { return .failure(.EIO) }
         vm.removedPages[gpa] = (r.pfn, true)
         return .success(())
@@ -266,16 +268,16 @@ extension Kernel {
         guard let tdr = vm.tdr, let module = machine.tdx else { tdxReturnKeyID(vm); return }
         // Seeded bug: the KeyID goes back to the pool before the caches are written back.
         if config.bugs.contains(.tdxKeyIDFreedBeforeWriteBack) { tdxReturnKeyID(vm) }
-        _ = module.mngVpflushdone(tdr: tdr)
+        _ = sc({ module.mngVpflushdone(tdr: tdr) })
         for p in 0..<module.packages {
             var resume = 0
             while true {
-                let s = module.phymemCacheWb(package: p)
+                let s = sc({ module.phymemCacheWb(package: p) })
                 if s == .interruptedResumable && resume < 10_000 { resume += 1; continue }
                 break
             }
         }
-        let s = module.mngKeyFreeid(tdr: tdr)
+        let s = sc({ module.mngKeyFreeid(tdr: tdr) })
         if s.isSuccess {
             tdxReturnKeyID(vm)
         } else {
@@ -302,7 +304,7 @@ extension Kernel {
     func tdxReclaimControlPages(_ vm: ConfidentialVM) {
         guard let module = machine.tdx, !vm.hkidLeaked, vm.hkid == nil || vm.hkidReleased else { return }
         for f in vm.tdcs {
-            if module.phymemPageReclaim(f).isSuccess {
+            if sc({ module.phymemPageReclaim(f) }).isSuccess {
                 tdxClearPage(f)
                 allocator.freePages(f, order: PageOrder(0))
             } else {
@@ -312,8 +314,8 @@ extension Kernel {
         vm.tdcs = []
         guard let tdr = vm.tdr else { return }
         vm.tdr = nil
-        guard module.phymemPageReclaim(tdr).isSuccess, let g = module.globalKeyID,
-              module.phymemPageWbinvd(tdr, keyid: g).isSuccess else {
+        guard sc({ module.phymemPageReclaim(tdr) }).isSuccess, let g = module.globalKeyID,
+              sc({ module.phymemPageWbinvd(tdr, keyid: g) }).isSuccess else {
             leakFrame(tdr)
             return
         }

@@ -64,7 +64,7 @@ extension Kernel {
             tdmrs[i].pamt = frames
         }
         machine.clock.count(.pamtPages, cvm.pamtFrames.count)
-        guard module.sysConfig(tdmrs: tdmrs, globalKeyID: global).isSuccess else {
+        guard sc({ module.sysConfig(tdmrs: tdmrs, globalKeyID: global) }).isSuccess else {
             freePAMT()
             cvm.tdxStatus = .error
             return .failure(.EIO)
@@ -73,8 +73,8 @@ extension Kernel {
         // are KeyID 0's: WBINVD on every CPU first, then TDH.SYS.KEY.CONFIG once per package.
         if !config.bugs.contains(.tdxGlobalKeyWithoutWBINVD) { wbinvdOnAllCPUs() }
         var ok = true
-        for p in 0..<module.packages where !module.sysKeyConfig(package: p).isSuccess { ok = false; break }
-        if ok { ok = module.sysTdmrInit().isSuccess }
+        for p in 0..<module.packages where !sc({ module.sysKeyConfig(package: p) }).isSuccess { ok = false; break }
+        if ok { ok = sc({ module.sysTdmrInit() }).isSuccess }
         guard ok else {
             // err_reset_pamts: write back, reset (MOVDIR64B with the erratum), free.
             wbinvdOnAllCPUs()
@@ -116,6 +116,15 @@ extension Kernel {
     func wbinvdOnAllCPUs() {
         machine.wbinvd()
         if machine.config.packages > 1 { machine.clock.charge(.wbinvd, machine.config.packages - 1) }
+    }
+
+    /// sc_retry(): every SEAMCALL wrapper retries TDX_RND_NO_ENTROPY (the module's RDRAND ran
+    /// dry) up to RDRAND_RETRY_LOOPS (10) times.
+    func sc(_ call: () -> TDXStatus) -> TDXStatus {
+        var s = call()
+        var retries = 9
+        while s == .rndNoEntropy && retries > 0 { s = call(); retries -= 1 }
+        return s
     }
 
     /// tdx_guest_keyid_alloc(): the lowest free guest KeyID (ida_alloc_range), or ENOSPC.

@@ -39,6 +39,9 @@ public struct FuzzOptions: Sendable {
     /// Campaign mode: after a violation go on with the next episode (and policy); the first
     /// violation of each policy is shrunk at the end, the rest are counted by invariant.
     public var keepGoing = false
+    /// Confidential-VM calls mixed in (`--mode tdx|sev`); nil: none (an injected bug that needs a
+    /// mode picks it).
+    public var mode: CVMFuzzMode?
     public init() {}
 }
 
@@ -84,7 +87,12 @@ public final class Fuzzer {
     /// Called with (calls done, calls planned) every few hundred calls.
     public var progress: ((Int, Int) -> Void)?
 
-    public init(options: FuzzOptions) { self.options = options }
+    public init(options: FuzzOptions) {
+        var o = options
+        if o.mode == nil, let m = o.injectBug?.cvmMode { o.mode = CVMFuzzMode(rawValue: m) }
+        if let mode = o.mode { mode.apply(to: &o.model) }
+        self.options = o
+    }
 
     /// The fuzz defaults: a small machine (128 MiB, 2 nodes, 1 MiB cache so lines get evicted
     /// and written back often, 3 KeyID bits so KeyIDs are reused), THP on madvise.
@@ -175,6 +183,7 @@ public final class Fuzzer {
         let runner = ScenarioRunner(config: m, options: runOptions())
         var gen = ProgramGenerator(seed: m.machine.seed, nodes: m.machine.nodes, memory: m.machine.memory.rawValue)
         gen.without = options.without
+        gen.cvm = options.mode.map { CVMGenerator(mode: $0, seed: m.machine.seed, memory: m.machine.memory.rawValue) }
         var lines: [String] = []
         lines.reserveCapacity(calls)
         var executed = 0

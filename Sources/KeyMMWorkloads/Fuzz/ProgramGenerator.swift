@@ -35,6 +35,8 @@ struct ProgramGenerator {
     var without: Set<String> = []
     /// Lines of a planned sequence (a macro), emitted interleaved with random calls.
     var queue: [String] = []
+    /// TDX or SEV calls mixed in (`keymm fuzz --mode`; CVMGenerator.swift), nil: none.
+    var cvm: CVMGenerator?
     static let base: UInt64 = 0x7e00_0000_0000
     static let slot: UInt64 = 8 << 20
     static let slots: UInt64 = 24
@@ -129,6 +131,7 @@ struct ProgramGenerator {
     /// A line of the current macro (most of the time, while one runs), else a random call;
     /// sometimes starts a macro.
     mutating func planned(_ k: Kernel?) -> String {
+        if let line = cvm?.next(k) { return line }
         if !queue.isEmpty && chance(60) { return queue.removeFirst() }
         if queue.isEmpty && chance(2) { queue = macro(k) }
         return candidate(k)

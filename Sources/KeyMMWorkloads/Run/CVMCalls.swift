@@ -22,7 +22,7 @@ enum CVMCall: String, CaseIterable {
     // SEV
     case sev_guest_init, sev_launch_update_data, sev_vm_destroy, sev_inject_error, snp_lookup_rmpentry, psmash
     // Both
-    case guest_write, guest_read, kvm_set_memory_attributes, vm_key_index, host_write, host_write_nt, host_read
+    case guest_write, guest_read, kvm_set_memory_attributes, vm_key_index, kvm_gpa_to_hpa, host_write, host_write_nt, host_read
     case misc_cg_set_max
 
     static let byName: [String: CVMCall] = Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0) })
@@ -77,6 +77,13 @@ extension SyscallDispatcher {
             throw TraceError(location: a.line.location(ofArgument: i), message: "\(a.line.name)(0x\(String(pa, radix: 16)), \(length) bytes) is outside physical memory (\(kernel.machine.config.memory)) or over 1 MiB")
         }
         return PhysAddr(pa)
+    }
+
+    static func outcome(_ r: Result<UInt64, Errno>) -> CallOutcome {
+        switch r {
+        case .success(let v): .address(v)
+        case .failure(let e): .error(e)
+        }
     }
 
     static func outcome(_ r: CVMAccessResult) -> CallOutcome {
@@ -184,6 +191,8 @@ extension SyscallDispatcher {
             guard attr == 0 || attr == 1 << 3 else { return .error(.EINVAL) }
             return Self.outcome(kernel.kvmSetMemoryAttributes(try handle(a, 0), gpa: try a.u64(1), npages: try pageCount(a, 2),
                                                               toPrivate: attr != 0))
+        case .kvm_gpa_to_hpa:
+            return Self.outcome(kernel.cvmGPAToHPA(try handle(a, 0), gpa: try a.u64(1)).map { $0.rawValue })
         case .vm_key_index:
             return Self.outcome(kernel.cvmKeyIndex(try handle(a, 0)).map { Int64($0) })
         case .host_write, .host_write_nt:

@@ -85,16 +85,14 @@ extension ModelConfig {
             "max-map-count": String(kernel.maxMapCount), "user-keys": kernel.userKeys ? "on" : "off",
             "encrypt-anon": kernel.encryptAnon ? "on" : "off",
         ]
-        // The confidential-VM settings, when they differ from a machine without them.
-        if machine.packages != 1 { s["packages"] = String(machine.packages) }
-        if machine.tdxKeyIDs > 0 { s["tdx-pw-mce"] = machine.tdxPartialWriteErratum ? "on" : "off" }
-        if machine.sevASIDs > 0 {
-            s["sev-asids"] = String(machine.sevASIDs)
-            s["min-sev-asid"] = String(machine.minSEVASID)
-            s["sev-snp"] = machine.snp ? "on" : "off"
-            s["coherency-sfw-no"] = machine.coherencySFWNo ? "on" : "off"
-            s["sev-asid-flush"] = kernel.cvm.sevASIDFlush.rawValue
-        }
+        // The confidential-VM settings (docs/tdx-sev.md).
+        s["packages"] = String(machine.packages)
+        s["tdx-pw-mce"] = machine.tdxPartialWriteErratum ? "on" : "off"
+        s["sev-asids"] = String(machine.sevASIDs)
+        s["min-sev-asid"] = String(machine.minSEVASID)
+        s["sev-snp"] = machine.snp ? "on" : "off"
+        s["coherency-sfw-no"] = machine.coherencySFWNo ? "on" : "off"
+        s["sev-asid-flush"] = kernel.cvm.sevASIDFlush.rawValue
         if let c = costsFile { s["costs"] = c }
         let bugs = SeededBug.entries(kernel.bugs).map(\.name)
         if !bugs.isEmpty { s["inject-bug"] = bugs.joined(separator: ",") }
