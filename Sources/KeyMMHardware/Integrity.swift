@@ -152,6 +152,7 @@ extension Machine {
             let la = PhysAddr(line << 6)
             if integrity.isPoisoned(la), cache.peek(line: la, keyid: keyid) == nil {
                 integrity.machineCheck(la, keyid)
+                clock.count(.machineChecks)
                 return true
             }
         }

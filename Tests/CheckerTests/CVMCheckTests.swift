@@ -54,15 +54,17 @@ import KeyMM
         #expect(nt?.detail.contains("host_write_nt") == true)
     }
 
-    @Test func aPoisonedReadIsSIGBUSForAUserToo() throws {
-        // A removed, written-back page is handed to a process without the MOVDIR64B reset
-        // (seeded bug tdx-clear-with-partial-writes poisons it): the process's read machine-checks.
-        let text = CVMCheckTests.tdx + "#@ set inject-bug=tdx-clear-with-partial-writes\n"
-            + "tdx_enable()\ntdx_td_init() = 1\ntdx_init_mem_region(1, 0x0, 1)\ntdx_sept_remove_private_spte(1, 0x0, 1)\n"
-            + "1 mmap(0x7e0000000000, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7e0000000000\n"
-            + "1 mem_read(0x7e0000000000, 8)\n"
-        let runner = ScenarioFiles.run(text, name: "<cvm>")
+    @Test func aPoisonedPageMachineChecksItsNextReader() throws {
+        // A removed, written-back page is freed without the MOVDIR64B reset (seeded bug
+        // tdx-clear-with-partial-writes poisons it): the checker names it, and the next host
+        // path that reads the page gets a machine check (SIGBUS).
+        let base = CVMCheckTests.tdx + "#@ set inject-bug=tdx-clear-with-partial-writes\n"
+            + "tdx_enable()\ntdx_td_init() = 1\ntdx_init_mem_region(1, 0x0, 1)\n"
+        let probe = ScenarioFiles.run(base, name: "<cvm>")
+        let pa = try #require(probe.kernel?.cvm.vm(1)?.privatePages[0]).physAddr.rawValue
+        let runner = ScenarioFiles.run(base + "tdx_sept_remove_private_spte(1, 0x0, 1)\nhost_read(0x\(String(pa, radix: 16)), 8)\n", name: "<cvm>")
         #expect(runner.violations.first?.invariant == .guestStateOnHostPage)
+        #expect(runner.violations.first?.detail.contains("poisoned by tdx_clear_page (MOVNTI)") == true)
         #expect(runner.lastOutcome == .signal("SIGBUS"))
     }
 

@@ -18,5 +18,7 @@ import KeyMM
         #expect(integrated?.counters["flushed_lines"] == 0)
         #expect((wrapper?.ratioVsNone ?? 0) > (integrated?.ratioVsNone ?? 0))
         #expect(!lines.joined().contains("0123456789abcdef0123456789abcdef"), "key material must never be printed")
+        #expect(f.tdTeardownClean, "the correct TD teardown breaks no invariant")
+        #expect(f.wrongTeardownCaught?.invariant == .cvmIDReuseWhileHeld)
     }
 }

@@ -64,6 +64,7 @@ public enum BenchRegistry {
         MacroWorkload(),
         TenantsWorkload(),
         KeyIDPressureWorkload(),
+        CVMChurnWorkload(),
     ]
 
     /// The workload with this name, if any.

@@ -104,7 +104,7 @@ struct CVMGenerator {
         guard let k else { return nil }
         if k.cvm.tdxStatus != .initialized {
             // The module comes up at a random point, after the host has used memory.
-            return chance(25) ? "tdx_enable()" : nil
+            return chance(6) ? "tdx_enable()" : nil
         }
         let vms = k.cvm.liveVMs
         let vm = pick(vms)
