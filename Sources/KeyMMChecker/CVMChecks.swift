@@ -54,6 +54,9 @@ extension InvariantChecker {
     func privateOwner(_ f: UInt64, sevPrivate: [UInt64: (KeyID, String)] = [:]) -> (tag: KeyID?, who: String)? {
         let pfn = PFN(f)
         if let m = kernel.machine.tdx, m.pageType(pfn) != .nda {
+            // A PAMT page holds the module's data only from TDH.SYS.TDMR.INIT on: before it, the
+            // KeyID-0 lines the kernel writes back (tdx_enable's WBINVD) overwrite nothing.
+            if m.pageType(pfn) == .rsvd, !m.tdmrsInitialized { return nil }
             return (m.ownerKeyID(pfn), "TDX-module \(m.pageType(pfn))")
         }
         if let s = kernel.machine.sev, let e = s.entry(pfn) {

@@ -200,7 +200,7 @@ import KeyMM
     }
 
     @Test func invariantNamesAndStatementsAreComplete() {
-        #expect(Invariant.allCases.count == 14)
+        #expect(Invariant.allCases.count == 20)
         for inv in Invariant.allCases {
             #expect(!inv.statement.isEmpty)
             #expect(Invariant(rawValue: inv.rawValue) == inv)
