@@ -54,9 +54,10 @@ extension InvariantChecker {
     func privateOwner(_ f: UInt64, sevPrivate: [UInt64: (KeyID, String)] = [:]) -> (tag: KeyID?, who: String)? {
         let pfn = PFN(f)
         if let m = kernel.machine.tdx, m.pageType(pfn) != .nda {
-            // A PAMT page holds the module's data only from TDH.SYS.TDMR.INIT on: before it, the
-            // KeyID-0 lines the kernel writes back (tdx_enable's WBINVD) overwrite nothing.
-            if m.pageType(pfn) == .rsvd, !m.tdmrsInitialized { return nil }
+            // A PAMT page holds the module's data only once TDH.SYS.TDMR.INIT starts writing it:
+            // before, the KeyID-0 lines the kernel writes back (tdx_enable's WBINVD) overwrite
+            // nothing; from then on, one written back (no WBINVD first) overwrites the module's.
+            if m.pageType(pfn) == .rsvd, !m.tdmrInitStarted { return nil }
             return (m.ownerKeyID(pfn), "TDX-module \(m.pageType(pfn))")
         }
         if let s = kernel.machine.sev, let e = s.entry(pfn) {
@@ -297,10 +298,19 @@ extension InvariantChecker {
         var guestDirty: [(UInt64, KeyID)] = []
         let checkForeign = options.enabled.contains(.hostAccessToPrivatePage)
         let checkGuest = options.enabled.contains(.guestStateOnHostPage)
+        // A clean line under the ASID of a destroyed guest (waiting for WBINVD + DF_FLUSH, or
+        // leaked after a failed DEACTIVATE) is harmless: it is never written back, and no access
+        // uses that ASID before the flush that drops it (KVM's WBNOINVD at destruction leaves
+        // exactly such lines; the ASID's reuse is cvm-id-reuse-while-held's to check).
+        let liveASIDs = Set(kernel.cvm.liveVMs.compactMap(\.asid))
+        func stale(_ k: KeyID, _ dirty: Bool) -> Bool {
+            guard !dirty, let a = m.config.asid(ofTag: k) else { return false }
+            return !liveASIDs.contains(a)
+        }
         m.cache.forEachLine { pa, k, dirty in
             let f = pa.rawValue >> pageShift
             if let owner = privateOwner(f, sevPrivate: sevPrivate) {
-                if checkForeign, owner.tag != k, foreign.count < 8 { foreign.append((pa.rawValue, k, dirty, owner.who, owner.tag)) }
+                if checkForeign, owner.tag != k, foreign.count < 8, !stale(k, dirty) { foreign.append((pa.rawValue, k, dirty, owner.who, owner.tag)) }
             } else if checkGuest, dirty, isCVMTag(k), held[f] == nil, guestDirty.count < 8 {
                 guestDirty.append((pa.rawValue, k))
             }

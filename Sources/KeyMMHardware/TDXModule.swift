@@ -153,6 +153,9 @@ package final class TDXModule {
     package private(set) var globalKeyID: KeyID?
     package private(set) var globalKeyConfigured: [Bool]
     package private(set) var tdmrsInitialized = false
+    /// TDH.SYS.TDMR.INIT has started writing the PAMTs through the global KeyID (from then on a
+    /// PAMT page holds the module's data).
+    package private(set) var tdmrInitStarted = false
     package private(set) var tdmrs: [TDMR] = []
 
     /// PAMT entry of an owned page.
@@ -266,6 +269,7 @@ package final class TDXModule {
         guard sysConfigured, let k = globalKeyID else { return .operandInvalid }
         guard globalKeyConfigured.allSatisfy({ $0 }) else { return .keyStateIncorrect }
         guard !tdmrsInitialized else { return .success }
+        tdmrInitStarted = true
         for f in pamtFrames { machine.clearPage(f, keyid: k) }
         tdmrsInitialized = true
         return .success

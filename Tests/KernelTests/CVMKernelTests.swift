@@ -140,6 +140,7 @@ private func err<T>(_ r: Result<T, Errno>) -> Errno? {
         try ok(k.tdhMemPageRemove(h, gpa: 0x4000))
         #expect(module.pageType(page) == .nda)
         #expect(k.machine.cache.cachedLines(of: page).contains { $0.keyid == KeyID(6) })
+        #expect(err(k.tdxClearRemovedPage(h, gpa: 0x4000)) == .EBUSY)   // not before the write-back
         try ok(k.tdhPhymemPageWbinvd(h, gpa: 0x4000))
         #expect(!k.machine.cache.cachedLines(of: page).contains { $0.keyid == KeyID(6) })
         #expect(k.machine.integrity?.state(of: page).tdOwned != 0)
@@ -242,7 +243,11 @@ private func err<T>(_ r: Result<T, Errno>) -> Errno? {
         #expect(k.hostWrite(page.physAddr, [1], nonTemporal: false) == .error(.EFAULT))
         #expect(k.hostRead(page.physAddr, count: 4) == .error(.EFAULT))
         #expect(k.guestWrite(h, gpa: 0x1000, Array("guest".utf8)) == .written(5))
+        let tag = k.machine.config.asidTag(1)
+        #expect(k.machine.cache.cachedLines(of: page).contains { $0.keyid == tag })
         try ok(k.kvmSetMemoryAttributes(h, gpa: 0x1000, npages: 1, toPrivate: false))
+        // sev_gmem_invalidate's CLFLUSH (SME_COHERENT) wrote the guest's line back before the free.
+        #expect(!k.machine.cache.cachedLines(of: page).contains { $0.keyid == tag })
         #expect(!k.cvm.isOutOfDirectMap(page))
         #expect(k.machine.sev?.isAssigned(page) == false)
         try ok(k.sevVMDestroy(h))

@@ -187,8 +187,12 @@ extension Kernel {
                 if vm.privatePages[g] != nil {
                     if vm.type == .tdx {
                         if case .failure(let e) = tdxRemoveOne(vm, g) { return .failure(e) }
-                    } else if let p = vm.privatePages.removeValue(forKey: g), let asid = vm.asid {
-                        if snpGmemInvalidate(p, count: 1, asid: asid).isEmpty { allocator.freePages(p, order: PageOrder(0)) }
+                    } else if let p = vm.privatePages[g], let asid = vm.asid {
+                        // The page stays the guest's (guest_memfd's) until the invalidation has
+                        // made it shared and flushed its lines; only then is it freed.
+                        let leaked = snpGmemInvalidate(p, count: 1, asid: asid)
+                        vm.privatePages[g] = nil
+                        if leaked.isEmpty { allocator.freePages(p, order: PageOrder(0)) }
                     }
                 }
                 if vm.sharedPages[g] == nil {

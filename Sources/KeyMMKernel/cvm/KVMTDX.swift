@@ -205,9 +205,17 @@ extension Kernel {
         return .success(())
     }
 
-    /// tdx_clear_page() + tdx_unpin(): a removed page is reset with MOVDIR64B and freed.
+    /// tdx_clear_page() + tdx_unpin(): a removed page is reset with MOVDIR64B and freed. KVM
+    /// clears only a page TDH.PHYMEM.PAGE.WBINVD wrote back (tdx_sept_drop_private_spte stops on
+    /// its failure): EBUSY before, the page still holds the TD's lines.
     package func tdxClearRemovedPage(_ h: Int32, gpa: UInt64) -> Result<Void, Errno> {
         guard case .success(let vm) = tdxVM(h) else { return .failure(tdxVM(h).errno) }
+        guard let r = vm.removedPages[gpa] else { return .failure(.EINVAL) }
+        guard r.writtenBack else { return .failure(.EBUSY) }
+        return tdxClearAndUnpin(vm, gpa)
+    }
+
+    private func tdxClearAndUnpin(_ vm: ConfidentialVM, _ gpa: UInt64) -> Result<Void, Errno> {
         guard let r = vm.removedPages[gpa] else { return .failure(.EINVAL) }
         tdxClearPage(r.pfn)
         vm.removedPages[gpa] = nil
@@ -242,7 +250,7 @@ extension Kernel {
                 return .failure(e)
             }
         }
-        return tdxClearRemovedPage(h, gpa: g)
+        return tdxClearAndUnpin(vm, g)
     }
 
     /// A page leaked for good: never freed, never reused.

@@ -70,7 +70,9 @@ extension Kernel {
     /// in every encryption domain (host tags and the guest's ASID tag) are written back.
     func clflushCoherent(_ pfn: PFN, asid: Int?) {
         for t in Kernel.hostTags { machine.flushPage(pfn, keyid: t) }
-        if let a = asid { machine.flushPage(pfn, keyid: machine.config.asidTag(a)) }
+        // An ASID tag lies above the host KeyIDs: straight to the cache (Machine.flushPage would
+        // take it for a host KeyID and mask it).
+        if let a = asid { machine.cache.flush(pfn.physAddr, keyid: machine.config.asidTag(a), length: pageSize) }
     }
 
     /// sev_gmem_invalidate() over the frames `[start, start + count)` of a guest with `asid`: for

@@ -81,13 +81,19 @@ struct CVMGenerator {
         return s + "\""
     }
 
-    /// A host access aimed at a page no guest and no module owns.
+    /// A host access aimed at a page no guest and no module owns, nor the zero pages (a host path
+    /// scribbling on the zero page is zero-page-modified, not a confidential-VM finding).
     mutating func hostAccess(_ k: Kernel?) -> String? {
         guard let k else { return nil }
         let held = k.cvm.heldFrames()
+        func isZeroPage(_ f: UInt64) -> Bool {
+            if k.pgtable.zeroPFN?.rawValue == f { return true }
+            if let hz = k.pgtable.hugeZeroPFN?.rawValue, f >= hz, f < hz + UInt64(hpagePMDNr) { return true }
+            return false
+        }
         for _ in 0..<8 {
             let f = UInt64(below(frames))
-            if held[f] != nil || k.machine.tdx?.pageType(PFN(f)) ?? .nda != .nda || k.machine.sev?.isAssigned(PFN(f)) == true { continue }
+            if held[f] != nil || isZeroPage(f) || k.machine.tdx?.pageType(PFN(f)) ?? .nda != .nda || k.machine.sev?.isAssigned(PFN(f)) == true { continue }
             let pa = f << UInt64(pageShift) + UInt64(below(64)) * 64
             switch below(3) {
             case 0: return "host_read(\(Self.hex(pa)), \(8 + below(56)))"
