@@ -1,6 +1,7 @@
 #!/bin/sh
 # Renders a `keymm report` in headless Chromium and saves a screenshot, to check the report by eye.
 #   scripts/report-screenshot.sh [OUTDIR]      (default OUTDIR: /tmp/keymm-report)
+#   KEYMM=.build/debug/keymm scripts/report-screenshot.sh   (use a built binary; no release build)
 # Steps: a quick bench (alloc-free, faults, tenants, keyid-pressure, macro) as JSON; a run of a small
 # scenario with three tenants' keys (run JSON, for the address-space-by-KeyID chart); keymm report;
 # chromium --headless --screenshot of the whole page. Needs Debian's `chromium`
@@ -10,8 +11,10 @@ OUT=${1:-/tmp/keymm-report}
 SCRATCH=${SCRATCH:-.build-bench}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
-swift build -c release --scratch-path "$SCRATCH" >/dev/null
-KEYMM="$SCRATCH/release/keymm"
+if [ -z "${KEYMM:-}" ]; then
+    swift build -c release --scratch-path "$SCRATCH" >/dev/null
+    KEYMM="$SCRATCH/release/keymm"
+fi
 
 "$KEYMM" bench alloc-free faults tenants keyid-pressure macro --quick --quiet --format json --output "$OUT/bench.json"
 

@@ -1,13 +1,15 @@
 // CHostProbe: host measurements for `keymm calibrate`. See include/CHostProbe.h.
 #define _GNU_SOURCE
 #include "CHostProbe.h"
-#include <cpuid.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
 #include <x86intrin.h>
+#endif
 
 // Timing uses the calling thread's CPU time (user + system): on a shared, busy host, time spent
 // descheduled does not count, as with `openssl speed`. The TSC calibration uses CLOCK_MONOTONIC.
@@ -23,6 +25,12 @@ static double mono_ns(void) {
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+static void *map_buffer(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+#if defined(__x86_64__)
 uint64_t hp_rdtsc(void) { return __rdtsc(); }
 
 double hp_tsc_hz(int ms) {
@@ -47,10 +55,6 @@ int hp_has_clflushopt(void) {
     return (b >> 23) & 1;
 }
 
-static void *map_buffer(size_t bytes) {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
 
 __attribute__((target("clflushopt")))
 static void flush_opt(volatile char *p, size_t lines) {
@@ -84,6 +88,14 @@ double hp_clflush_ns(size_t lines, int opt, int dirty, int reps) {
     munmap((void *)p, bytes);
     return best;
 }
+
+#else
+// No TSC: a nanosecond counter, and no cache-line flush probes.
+uint64_t hp_rdtsc(void) { return (uint64_t)mono_ns(); }
+double hp_tsc_hz(int ms) { (void)ms; return 1e9; }
+int hp_has_clflushopt(void) { return 0; }
+double hp_clflush_ns(size_t lines, int opt, int dirty, int reps) { (void)lines; (void)opt; (void)dirty; (void)reps; return -1; }
+#endif
 
 double hp_zero_page_ns(size_t buffer_bytes, int reps) {
     char *p = map_buffer(buffer_bytes);
@@ -193,18 +205,4 @@ double hp_mmap_touch_munmap_ns(int pages, int reps) {
         if (t < best) best = t;
     }
     return best;
-}
-
-void hp_populate_write(void *p, size_t bytes) {
-    if (bytes == 0) return;
-#ifdef MADV_POPULATE_WRITE
-    if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return;
-#else
-    if (madvise(p, bytes, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */) == 0) return;
-#endif
-    // Older kernels: write-touch one byte per host page, storing back what was there.
-    volatile unsigned char *c = p;
-    long pg = sysconf(_SC_PAGESIZE);
-    if (pg <= 0) pg = 4096;
-    for (size_t o = 0; o < bytes; o += (size_t)pg) c[o] = c[o];
 }

@@ -25,7 +25,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable {
         while i < buffer.count {
             var v = next()
             for _ in 0..<8 where i < buffer.count {
-                buffer[i] = UInt8(truncatingIfNeeded: v)
+                unsafe buffer[i] = UInt8(truncatingIfNeeded: v)
                 v >>= 8
                 i += 1
             }

@@ -88,22 +88,27 @@ extension InvariantChecker {
         let (e, o) = a.rawValue.addingReportingOverflow(l)
         let end = VirtAddr(o || e > userAddressLimit ? userAddressLimit : e)
         protSnapshotPid = call.pid
-        PageTableWalk.forEachPage(task.mm.pageTable, start, end) { va, pfn, k in
-            if protSnapshot.count < 1 << 20 { protSnapshot.append((va, pfn, k)) }
+        // Each entry as its 4 KiB pages (a huge leaf gives one record per covered page).
+        PageWalk.forEachEntry(in: task.mm, from: start, to: end) { e in
+            var v = max(e.address, start)
+            let hi = min(e.end, end)
+            while v < hi {
+                if protSnapshot.count < 1 << 20 { protSnapshot.append((v, e.pfn(at: v), e.keyid)) }
+                v = v.advanced(by: UInt64(pageSize))
+            }
         }
     }
 
     func checkProtectionSnapshot() {
         guard let pid = protSnapshotPid, let task = kernel.task(pid) else { return }
-        let pt = task.mm.pageTable
         let zero = kernel.pgtable.zeroPFN, hugeZero = kernel.pgtable.hugeZeroPFN
         func isZero(_ f: PFN) -> Bool {
-            f == zero || (hugeZero.map { f >= $0 && f.rawValue < $0.rawValue &+ UInt64(hpagePMDNr) } ?? false)
+            f == zero || (hugeZero.map { f >= $0 && f.rawValue < $0.rawValue &+ UInt64(PageOrder.pmd.pages) } ?? false)
         }
         for (va, pfn, k) in protSnapshot {
             // Same frame, or the zero page both times (a huge zero PMD split into zero PTEs).
-            guard let now = PageTableWalk.translate(pt, va), now.pfn == pfn || (isZero(now.pfn) && isZero(pfn)),
-                  now.keyid != k else { continue }
+            guard let now = PageWalk.entry(in: task.mm, at: va), now.mapsFrame,
+                  now.pfn(at: va) == pfn || (isZero(now.pfn(at: va)) && isZero(pfn)), now.keyid != k else { continue }
             report(.mprotectChangedEncryption, key: "\(pid):\(va.rawValue)",
                    "pid \(pid) VA \(Fmt.va(va)): the entry of \(Fmt.pfn(pfn)) had \(k) before the call and has \(now.keyid) after it")
         }

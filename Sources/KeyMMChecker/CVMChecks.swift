@@ -40,7 +40,7 @@ extension InvariantChecker {
 
     /// Whether a cache tag is a TDX private KeyID or a guest ASID (not a host KeyID).
     func isCVMTag(_ k: KeyID) -> Bool {
-        k.rawValue > maxHostKeyID || kernel.machine.keyTable.isTDXPrivate(k)
+        kernel.machine.config.asid(ofTag: k) != nil || kernel.machine.keyTable.isTDXPrivate(k)
     }
 
     func tagName(_ k: KeyID) -> String {

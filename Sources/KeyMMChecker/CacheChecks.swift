@@ -71,8 +71,8 @@ extension InvariantChecker {
         if let c = m.cache.peek(line: pa, keyid: keyid) { return c }
         guard m.dram.contains(pa, count: cacheLineSize) else { return [UInt8](repeating: 0xFF, count: cacheLineSize) }
         var out = [UInt8](repeating: 0, count: cacheLineSize)
-        out.withUnsafeMutableBytes { dst in
-            _ = m.engine.decrypt(keyid, at: pa, lines: 1, from: UnsafeRawPointer(m.dram.pointer(pa)), to: dst.baseAddress!)
+        unsafe out.withUnsafeMutableBytes { dst in
+            _ = unsafe m.engine.decrypt(keyid, at: pa, lines: 1, from: UnsafeRawPointer(m.dram.pointer(pa)), to: dst.baseAddress!)
         }
         return out
     }

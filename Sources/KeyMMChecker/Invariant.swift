@@ -50,6 +50,19 @@ public enum Invariant: String, CaseIterable, Sendable, Hashable, Codable, Custom
     case crossKeyIDPlaintext = "cross-keyid-plaintext"
     /// DRAM holds plaintext written through an encrypting KeyID.
     case plaintextInDRAM = "plaintext-in-dram"
+    /// SGX: an EPC page is mapped through a VMA that is not its own enclave's, or a SECS/VA page is mapped.
+    case epcMappedOutsideEnclave = "epc-mapped-outside-enclave"
+    /// SGX: a page-table entry still maps an EPC page whose enclave page was written back (or freed).
+    case epcStalePTE = "epc-stale-pte"
+    /// SGX: an enclave's mm_list is not exactly the mms its design says (each once, only live ones).
+    case sgxMMList = "sgx-mm-list"
+    /// SGX: a walker of an mm_list reached an encl_mm that was already freed.
+    case srcuUseAfterFree = "srcu-use-after-free"
+    /// SGX: EPC accounting does not add up (free list, owners, EPCM, child counts, VA slots).
+    case epcAccounting = "epc-accounting"
+    /// SGX: an enclave page came back from backing storage with contents other than it was written
+    /// back with (a stale or tampered copy accepted), or its contents were lost.
+    case enclaveContents = "enclave-contents"
 
     public var description: String { rawValue }
 
@@ -79,6 +92,12 @@ public enum Invariant: String, CaseIterable, Sendable, Hashable, Codable, Custom
         case .zeroPageModified: "the zero pages read as zeros through KeyID 0"
         case .crossKeyIDPlaintext: "no read through KeyID B returns plaintext written through KeyID A != B (or through an earlier key of the same KeyID)"
         case .plaintextInDRAM: "DRAM never holds plaintext written through an encrypting KeyID"
+        case .epcMappedOutsideEnclave: "an EPC page is mapped only by VMAs of its own enclave (never through another mapping), and SECS and VA pages are never mapped"
+        case .epcStalePTE: "an enclave page that was written back (reclaimed) or freed has no page-table entry left in any mm"
+        case .sgxMMList: "an enclave's mm_list holds each mm once, only live mms, and every mm that maps the enclave (vma-refcount: exactly those, each entry's count equal to its VMAs)"
+        case .srcuUseAfterFree: "no walker of an enclave's mm_list reaches an encl_mm that was freed (the free waits for an SRCU grace period)"
+        case .epcAccounting: "EPC accounting adds up: free list, page owners, EPCM validity, SECS child counts and VA slots agree"
+        case .enclaveContents: "an enclave page reloaded from backing storage has the contents it was written back with, and no page's contents are lost"
         }
     }
 }

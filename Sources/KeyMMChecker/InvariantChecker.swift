@@ -64,6 +64,10 @@ public final class InvariantChecker {
     var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
     var previousCacheObserver: ((CacheEvent) -> Void)?
     var previousKeyIDObserver: ((KeyIDEvent) -> Void)?
+    var previousSGXObserver: ((SGXEvent) -> Void)?
+    /// SGX: digests of the pages written back (SGXChecks.swift), and driver anomalies reported so far.
+    var sealedDigests: [SealedKey: UInt64] = [:]
+    var sgxAnomaliesSeen = 0
     var attached = false
 
     // Per-check state.
@@ -90,6 +94,7 @@ public final class InvariantChecker {
         frameUses = FrameUseTable(frames: kernel.machine.frameCount)
         allocatorAnomaliesSeen = kernel.allocator.anomalies.count
         keyidAnomaliesSeen = kernel.keys.references.anomalies.count
+        sgxAnomaliesSeen = kernel.sgx?.anomalies.count ?? 0
         attach()
         lastLayout = currentLayout()
     }
@@ -103,6 +108,7 @@ public final class InvariantChecker {
         let engine = kernel.machine.engine
         let alloc = kernel.allocator
         let fills = options.checkFills && options.enabled.contains(.staleCacheLine)
+        let osMemory = kernel.machine.config.memory.rawValue   // the EPC above it has no struct page
         previousCacheObserver = kernel.machine.cache.observer
         let prevCache = previousCacheObserver
         kernel.machine.cache.observer = { [weak self] event in
@@ -113,7 +119,7 @@ public final class InvariantChecker {
                 self?.noteCVMWriteBack(pa, k)
             case .fill(let pa, let k):
                 self?.noteCVMFill(pa, k)
-                guard fills else { return }
+                guard fills, pa.rawValue < osMemory else { return }
                 let pk = alloc.pageKeyID(pa.pfn)
                 if pk != k, let self, !self.exempt.contains(pa.pfn.rawValue), !self.isCVMTag(k), self.wrongKeyIDFills.count < 64 {
                     self.wrongKeyIDFills.append((pa.rawValue, k, pk))
@@ -132,6 +138,7 @@ public final class InvariantChecker {
             }
         }
         attachCVM()
+        attachSGXObserver()   // SGXChecks.swift
     }
 
     /// Removes the observers (restoring the ones found at attach).
@@ -141,6 +148,7 @@ public final class InvariantChecker {
         kernel.machine.cache.observer = previousCacheObserver
         kernel.keys.references.onKeyIDEvent = previousKeyIDObserver
         detachCVM()
+        detachSGXObserver()
     }
 
     // MARK: reporting
@@ -204,6 +212,7 @@ public final class InvariantChecker {
         checkFills()
         checkCVMAfterCall()
         checkLayout(call)
+        checkSGXAnomalies()
         callsSinceSweep += 1
         if sweepDue() { sweep() }
         programmedDuringCall.removeAll(keepingCapacity: true)
@@ -219,6 +228,7 @@ public final class InvariantChecker {
         currentSite = site
         checkKeyIDProgramming()
         checkPlaintextWriteBacks()
+        checkSGXAnomalies()
         sweep()
         checkShadowAgainstDRAM()
         return flush(site: site)
@@ -244,6 +254,7 @@ public final class InvariantChecker {
         sweepCVM(&work)
         checkZeroPages()
         checkAllocator()
+        checkSGX(mapping.epcLeaves, &work)
         lastSweepWork = work
     }
 }

@@ -27,6 +27,8 @@ struct MappingCensus {
     var vmasPerKeyID: [Int]
     /// The first VMA seen per KeyID (for reports).
     var firstVMA: [Int: (ProcessID, VMA)] = [:]
+    /// Entries that map EPC frames (SGXChecks.swift checks them against the driver).
+    var epcLeaves: [EPCLeaf] = []
 }
 
 extension InvariantChecker {
@@ -67,6 +69,7 @@ extension InvariantChecker {
         let zero = kernel.pgtable.zeroPFN
         let hugeZero = kernel.pgtable.hugeZeroPFN
         let sme = kernel.smeActive
+        let sgxUnit = kernel.machine.sgx
         var ksmSeen: [UInt64: (keyid: UInt16, where_: String)] = [:]
         for (pid, mm) in kernel.distinctMMs {
             let vmas = mm.allVMAs
@@ -78,15 +81,12 @@ extension InvariantChecker {
                     if census.firstVMA[k] == nil { census.firstVMA[k] = (pid, v) }
                 }
             }
-            var cursor = 0
-            PageTableWalk.forEachLeaf(mm.pageTable) { leaf in
+            PageWalk.forEachEntry(in: mm, vmas: vmas) { leaf, vma in
                 work += 1
-                let va = leaf.va.rawValue
-                while cursor < vmas.count && vmas[cursor].vmEnd.rawValue <= va { cursor += 1 }
-                let vma: VMA? = cursor < vmas.count && vmas[cursor].vmStart.rawValue <= va ? vmas[cursor] : nil
+                let va = leaf.address.rawValue
                 var place: String { "pid \(pid) VA \(Fmt.hex(va))" }
                 if let vma {
-                    if leaf.huge && va &+ pmdSize > vma.vmEnd.rawValue {
+                    if leaf.isHuge && leaf.end > vma.vmEnd {
                         report(.pteOutsideVMA, key: "\(pid):\(va)",
                                "\(place): a huge PMD maps 2 MiB but its \(Fmt.vma(vma.vmStart, vma.vmEnd)) ends at \(Fmt.va(vma.vmEnd))")
                     }
@@ -95,19 +95,22 @@ extension InvariantChecker {
                            "\(place): entry maps \(Fmt.pfn(leaf.pfn)) (\(leaf.keyid)) but no VMA covers the address")
                 }
                 // The zero pages.
-                let isZero = leaf.huge ? leaf.pfn == hugeZero
-                    : (leaf.pfn == zero || (hugeZero.map { leaf.pfn >= $0 && leaf.pfn.rawValue < $0.rawValue &+ 512 } ?? false))
+                let isZero = leaf.isHuge ? leaf.pfn == hugeZero
+                    : (leaf.pfn == zero || (hugeZero.map { leaf.pfn >= $0 && leaf.pfn.rawValue < $0.rawValue &+ UInt64(PageOrder.pmd.pages) } ?? false))
                 if isZero {
                     if !leaf.keyid.isDefault {
                         report(.encryptedZeroPage, key: "\(pid):\(va)",
-                               "\(place): the \(leaf.huge ? "huge " : "")zero page \(Fmt.pfn(leaf.pfn)) is mapped with \(leaf.keyid)"
+                               "\(place): the \(leaf.isHuge ? "huge " : "")zero page \(Fmt.pfn(leaf.pfn)) is mapped with \(leaf.keyid)"
                                 + (vma.map { " (\(Fmt.vma($0.vmStart, $0.vmEnd)) has \($0.keyid))" } ?? ""))
                     }
                     return
                 }
-                if leaf.pte.isSpecial {
-                    let n = leaf.huge ? hpagePMDNr : 1
-                    for i in 0..<n { exemptFrames.insert(leaf.pfn.rawValue &+ UInt64(i)) }
+                if leaf.isSpecial {
+                    if let unit = sgxUnit, let page = unit.page(of: leaf.pfn) {
+                        census.epcLeaves.append(EPCLeaf(pid: pid, va: leaf.address, page: page, vma: vma))
+                        return
+                    }
+                    for i in 0..<leaf.pages { exemptFrames.insert(leaf.pfn.rawValue &+ UInt64(i)) }
                     return
                 }
                 let f = leaf.pfn.rawValue
@@ -136,9 +139,9 @@ extension InvariantChecker {
                     report(.pteKeyIDMismatch, key: "\(pid):\(va)",
                            "\(place): the entry and \(Fmt.pfn(leaf.pfn)) have \(leaf.keyid) but their \(vmaText) has \(vk)")
                 }
-                if leaf.huge {
+                if leaf.isHuge {
                     // Every subpage of a THP carries the head's KeyID.
-                    for i in 1..<hpagePMDNr where alloc.pageKeyID(leaf.pfn.advanced(by: i)) != pageK {
+                    for i in 1..<leaf.pages where alloc.pageKeyID(leaf.pfn.advanced(by: i)) != pageK {
                         report(.pteKeyIDMismatch, key: "\(pid):\(va):sub",
                                "\(place): huge entry \(leaf.keyid) maps \(Fmt.pfn(leaf.pfn.advanced(by: i))) (subpage \(i)) whose page_keyid is \(alloc.pageKeyID(leaf.pfn.advanced(by: i)).rawValue)")
                         break

@@ -106,21 +106,21 @@ extension InvariantChecker {
     func forEachLine(pid: ProcessID, addr: VirtAddr, count: Int,
                      _ body: (UInt64, Int, Range<Int>, KeyID, PFN) -> Void) {
         guard let task = kernel.task(pid), count > 0 else { return }
-        let pt = task.mm.pageTable
         var done = 0
         while done < count {
             let (a, o) = addr.rawValue.addingReportingOverflow(UInt64(done))
             if o { return }
             let va = VirtAddr(a)
             let chunk = min(count - done, pageSize - va.pageOffset)
-            if let t = PageTableWalk.translate(pt, VirtAddr(a & ~UInt64(pageSize - 1))), t.present {
-                let pa = t.pfn.physAddr.rawValue | UInt64(va.pageOffset)
+            if let t = PageWalk.entry(in: task.mm, at: va.pageDown), t.isPresent {
+                let frame = t.pfn(at: va.pageDown)
+                let pa = frame.physAddr.rawValue | UInt64(va.pageOffset)
                 var i = 0
                 while i < chunk {
                     let p = pa + UInt64(i)
                     let off = Int(p & 63)
                     let len = min(chunk - i, cacheLineSize - off)
-                    body(p >> 6, off, (done + i)..<(done + i + len), t.keyid, t.pfn)
+                    body(p >> 6, off, (done + i)..<(done + i + len), t.keyid, frame)
                     i += len
                 }
             }
@@ -136,12 +136,10 @@ extension InvariantChecker {
             // A store sequence that faulted half-way wrote the pages before the faulting one:
             // the prefix of pages now mapped present, writable and dirty.
             count = 0
-            let pt = task.mm.pageTable
             while count < bytes.count {
                 let (a, o) = addr.rawValue.addingReportingOverflow(UInt64(count))
-                guard !o, case .pte(_, let s) = pt.walk(VirtAddr(a)) else { break }
-                let e = pt[s]
-                guard e.isPresent, e.isWritable, e.isDirty else { break }
+                guard !o, let e = PageWalk.entry(in: task.mm, at: VirtAddr(a)), !e.isHuge,
+                      e.isPresent, e.isWritable, e.isDirty else { break }
                 count += min(bytes.count - count, pageSize - VirtAddr(a).pageOffset)
             }
         }

@@ -26,8 +26,11 @@ public struct SeededBug: Sendable, Hashable {
     /// The confidential-VM fuzz mode (`keymm fuzz --mode`) the mistake needs: "tdx" or "sev" (nil: none).
     package var cvmMode: String? = nil
 
-    /// Whether the bug can show under this allocator policy and encryption mode.
-    public func applies(policy: String, encryption: String) -> Bool {
+    /// Whether the bug can show under this allocator policy, encryption mode and SGX design.
+    public func applies(policy: String, encryption: String, sgxTracking: String = "notifier") -> Bool {
+        // SGX bugs do not depend on the allocator or on MKTME; two belong to one design each.
+        if bug == .sgxReleaseWithoutSRCUSync { return sgxTracking == "notifier" }
+        if bug == .sgxCloseSkipsPut { return sgxTracking == "vma-refcount" }
         // Need MKTME KeyIDs (keys, encrypted VMAs): not under policy none or SME.
         let needKeyIDs: InjectedBugs = [.mprotectDropsKeyID, .splitFromVMPageProt, .encryptedZeroPage, .mergeAcrossKeyIDs,
                                         .ksmAcrossKeyIDs, .encryptMprotectKeepsPages, .khugepagedSkipsPrep,
@@ -127,6 +130,26 @@ public struct SeededBug: Sendable, Hashable {
                   location: "cvm/SNPHost.swift, rmpMakePrivate",
                   mistake: "without COHERENCY_SFW_NO, a page made private keeps the host's cache lines (the eviction mitigation is skipped)",
                   caughtBy: [.hostAccessToPrivatePage], notApplicable: "machines without SEV ASIDs; coherency-sfw-no=on", cvmMode: "sev"),
+        SeededBug(name: "sgx-reclaim-skips-zap", bug: .sgxReclaimSkipsZap,
+                  location: "sgx/Reclaimer.swift, block (sgx_reclaimer_block)",
+                  mistake: "the reclaimer zaps a page's PTEs in every mm on mm_list but the last before EBLOCK/EWB, so that mm keeps an entry to the freed EPC page",
+                  caughtBy: [.epcStalePTE], notApplicable: nil),
+        SeededBug(name: "sgx-release-without-srcu-sync", bug: .sgxReleaseWithoutSRCUSync,
+                  location: "sgx/EnclaveMMList.swift, notifierRelease (sgx_mmu_notifier_release)",
+                  mistake: "mmu_notifier .release frees the encl_mm without synchronize_srcu(), while a walker of mm_list may still stand on it (seed 004)",
+                  caughtBy: [.srcuUseAfterFree], notApplicable: "sgx-mm-tracking=vma-refcount (no SRCU)"),
+        SeededBug(name: "sgx-encl-mm-added-twice", bug: .sgxEnclMMAddedTwice,
+                  location: "sgx/EnclaveMMList.swift, enclMMAdd / vmaReference (sgx_encl_mm_add)",
+                  mistake: "sgx_encl_mm_add() skips its \"already on mm_list\" check, so fork's vm_ops->open adds the child's mm once per enclave VMA",
+                  caughtBy: [.sgxMMList], notApplicable: nil),
+        SeededBug(name: "sgx-eldu-skips-version-check", bug: .sgxELDUSkipsVersionCheck,
+                  location: "KeyMMHardware/SGX.swift, eldu (switched on in sgx/SGXDriver.swift, sgxInit)",
+                  mistake: "ELDU checks the MAC with the version stored beside the sealed page instead of the VA slot's, so a replayed older copy of a page is loaded",
+                  caughtBy: [.enclaveContents], notApplicable: nil),
+        SeededBug(name: "sgx-close-skips-put", bug: .sgxCloseSkipsPut,
+                  location: "sgx/EnclaveMMList.swift, vmaUnreference (sgx_vma_close of the 2019 driver)",
+                  mistake: "vm_ops->close does not drop the VMA's encl_mm reference, so the mm stays on mm_list after its last enclave VMA is gone",
+                  caughtBy: [.sgxMMList], notApplicable: "sgx-mm-tracking=notifier (no vm_ops->close)"),
     ]
 
     /// The bug with this catalogue name, if any.

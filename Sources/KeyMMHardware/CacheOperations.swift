@@ -6,19 +6,22 @@
 // Invariants: callers pass ranges inside DRAM and KeyIDs inside the table (Machine checks);
 // every public operation ends with the write-back buffer drained, so DRAM is exact afterwards.
 import KeyMMBase
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Cache {
     /// CPU loads of `out.count` bytes at `pa` through `keyid`. Charges one cache access per line.
     public func load(_ pa: PhysAddr, keyid: KeyID, into out: UnsafeMutableRawBufferPointer) {
         guard let dst = out.baseAddress, out.count > 0 else { return }
-        loadBytes(pa.rawValue, keyid.rawValue, dst, out.count, chargeAccess: true)
+        unsafe loadBytes(pa.rawValue, keyid.rawValue, dst, out.count, chargeAccess: true)
         drainWriteBacks()
     }
 
     /// CPU stores of `src.count` bytes at `pa` through `keyid` (write-allocate). One cache access per line.
     public func store(_ pa: PhysAddr, keyid: KeyID, from src: UnsafeRawBufferPointer) {
         guard let s = src.baseAddress, src.count > 0 else { return }
-        storeBytes(pa.rawValue, keyid.rawValue, s, src.count, chargeAccess: true)
+        unsafe storeBytes(pa.rawValue, keyid.rawValue, s, src.count, chargeAccess: true)
         drainWriteBacks()
     }
 
@@ -27,20 +30,13 @@ extension Cache {
     /// materialized by whoever reads it (load, partial store, write-back, peek).
     public func zeroPage(_ pfn: PFN, keyid: KeyID) {
         let first = pfn.rawValue << 6
-        prefetchMRU(first, linesPerPage)
+        prefetchSets(first, linesPerPage)
+        // A frame not cached as a whole (flushed on free, or evicted): its lines will miss, so
+        // bring in the tags the 64 allocations write, all at once.
+        if !hitsMRU(first, keyid.rawValue) { prefetchVictims(first, linesPerPage) }
         var alias = false
-        // From the first line that is not in its set's MRU way on (a frame not cached as a whole,
-        // e.g. flushed on free), the lookups scan every way: prefetch all ways of the sets a few
-        // lines ahead (one host line holds a way of 4 consecutive sets), pipelined.
-        var ahead = UInt64.max
         for l in 0..<UInt64(linesPerPage) {
-            if ahead == UInt64.max && !hitsMRU(first + l, keyid.rawValue) {
-                ahead = l & ~3
-                while ahead < min(l + 12, UInt64(linesPerPage)) { prefetchWays(first + ahead); ahead += 4 }
-            } else if ahead != UInt64.max && l & 3 == 0 && ahead < UInt64(linesPerPage) {
-                prefetchWays(first + ahead); ahead += 4
-            }
-            let (slot, _) = lookupOrAllocate(first + l, keyid.rawValue, aliasDirty: &alias)
+            let (slot, _) = lookupOrAllocate(first &+ l, keyid.rawValue, aliasDirty: &alias)
             tags[slot] |= Cache.dirtyBit | Cache.zeroBit
         }
         drainWriteBacks()
@@ -49,10 +45,9 @@ extension Cache {
     /// Copies a frame: 64 loads through `srcKeyID`, then 64 full-line stores through `dstKeyID`.
     public func copyPage(from src: PFN, srcKeyID: KeyID, to dst: PFN, dstKeyID: KeyID) {
         prefetchSets(dst.rawValue << 6, linesPerPage)
-        withPageBuffer { buf in
-            loadBytes(src.rawValue << pageShift, srcKeyID.rawValue, buf, pageSize, chargeAccess: false)
-            storeBytes(dst.rawValue << pageShift, dstKeyID.rawValue, UnsafeRawPointer(buf), pageSize, chargeAccess: false)
-        }
+        let buf = unsafe pageBuffer.raw()
+        unsafe loadBytes(src.rawValue << pageShift, srcKeyID.rawValue, buf, pageSize, chargeAccess: false)
+        unsafe storeBytes(dst.rawValue << pageShift, dstKeyID.rawValue, UnsafeRawPointer(buf), pageSize, chargeAccess: false)
         drainWriteBacks()
     }
 
@@ -63,10 +58,15 @@ extension Cache {
         let firstLine = pa.rawValue >> 6
         let lastLine = (pa.rawValue &+ UInt64(length) &- 1) >> 6
         guard lastLine >= firstLine else { return }
+        if lastLine - firstLine >= 7 {
+            let n = Int(min(lastLine - firstLine + 1, UInt64(linesPerPage)))
+            prefetchSets(firstLine, n)
+            prefetchMRUData(firstLine, n)
+        }
         var l = firstLine
         while true {
-            let s = find(l, keyid.rawValue)
-            if s >= 0 { invalidate(s) }
+            let w = findWay(l, keyid.rawValue)
+            if w >= 0 { invalidate(setIndex(l), w) }
             if l == lastLine { break }
             l += 1
         }
@@ -79,19 +79,13 @@ extension Cache {
         if validLines > 0 {
             // Set order, then way order (the order write-backs and observer events have always had).
             for set in 0..<sets {
-                for w in 0..<ways where tags[slot(set, w)] & Cache.validBit != 0 { invalidate(slot(set, w)) }
+                for w in 0..<ways where tags[slot(set, w)] & Cache.validBit != 0 { invalidate(set, w) }
             }
         }
         drainWriteBacks()
     }
 
     // MARK: Internals
-
-    func withPageBuffer(_ body: (UnsafeMutableRawPointer) -> Void) {
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: pageSize, alignment: 64)
-        defer { buf.deallocate() }
-        body(buf)
-    }
 
     /// Loads bytes line by line, filling misses (batched per chunk of up to 64 lines).
     func loadBytes(_ addr: UInt64, _ keyid: UInt16, _ dst: UnsafeMutableRawPointer, _ count: Int, chargeAccess: Bool) {
@@ -109,9 +103,9 @@ extension Cache {
                 let (slot, hit) = lookupOrAllocate(lineNo, keyid, aliasDirty: &alias)
                 if !hit {
                     let bit = UInt64(1) << UInt64(l)
-                    if missMask & bit != 0 && !st.pointee.prefetchStale {
+                    if unsafe missMask & bit != 0 && !st.pointee.prefetchStale {
                         let idx = (missMask & (bit &- 1)).nonzeroBitCount
-                        slotData(slot).copyMemory(from: pfData + idx * cacheLineSize, byteCount: cacheLineSize)
+                        unsafe slotData(slot).copyMemory(from: pfData.raw(idx * cacheLineSize), byteCount: cacheLineSize)
                         chargeFill(lineNo, keyid, aliasDirty: alias)
                     } else {
                         fill(slot, lineNo, keyid, aliasDirty: alias)
@@ -122,14 +116,14 @@ extension Cache {
                 let to = min(addr + UInt64(count), lineStart + UInt64(cacheLineSize))
                 let len = Int(to - from)
                 if tags[slot] & Cache.zeroBit != 0 {
-                    (dst + out).initializeMemory(as: UInt8.self, repeating: 0, count: len)
+                    _ = unsafe memset(dst + out, 0, len)
                 } else {
-                    (dst + out).copyMemory(from: slotData(slot) + Int(from - lineStart), byteCount: len)
+                    unsafe (dst + out).copyMemory(from: slotData(slot) + Int(from - lineStart), byteCount: len)
                 }
                 out += len
             }
             if chargeAccess { clock.charge(.cacheAccess, n) }
-            st.pointee.watchLo = 0; st.pointee.watchHi = 0; st.pointee.prefetchStale = false
+            unsafe st.pointee.watchLo = 0; unsafe st.pointee.watchHi = 0; unsafe st.pointee.prefetchStale = false
             chunk += UInt64(n)
         }
     }
@@ -151,13 +145,13 @@ extension Cache {
         for l in 0..<n where mask & (UInt64(1) << UInt64(l)) != 0 {
             let pa = (firstLine + UInt64(l)) << 6
             pfAddr[i] = pa
-            (pfData + i * cacheLineSize).copyMemory(from: dram.pointer(PhysAddr(pa)), byteCount: cacheLineSize)
+            unsafe pfData.raw(i * cacheLineSize).copyMemory(from: dram.pointer(PhysAddr(pa)), byteCount: cacheLineSize)
             i += 1
         }
-        engine.decrypt(KeyID(keyid), addresses: pfAddr, lines: m, from: pfData, to: pfData)
-        st.pointee.watchLo = firstLine
-        st.pointee.watchHi = firstLine + UInt64(n)
-        st.pointee.prefetchStale = false
+        unsafe engine.decrypt(KeyID(keyid), addresses: pfAddr.pointer(), lines: m, from: pfData.raw(), to: pfData.raw())
+        unsafe st.pointee.watchLo = firstLine
+        unsafe st.pointee.watchHi = firstLine + UInt64(n)
+        unsafe st.pointee.prefetchStale = false
         return mask
     }
 
@@ -178,10 +172,10 @@ extension Cache {
                 fill(slot, lineNo, keyid, aliasDirty: alias)
             } else if tags[slot] & Cache.zeroBit != 0 {
                 // Materialize a zeroPage'd line before a partial store.
-                if len != cacheLineSize { slotData(slot).initializeMemory(as: UInt8.self, repeating: 0, count: cacheLineSize) }
+                if len != cacheLineSize { _ = unsafe memset(slotData(slot), 0, cacheLineSize) }
                 tags[slot] &= ~Cache.zeroBit
             }
-            (slotData(slot) + Int(a - lineStart)).copyMemory(from: src + off, byteCount: len)
+            unsafe (slotData(slot) + Int(a - lineStart)).copyMemory(from: src + off, byteCount: len)
             tags[slot] |= Cache.dirtyBit
             off += len
             a = to

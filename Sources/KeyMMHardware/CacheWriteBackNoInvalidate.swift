@@ -30,8 +30,8 @@ extension Cache {
     public func invalidateCoherently(_ pfn: PFN, keyid: KeyID) {
         let first = pfn.rawValue << 6
         for l in 0..<UInt64(linesPerPage) {
-            let s = find(first + l, keyid.rawValue)
-            if s >= 0 { invalidate(s) }
+            let w = findWay(first + l, keyid.rawValue)
+            if w >= 0 { invalidate(setIndex(first + l), w) }
         }
         drainWriteBacks()
     }

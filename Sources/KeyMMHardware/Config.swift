@@ -66,6 +66,10 @@ public struct MachineConfig: Sendable, Hashable {
     /// CPUID 0x8000001F EBX[31] COHERENCY_SFW_NO: the hardware keeps a page's cache lines coherent
     /// when it becomes guest-private, so software need not evict them.
     package var coherencySFWNo: Bool = false
+    /// SGX's EPC: the processor-reserved memory (PRM) the BIOS carves out for enclaves, at the
+    /// physical addresses right after `memory` (never given to the OS's page allocator). 0: no
+    /// SGX. A bare `MachineConfig()` has none; KeyMM's own default machine (ModelConfig) has 32 MiB.
+    public var epc: ByteCount = ByteCount(0)
 
     public init() {}
 
@@ -92,6 +96,15 @@ public struct MachineConfig: Sendable, Hashable {
         let usable = physBits - effectiveKeyIDBits
         guard usable < 64, memory.rawValue <= (UInt64(1) << UInt64(usable)) else {
             throw ConfigError(key: "keyid-bits", message: "\(memory) of memory does not fit in \(usable) usable physical-address bits (phys-bits \(physBits) minus \(effectiveKeyIDBits) KeyID bits)")
+        }
+        guard epc.rawValue % UInt64(pageSize) == 0, epc <= MachineConfig.maxEPC else {
+            throw ConfigError(key: "epc", message: "\(epc) is not accepted; need a multiple of 4K between 0 (no SGX) and \(MachineConfig.maxEPC)")
+        }
+        guard epc.rawValue == 0 || memory.rawValue + epc.rawValue <= (UInt64(1) << UInt64(usable)) else {
+            throw ConfigError(key: "epc", message: "\(memory) of memory plus a \(epc) EPC does not fit in \(usable) usable physical-address bits")
+        }
+        guard epc.rawValue == 0 || Int(maxKeyID) + 2 <= Int(UInt16.max) else {
+            throw ConfigError(key: "epc", message: "an EPC needs two hardware key slots beyond the OS's KeyIDs (the EPC key and the paging key), so keyid-bits must be at most 15 when epc is not 0")
         }
         let maxKeyID = (1 << effectiveKeyIDBits) - 1
         guard tdxKeyIDs >= 0, tdxKeyIDs <= maxKeyID else {
@@ -125,8 +138,28 @@ public struct MachineConfig: Sendable, Hashable {
         }
     }
 
-    /// Number of 4 KiB frames of DRAM.
+    /// Number of 4 KiB frames of DRAM the OS manages (the EPC is not counted).
     public var frameCount: Int { Int(memory.rawValue >> pageShift) }
+
+    /// Largest supported EPC.
+    public static let maxEPC = ByteCount.gib(4)
+
+    /// Bytes of DRAM installed: the OS's memory plus the EPC carved out after it.
+    package var installedDRAM: ByteCount { ByteCount(memory.rawValue + epc.rawValue) }
+
+    /// The EPC's physical address range (empty without SGX).
+    package var epcRange: Range<PhysAddr> { PhysAddr(memory.rawValue)..<PhysAddr(memory.rawValue + epc.rawValue) }
+
+    /// 4 KiB pages of EPC.
+    package var epcPages: Int { Int(epc.rawValue >> pageShift) }
+
+    /// Engine slots SGX takes after the host's KeyIDs: the EPC's key and the paging key.
+    package var sgxSlots: Int { epc.rawValue > 0 ? 2 : 0 }
+
+    /// Hardware key slots the engine has: every KeyID the OS can name, plus (with an EPC) the
+    /// EPC's key and SGX's paging key, which no PTE and no PCONFIG can name, plus one per SEV
+    /// ASID (`asidTag`).
+    package var engineSlots: Int { Int(maxKeyID) + 1 + sgxSlots + sevASIDs }
 
     /// Frames per NUMA node.
     public var framesPerNode: Int { frameCount / max(nodes, 1) }
@@ -169,13 +202,13 @@ public struct MachineConfig: Sendable, Hashable {
     }
 
     /// The cache tag and engine slot of an SEV guest's accesses with ASID `asid` (1...sevASIDs):
-    /// the slots after the host's KeyIDs (0: C-bit clear, 1: C-bit set), so guests never share a
-    /// tag with the host or with each other.
-    package func asidTag(_ asid: Int) -> KeyID { KeyID(UInt16(truncatingIfNeeded: Int(maxKeyID) + asid)) }
+    /// the slots after the host's KeyIDs (0: C-bit clear, 1: C-bit set) and SGX's two, so guests
+    /// never share a tag with the host, the EPC or each other.
+    package func asidTag(_ asid: Int) -> KeyID { KeyID(UInt16(truncatingIfNeeded: Int(maxKeyID) + sgxSlots + asid)) }
 
-    /// The ASID of a cache tag, or nil for a host KeyID.
+    /// The ASID of a cache tag, or nil for a host KeyID (or SGX's slots).
     package func asid(ofTag tag: KeyID) -> Int? {
-        let a = Int(tag.rawValue) - Int(maxKeyID)
+        let a = Int(tag.rawValue) - Int(maxKeyID) - sgxSlots
         return a >= 1 && a <= sevASIDs ? a : nil
     }
 

@@ -3,31 +3,31 @@
 //
 // Invariants: `cycles` only grows (until `reset`); it equals the sum over events of
 // count * price at the time of each charge; nothing here reads the wall clock.
-// Storage is one flat buffer (no Swift arrays, no dynamic exclusivity checks on the hot path):
+// Storage is one flat `OwnedBuffer` (no Swift arrays, no dynamic exclusivity checks on the hot path):
 // [0] cycles, [1 ..< 1+E] event counts, [1+E ..< 1+E+C] counters, then E prices.
+
+import KeyMMBase
 
 /// The modeled cycle counter and event counters of one machine.
 public final class CostClock {
     @usableFromInline static let events = CostEvent.allCases.count
     @usableFromInline static let counters = Counter.allCases.count
-    @usableFromInline let slots: UnsafeMutablePointer<UInt64>
+    @usableFromInline let slots: OwnedBuffer<UInt64>
     /// Prices in use.
     public private(set) var profile: CostProfile
 
     public init(profile: CostProfile = .default) {
         self.profile = profile
         let n = 1 + CostClock.events + CostClock.counters + CostClock.events
-        slots = .allocate(capacity: n)
-        slots.initialize(repeating: 0, count: n)
+        slots = OwnedBuffer(zeroedCount: n)
         setPrices(profile)
     }
 
-    deinit { slots.deallocate() }
-
-    @inlinable var prices: UnsafeMutablePointer<UInt64> { slots + 1 + CostClock.events + CostClock.counters }
+    /// Index of event `e`'s price in `slots`.
+    @inlinable static func priceIndex(_ e: Int) -> Int { 1 + CostClock.events + CostClock.counters + e }
 
     private func setPrices(_ p: CostProfile) {
-        for e in CostEvent.allCases { prices[e.rawValue] = p[e] }
+        for e in CostEvent.allCases { slots[CostClock.priceIndex(e.rawValue)] = p[e] }
     }
 
     /// Modeled cycles so far.
@@ -39,7 +39,7 @@ public final class CostClock {
     /// Charges `count` occurrences of `e`: adds `count * price(e)` cycles and counts them.
     @inlinable public func charge(_ e: CostEvent, _ count: Int = 1) {
         let n = UInt64(truncatingIfNeeded: count)
-        slots[0] &+= prices[e.rawValue] &* n
+        slots[0] &+= slots[CostClock.priceIndex(e.rawValue)] &* n
         slots[1 + e.rawValue] &+= n
     }
 
@@ -53,10 +53,10 @@ public final class CostClock {
     /// The value of a counter.
     public func value(of c: Counter) -> UInt64 { slots[1 + CostClock.events + c.rawValue] }
     /// The current price of one event.
-    public func price(of e: CostEvent) -> UInt64 { prices[e.rawValue] }
+    public func price(of e: CostEvent) -> UInt64 { slots[CostClock.priceIndex(e.rawValue)] }
 
     /// Cycles charged to one event so far (count * current price).
-    public func cycles(of e: CostEvent) -> UInt64 { count(of: e) &* prices[e.rawValue] }
+    public func cycles(of e: CostEvent) -> UInt64 { count(of: e) &* price(of: e) }
 
     /// Every event count (by `counterName`) and every counter (by `name`), snake_case keys.
     public var snapshot: [String: UInt64] {

@@ -72,6 +72,38 @@ public enum CostEvent: Int, CaseIterable, Sendable {
     case rmpUpdate
     /// One 64-byte line stored straight to DRAM (MOVDIR64B, or a non-temporal/UC store).
     case directStoreLine
+    /// One cycle of a traced program's own user-mode work between its system calls, which no
+    /// model layer executes (bench `macro`: the log's timestamps and the program's measured user
+    /// time, times the profile's `tsc_hz`). Priced 1: the count is already in cycles.
+    case programCycle
+    /// SGX (KeyMMHardware/SGX.swift): ENCLS[ECREATE], the SECS page made.
+    case sgxECREATE
+    /// ENCLS[EADD]: one page copied into the EPC with its SECINFO.
+    case sgxEADD
+    /// ENCLS[EEXTEND]: 256 bytes of a page measured (16 per page with SGX_PAGE_MEASURE).
+    case sgxEEXTEND
+    /// ENCLS[EINIT].
+    case sgxEINIT
+    /// ENCLS[EPA]: a version-array page made.
+    case sgxEPA
+    /// ENCLS[EBLOCK]: a page blocked (no new TLB entries) before write-back.
+    case sgxEBLOCK
+    /// ENCLS[ETRACK]: a tracking epoch started for an enclave.
+    case sgxETRACK
+    /// ENCLS[EWB]: one EPC page encrypted, MAC'd and written to backing storage (an attempt that
+    /// fails with SGX_NOT_TRACKED is charged too).
+    case sgxEWB
+    /// ENCLS[ELDU]: one page loaded back from backing storage (MAC and version checked).
+    case sgxELDU
+    /// ENCLS[EREMOVE]: one EPC page freed.
+    case sgxEREMOVE
+    /// An IPI round kicking the CPUs that may run an enclave out of it (the reclaimer's slow path).
+    case sgxIPI
+    /// The driver visiting one encl_mm of an enclave's mm_list (mmget_not_zero, mmap_read_lock,
+    /// the VMA lookup, mmput_async): aging, blocking, cpumask and SRCU walks.
+    case sgxMMWalk
+    /// EENTER + EEXIT around an access from inside an enclave (enclave_read / enclave_write).
+    case sgxEENTER
 }
 
 /// A quantity that is counted but costs nothing by itself.
@@ -114,6 +146,21 @@ public enum Counter: Int, CaseIterable, Sendable {
     case pamtPages
     /// SEV guest creations that found no free ASID even after recycling (-EBUSY).
     case asidExhaustions
+    /// Last-level-cache fills of a traced program's own data accesses, from real counts of the
+    /// same program (bench `macro`: cachegrind's DLmr + DLmw); when its anonymous memory is
+    /// encrypted each is also charged one `decrypt_line` (the engine's latency added to a fill).
+    case programFills
+    /// VMA merges committed (vma_merge_new_range / vma_merge_existing_range / vma_expand).
+    case vmaMerges
+    /// SGX: encl_mm structs allocated and freed (the mm_list entries of the two designs).
+    case sgxEnclMMAllocs
+    case sgxEnclMMFrees
+    /// SGX: EWB attempts refused with SGX_NOT_TRACKED (each followed by ETRACK or an IPI round).
+    case sgxNotTracked
+    /// SGX: ELDUs the CPU refused (MAC or version mismatch: a tampered or replayed backing page).
+    case sgxELDURefused
+    /// SGX: blocking walks over mm_list restarted because mm_list_version changed meanwhile.
+    case sgxBlockRetries
 }
 
 extension CostEvent {
@@ -147,6 +194,20 @@ extension CostEvent {
         case .pspCommand: "psp_command"
         case .rmpUpdate: "rmp_update"
         case .directStoreLine: "direct_store_line"
+        case .programCycle: "program_cycle"
+        case .sgxECREATE: "sgx_ecreate"
+        case .sgxEADD: "sgx_eadd"
+        case .sgxEEXTEND: "sgx_eextend"
+        case .sgxEINIT: "sgx_einit"
+        case .sgxEPA: "sgx_epa"
+        case .sgxEBLOCK: "sgx_eblock"
+        case .sgxETRACK: "sgx_etrack"
+        case .sgxEWB: "sgx_ewb"
+        case .sgxELDU: "sgx_eldu"
+        case .sgxEREMOVE: "sgx_eremove"
+        case .sgxIPI: "sgx_ipi"
+        case .sgxMMWalk: "sgx_mm_walk"
+        case .sgxEENTER: "sgx_eenter"
         }
     }
 
@@ -180,6 +241,20 @@ extension CostEvent {
         case .pspCommand: "psp_commands"
         case .rmpUpdate: "rmp_updates"
         case .directStoreLine: "direct_store_lines"
+        case .programCycle: "program_cycles"
+        case .sgxECREATE: "sgx_ecreates"
+        case .sgxEADD: "sgx_eadds"
+        case .sgxEEXTEND: "sgx_eextends"
+        case .sgxEINIT: "sgx_einits"
+        case .sgxEPA: "sgx_epas"
+        case .sgxEBLOCK: "sgx_eblocks"
+        case .sgxETRACK: "sgx_etracks"
+        case .sgxEWB: "sgx_ewbs"
+        case .sgxELDU: "sgx_eldus"
+        case .sgxEREMOVE: "sgx_eremoves"
+        case .sgxIPI: "sgx_ipis"
+        case .sgxMMWalk: "sgx_mm_walks"
+        case .sgxEENTER: "sgx_eenters"
         }
     }
 
@@ -209,6 +284,13 @@ extension Counter {
         case .machineChecks: "machine_checks"
         case .pamtPages: "pamt_pages"
         case .asidExhaustions: "asid_exhaustions"
+        case .programFills: "program_fills"
+        case .vmaMerges: "vma_merges"
+        case .sgxEnclMMAllocs: "sgx_encl_mm_allocs"
+        case .sgxEnclMMFrees: "sgx_encl_mm_frees"
+        case .sgxNotTracked: "sgx_not_tracked"
+        case .sgxELDURefused: "sgx_eldu_refused"
+        case .sgxBlockRetries: "sgx_block_retries"
         }
     }
 }

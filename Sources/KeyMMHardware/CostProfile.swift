@@ -64,6 +64,23 @@ public struct CostProfile: Sendable, Hashable, Codable {
         case .pspCommand: 150_000     // assumption: one SEV firmware command through the PSP mailbox (~50 us)
         case .rmpUpdate: 1_000        // assumption: RMPUPDATE/PSMASH, microcoded RMP entry write (~0.3 us)
         case .directStoreLine: 16     // MOVDIR64B / non-temporal line to memory: a write-back's bandwidth cost plus the store
+        case .programCycle: 1         // a traced program's user-mode cycle (bench macro): counted in cycles
+        // SGX (docs/cost-model.md): EINIT from the driver's own comment (50k+ cycles); EWB/ELDU
+        // from the ~40k-cycle EPC page fault (EWB + ELDU + exits) reported by Eleos (EuroSys 2017);
+        // an enclave call round trip ~8.6k cycles (HotCalls, ISCA 2017); the rest are assumptions.
+        case .sgxECREATE: 20_000
+        case .sgxEADD: 8_000
+        case .sgxEEXTEND: 1_000
+        case .sgxEINIT: 60_000
+        case .sgxEPA: 2_000
+        case .sgxEBLOCK: 400
+        case .sgxETRACK: 2_000
+        case .sgxEWB: 12_000
+        case .sgxELDU: 10_000
+        case .sgxEREMOVE: 1_000
+        case .sgxIPI: 6_000
+        case .sgxMMWalk: 400
+        case .sgxEENTER: 8_000
         }
     }
 

@@ -154,7 +154,7 @@ public final class KeyIDTable {
         switch command {
         case let .setKeyDirect(dataKey, tweakKey):
             guard keyBytes != 0, dataKey.count == keyBytes, tweakKey.count == keyBytes else { return .invalidEncAlg }
-            let ok = dataKey.withUnsafeBytes { d in tweakKey.withUnsafeBytes { t in engine.setKey(keyid, dataKey: d, tweakKey: t) } }
+            let ok = unsafe dataKey.withUnsafeBytes { d in unsafe tweakKey.withUnsafeBytes { t in unsafe engine.setKey(keyid, dataKey: d, tweakKey: t) } }
             guard ok else { return .invalidEncAlg }
             states[keyid.index] = .keyed
         case let .setKeyRandom(dataEntropy, tweakEntropy):
@@ -193,13 +193,14 @@ public final class KeyIDTable {
 
     @discardableResult
     private func installRandom(_ keyid: KeyID, keyBytes: Int, dataEntropy: [UInt8], tweakEntropy: [UInt8]) -> Bool {
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * keyBytes, alignment: 16)
-        defer { OPENSSL_cleanse(buf.baseAddress, buf.count); buf.deallocate() }
-        rng.fill(buf)
-        for (i, b) in dataEntropy.prefix(keyBytes).enumerated() { buf[i] ^= b }
-        for (i, b) in tweakEntropy.prefix(keyBytes).enumerated() { buf[keyBytes + i] ^= b }
-        return engine.setKey(keyid, dataKey: UnsafeRawBufferPointer(rebasing: buf[0..<keyBytes]),
-                             tweakKey: UnsafeRawBufferPointer(rebasing: buf[keyBytes..<(2 * keyBytes)]))
+        let key = OwnedBuffer<UInt8>(zeroedCount: 2 * keyBytes)
+        defer { unsafe OPENSSL_cleanse(key.raw(), key.byteCount) }
+        let buf = unsafe UnsafeMutableRawBufferPointer(start: key.raw(), count: 2 * keyBytes)
+        unsafe rng.fill(buf)
+        for (i, b) in dataEntropy.prefix(keyBytes).enumerated() { key[i] ^= b }
+        for (i, b) in tweakEntropy.prefix(keyBytes).enumerated() { key[keyBytes + i] ^= b }
+        return unsafe engine.setKey(keyid, dataKey: UnsafeRawBufferPointer(start: key.raw(), count: keyBytes),
+                                    tweakKey: UnsafeRawBufferPointer(start: key.raw(keyBytes), count: keyBytes))
     }
 
     /// The state of a KeyID (KeyIDs beyond the table read as unprogrammed).

@@ -4,7 +4,10 @@
 //
 // Invariants: between calls the cache's write-back buffer is empty, so DRAM (`physRead`) is exact;
 // addresses outside DRAM never crash: loads read 0xFF, stores are dropped; KeyIDs are reduced to
-// the KeyID bits the hardware decodes.
+// the KeyID bits the hardware decodes. With an EPC (`config.epc`), DRAM is the OS's memory followed
+// by the PRM: an ordinary access (any KeyID a PTE can carry) to the PRM gets SGX's abort-page
+// semantics (loads read 0xFF, stores are dropped, exactly like an address beyond DRAM); only the
+// SGX unit reaches it, through the EPC's own key (SGX.swift, docs/sgx.md).
 import KeyMMBase
 
 /// The modeled machine.
@@ -21,6 +24,10 @@ public final class Machine {
     package private(set) var tdx: TDXModule?
     /// The SEV firmware and the RMP (SEVFirmware.swift); nil without SEV ASIDs.
     package private(set) var sev: SEVFirmware?
+    /// The SGX unit (EPC, EPCM, ENCLS/ENCLU), when the machine has an EPC.
+    public let sgx: SGXUnit?
+    /// End of the memory ordinary accesses reach (the OS's memory; the PRM follows it).
+    let accessLimit: UInt64
 
     /// Builds a machine. Throws `ConfigError` for a bad configuration, `HardwareError` when the host
     /// cannot reserve the memory.
@@ -28,12 +35,14 @@ public final class Machine {
         try config.validate()
         self.config = config
         clock = CostClock(profile: costs)
-        dram = try PhysicalMemory(size: config.memory)
-        // SEV guests' ASIDs get engine slots (and cache tags) after the host's KeyIDs.
-        engine = EncryptionEngine(slots: Int(config.maxKeyID) + 1 + config.sevASIDs)
+        dram = try PhysicalMemory(size: config.installedDRAM)
+        // SEV guests' ASIDs get engine slots (and cache tags) after SGX's (MachineConfig.asidTag).
+        engine = EncryptionEngine(slots: config.engineSlots)
         keyTable = KeyIDTable(config: config, engine: engine, clock: clock)
         keyTable.packages = config.packages
         cache = try Cache(size: config.cacheSize, ways: config.cacheWays, dram: dram, engine: engine, clock: clock)
+        accessLimit = config.memory.rawValue
+        sgx = config.epc.rawValue > 0 ? SGXUnit(config: config, cache: cache, engine: engine, clock: clock) : nil
         let table = keyTable
         integrity = config.tdxKeyIDRange == nil ? nil
             : LineIntegrity(erratum: config.tdxPartialWriteErratum, isTDXPrivate: { table.isTDXPrivate($0) })
@@ -49,10 +58,11 @@ public final class Machine {
 
     @inline(__always) func frameInRange(_ pfn: PFN) -> Bool { pfn.rawValue < UInt64(config.frameCount) }
 
-    /// The in-DRAM prefix length of `[pa, pa + count)`.
+    /// The length of the prefix of `[pa, pa + count)` an ordinary access reaches (the OS's memory:
+    /// beyond it lies the PRM, whose abort-page semantics equal those of no memory at all).
     @inline(__always) func inRange(_ pa: PhysAddr, _ count: Int) -> Int {
-        guard count > 0, pa.rawValue < UInt64(dram.size) else { return 0 }
-        return Int(min(UInt64(count), UInt64(dram.size) - pa.rawValue))
+        guard count > 0, pa.rawValue < accessLimit else { return 0 }
+        return Int(min(UInt64(count), accessLimit - pa.rawValue))
     }
 
     /// Zeroes a frame through `keyid`: 64 full-line stores into the cache (no fills); the
@@ -82,18 +92,18 @@ public final class Machine {
         let n = inRange(pa, out.count)
         if integrity != nil, consumesPoison(pa, n, hwKeyID(keyid), partialOnly: false) {
             // A machine check (Integrity.swift): the load does not complete.
-            for i in 0..<out.count { out[i] = 0 }
+            for i in 0..<out.count { unsafe out[i] = 0 }
             return
         }
-        if n > 0 { cache.load(pa, keyid: hwKeyID(keyid), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<n])) }
-        if n < out.count { for i in n..<out.count { out[i] = 0xFF } }
+        if n > 0 { unsafe cache.load(pa, keyid: hwKeyID(keyid), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<n])) }
+        if n < out.count { for i in n..<out.count { unsafe out[i] = 0xFF } }
     }
 
     /// CPU loads through a mapping with `keyid`, as an array.
     public func read(_ pa: PhysAddr, keyid: KeyID, count: Int) -> [UInt8] {
         guard count > 0 else { return [] }
-        return [UInt8](unsafeUninitializedCapacity: count) { buf, done in
-            read(pa, keyid: keyid, into: UnsafeMutableRawBufferPointer(buf))
+        return unsafe [UInt8](unsafeUninitializedCapacity: count) { buf, done in
+            unsafe read(pa, keyid: keyid, into: UnsafeMutableRawBufferPointer(buf))
             done = count
         }
     }
@@ -103,16 +113,17 @@ public final class Machine {
     public func write(_ pa: PhysAddr, keyid: KeyID, from src: UnsafeRawBufferPointer) {
         let n = inRange(pa, src.count)
         if integrity != nil, consumesPoison(pa, n, hwKeyID(keyid), partialOnly: true) { return }   // machine check
-        if n > 0 { cache.store(pa, keyid: hwKeyID(keyid), from: UnsafeRawBufferPointer(rebasing: src[0..<n])) }
+        if n > 0 { unsafe cache.store(pa, keyid: hwKeyID(keyid), from: UnsafeRawBufferPointer(rebasing: src[0..<n])) }
     }
 
     /// CPU stores of an array.
     public func write(_ pa: PhysAddr, keyid: KeyID, bytes: [UInt8]) {
-        bytes.withUnsafeBytes { write(pa, keyid: keyid, from: $0) }
+        unsafe bytes.withUnsafeBytes { unsafe write(pa, keyid: keyid, from: $0) }
     }
 
     /// Raw DRAM: the bus snooper's / cold-boot attacker's view. The cache is NOT consulted (dirty
-    /// lines not yet written back are invisible). Bytes beyond DRAM read as 0xFF.
+    /// lines not yet written back are invisible). Bytes beyond DRAM read as 0xFF. The PRM (EPC) is
+    /// DRAM too: a snooper sees its ciphertext.
     public func physRead(_ pa: PhysAddr, count: Int) -> [UInt8] {
         dram.read(pa, count: count)
     }

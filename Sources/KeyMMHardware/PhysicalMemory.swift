@@ -20,40 +20,29 @@ public struct HardwareError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Modeled DRAM.
-public final class PhysicalMemory {
+/// (`@safe`: `read`/`write` check bounds; `base` and `pointer(_:)` hand out unsafe pointers, which
+/// their callers mark.)
+@safe public final class PhysicalMemory {
     /// Bytes of DRAM.
     public let size: Int
-    /// Start of the host reservation. Byte `pa` of DRAM lives at `base + pa`.
+    /// The host reservation: byte `pa` of DRAM lives at `base + pa`.
+    let storage: OwnedBuffer<UInt8>
+    /// Start of the host reservation (`storage`'s first byte).
     public let base: UnsafeMutableRawPointer
-    private let reservation: UnsafeMutableRawPointer
-    private let reservationSize: Int
 
     /// Reserves `size` bytes of sparse host memory.
     public init(size: ByteCount) throws(HardwareError) {
         guard size.rawValue > 0, size.rawValue <= UInt64(Int.max) else { throw HardwareError("bad DRAM size \(size)") }
         self.size = Int(size.rawValue)
         // One guard page on each side (PROT_NONE) keeps the host from merging this mapping with a
-        // neighbouring anonymous one, so its smaps entry measures exactly the DRAM.
-        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
-        let guardBytes = Int(getpagesize())
-        guard let r = mmap(nil, Int(size.rawValue) + 2 * guardBytes, PROT_NONE, flags, -1, 0), r != MAP_FAILED else {
+        // neighbouring anonymous one, so its smaps entry measures exactly the DRAM; no THP, so one
+        // written frame costs one host page, not a 2 MiB huge page.
+        guard let s = OwnedBuffer<UInt8>(mappingZeroed: Int(size.rawValue), hugePages: .noHuge, guardPages: true) else {
             throw HardwareError("cannot reserve \(size) of host address space for DRAM (mmap errno \(errno))")
         }
-        let p = r + guardBytes
-        guard mprotect(p, Int(size.rawValue), PROT_READ | PROT_WRITE) == 0 else {
-            munmap(r, Int(size.rawValue) + 2 * guardBytes)
-            throw HardwareError("cannot map \(size) of host memory for DRAM (mprotect errno \(errno))")
-        }
-        self.reservation = r
-        self.reservationSize = Int(size.rawValue) + 2 * guardBytes
-        self.base = p
-        #if os(Linux)
-        // Keep sparseness exact: one written frame costs one host page, not a 2 MiB THP.
-        _ = madvise(p, Int(size.rawValue), MADV_NOHUGEPAGE)
-        #endif
+        unsafe base = unsafe s.raw()
+        storage = s
     }
-
-    deinit { munmap(reservation, reservationSize) }
 
     /// Frames of DRAM.
     public var frameCount: Int { size >> Int(pageShift) }
@@ -65,27 +54,27 @@ public final class PhysicalMemory {
 
     /// Host pointer to DRAM byte `pa` (unchecked: callers check `contains`).
     @inlinable public func pointer(_ pa: PhysAddr) -> UnsafeMutableRawPointer {
-        base + Int(truncatingIfNeeded: pa.rawValue)
+        unsafe base + Int(truncatingIfNeeded: pa.rawValue)
     }
 
     /// Raw bytes; outside DRAM reads 0xFF.
     public func read(_ pa: PhysAddr, into out: UnsafeMutableRawBufferPointer) {
         guard let dst = out.baseAddress, out.count > 0 else { return }
         if contains(pa, count: out.count) {
-            dst.copyMemory(from: pointer(pa), byteCount: out.count)
+            unsafe dst.copyMemory(from: pointer(pa), byteCount: out.count)
             return
         }
         for i in 0..<out.count {
             let a = pa.rawValue &+ UInt64(i)
-            dst.storeBytes(of: a < UInt64(size) ? base.load(fromByteOffset: Int(a), as: UInt8.self) : 0xFF, toByteOffset: i, as: UInt8.self)
+            unsafe dst.storeBytes(of: a < UInt64(size) ? base.load(fromByteOffset: Int(a), as: UInt8.self) : 0xFF, toByteOffset: i, as: UInt8.self)
         }
     }
 
     /// Raw bytes as an array; outside DRAM reads 0xFF.
     public func read(_ pa: PhysAddr, count: Int) -> [UInt8] {
         guard count > 0 else { return [] }
-        return [UInt8](unsafeUninitializedCapacity: count) { buf, n in
-            read(pa, into: UnsafeMutableRawBufferPointer(buf))
+        return unsafe [UInt8](unsafeUninitializedCapacity: count) { buf, n in
+            unsafe read(pa, into: UnsafeMutableRawBufferPointer(buf))
             n = count
         }
     }
@@ -94,12 +83,12 @@ public final class PhysicalMemory {
     public func write(_ pa: PhysAddr, from src: UnsafeRawBufferPointer) {
         guard let s = src.baseAddress, src.count > 0 else { return }
         if contains(pa, count: src.count) {
-            pointer(pa).copyMemory(from: s, byteCount: src.count)
+            unsafe pointer(pa).copyMemory(from: s, byteCount: src.count)
             return
         }
         for i in 0..<src.count {
             let a = pa.rawValue &+ UInt64(i)
-            if a < UInt64(size) { base.storeBytes(of: s.load(fromByteOffset: i, as: UInt8.self), toByteOffset: Int(a), as: UInt8.self) }
+            if a < UInt64(size) { unsafe base.storeBytes(of: s.load(fromByteOffset: i, as: UInt8.self), toByteOffset: Int(a), as: UInt8.self) }
         }
     }
 
@@ -108,11 +97,11 @@ public final class PhysicalMemory {
         let lo = min(pfns.lowerBound.index << Int(pageShift), size)
         let hi = min(pfns.upperBound.index << Int(pageShift), size)
         guard hi > lo else { return }
-        _ = madvise(base + lo, hi - lo, MADV_DONTNEED)
+        _ = unsafe madvise(base + lo, hi - lo, MADV_DONTNEED)
     }
 
     /// Host bytes resident for the DRAM reservation (from /proc/self/smaps on Linux; nil elsewhere).
-    public func residentBytes() -> Int? { HostMemory.residentBytes(of: UnsafeRawPointer(base)) }
+    public func residentBytes() -> Int? { unsafe HostMemory.residentBytes(of: UnsafeRawPointer(base)) }
 }
 
 /// Host memory measurements (resident set), for docs and the bench.
@@ -154,12 +143,12 @@ public enum HostMemory {
     }
 
     static func readText(_ path: String) -> String? {
-        guard let f = fopen(path, "r") else { return nil }
-        defer { fclose(f) }
+        guard let f = unsafe fopen(path, "r") else { return nil }
+        defer { unsafe fclose(f) }
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = buf.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+            let n = unsafe buf.withUnsafeMutableBytes { unsafe fread($0.baseAddress, 1, $0.count, f) }
             if n <= 0 { break }
             out.append(contentsOf: buf[0..<n])
         }

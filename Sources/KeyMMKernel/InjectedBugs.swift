@@ -54,4 +54,19 @@ public struct InjectedBugs: OptionSet, Sendable, Hashable {
     public static let sevRecycleWithoutFlush = InjectedBugs(rawValue: 1 << 45)
     /// cvm/SNPHost.swift: without COHERENCY_SFW_NO, a page made private keeps the host's lines.
     public static let snpSkipPrivateEviction = InjectedBugs(rawValue: 1 << 46)
+    /// sgx/Reclaimer.swift: sgx_reclaimer_block() zaps the page's PTEs in every mm but the last one
+    /// on mm_list.
+    public static let sgxReclaimSkipsZap = InjectedBugs(rawValue: 1 << 13)
+    /// sgx/EnclaveMMList.swift: mmu_notifier .release frees the encl_mm without waiting for an SRCU
+    /// grace period (no synchronize_srcu).
+    public static let sgxReleaseWithoutSRCUSync = InjectedBugs(rawValue: 1 << 14)
+    /// sgx/EnclaveMMList.swift: sgx_encl_mm_add() skips the "already on mm_list" check, so fork's
+    /// vm_ops->open adds the child's mm once per enclave VMA.
+    public static let sgxEnclMMAddedTwice = InjectedBugs(rawValue: 1 << 15)
+    /// KeyMMHardware/SGX.swift (set from sgx/SGXDriver.swift): ELDU checks the MAC with the version
+    /// stored beside the sealed page instead of the VA slot's, so a replayed page is accepted.
+    public static let sgxELDUSkipsVersionCheck = InjectedBugs(rawValue: 1 << 16)
+    /// sgx/EnclaveMMList.swift (vma-refcount design): vm_ops->close does not drop the VMA's encl_mm
+    /// reference, so the encl_mm outlives the mm's last enclave VMA.
+    public static let sgxCloseSkipsPut = InjectedBugs(rawValue: 1 << 17)
 }

@@ -10,7 +10,8 @@ import KeyMMBase
 import KeyMMHardware
 import KeyMMKeys
 
-/// A process id (the model has one thread per process: pid == tid).
+/// A task id: a thread's tid, which is its process's pid for the thread group's leader
+/// (TaskStruct.tgid is the process id every thread of the group shares).
 public struct ProcessID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
     public var rawValue: Int32
     @inlinable public init(rawValue: Int32) { self.rawValue = rawValue }
@@ -54,11 +55,42 @@ public struct KernelConfig: Sendable {
     public var encryptAnon: Bool = false
     /// The confidential-VM host paths (cvm/): KVM's SEV ASID recycling policy.
     package var cvm = CVMConfig()
+    /// How the SGX driver tracks the mms that map an enclave (seed 004): the merged driver's
+    /// mmu_notifier + SRCU-protected mm_list, or the 2019 RFC's per-VMA refcounting (vm_ops
+    /// open/close). See sgx/EnclaveMMList.swift and docs/sgx.md.
+    public var sgxMMTracking: SGXMMTracking = .notifier
+    /// Whether enclave VMAs get VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP|VM_IO (as merged) or no extra
+    /// flags (a counterfactual driver whose VMAs VM_SPECIAL does not keep from merging).
+    public var sgxVMAFlags: SGXVMAFlags = .special
+    /// Which kernel's rule keeps VMAs with a vm_ops->close hook from merging: 6.18's (such a VMA is
+    /// never *removed* by a merge, it can still be expanded) or 2019's (is_mergeable_vma refuses it
+    /// outright, the rule seed 004 quotes).
+    public var closeMergeRule: CloseMergeRule = .linux618
     public init() {}
+}
+
+/// `sgx-mm-tracking`: the two designs of seed 004.
+public enum SGXMMTracking: String, Sendable, CaseIterable {
+    case notifier
+    case vmaRefcount = "vma-refcount"
+}
+
+/// `sgx-vma-flags`.
+public enum SGXVMAFlags: String, Sendable, CaseIterable {
+    case special, plain
+}
+
+/// `vm-close-merge`.
+public enum CloseMergeRule: String, Sendable, CaseIterable {
+    case linux618 = "6.18"
+    case linux2019 = "2019"
 }
 
 /// The kernel: tasks and their address spaces on one modeled machine.
 public final class Kernel {
+    deinit {
+        sgx?.breakReferenceCycles()   // sgx/SGXDriver.swift: encl_mm <-> mmu_notifier <-> mm, pending SRCU work
+    }
     public let machine: Machine
     public let allocator: PageAllocator
     public let keys: KeyService
@@ -87,6 +119,12 @@ public final class Kernel {
     @usableFromInline var nextShmemInode: UInt64 = 1
     /// Numbers open file descriptions (struct file identity: merging compares vm_file).
     var nextOpenID: UInt64 = 1
+    /// Open descriptions of device nodes and their references (mm/CharDevice.swift).
+    package internal(set) var openDevices: [UInt64: OpenDevice] = [:]
+    /// The SRCU of mmu notifiers (mm/MMUNotifier.swift): frees of put subscriptions wait for it.
+    package let mmuNotifierSRCU = SRCUStruct()
+    /// The SGX driver (/dev/sgx_enclave, the EPC allocator, ksgxd), when the machine has an EPC.
+    package internal(set) var sgx: SGXDriver?
 
     /// Builds a kernel on `machine`.
     public init(machine: Machine, config: KernelConfig) throws {
@@ -113,6 +151,7 @@ public final class Kernel {
         installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
         setupEncryptAnon()   // mktme/EncryptAnon.swift: KernelConfig.encryptAnon
         installKeyIDReleaseFlush()   // mktme/KeyIDRelease.swift: WBINVD before CLEAR_KEY (lazy policies)
+        sgxInit()                    // sgx/SGXDriver.swift: EPC sections, ksgxd, /dev/sgx_enclave
     }
 
     /// Creates a process with an empty address space. `pid` nil picks the next free pid.
@@ -150,6 +189,19 @@ public final class Kernel {
 
     /// The task with `pid`, or ESRCH.
     public func task(_ pid: ProcessID) -> TaskStruct? { tasks[pid] }
+
+    /// Every distinct mm (vfork/CLONE_VM tasks share one) with the lowest pid using it, in pid
+    /// order: what the kernel-wide scans (rmap fallback, KSM, khugepaged, reclaim, NUMA
+    /// balancing) and the checker visit.
+    package var distinctMMs: [(pid: ProcessID, mm: MM)] {
+        var seen = Set<ObjectIdentifier>()
+        var out: [(pid: ProcessID, mm: MM)] = []
+        for pid in tasks.keys.sorted() {
+            guard let t = tasks[pid], seen.insert(ObjectIdentifier(t.mm)).inserted else { continue }
+            out.append((pid, t.mm))
+        }
+        return out
+    }
 
     func newAnonVMA(parent: AnonVMA?) -> AnonVMA {
         let a = AnonVMA(id: nextAnonVMAId, parent: parent)

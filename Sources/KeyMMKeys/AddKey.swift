@@ -75,7 +75,7 @@ extension KeyService {
         }
 
         let key = Key(serial: allocateSerial(requested: requestedSerial), type: type, description: desc,
-                      uid: cred.uid, gid: cred.gid, perm: defaultPerm(type))
+                      uid: cred.fsuid, gid: cred.fsgid, perm: defaultPerm(type))
         if case .failure(let e) = instantiate(key, prep) { return .failure(e) }
         keys[key.serial] = key
         link(key, into: ring)

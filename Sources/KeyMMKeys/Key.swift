@@ -47,9 +47,9 @@ public final class Key: CustomStringConvertible {
     /// the user put it there).
     public let keyDescription: String
     /// Owner uid.
-    public let uid: UInt32
+    public internal(set) var uid: UInt32
     /// Owner gid; nil is Linux's INVALID_GID (per-UID keyrings), printed as 65534 (overflowgid).
-    public let gid: UInt32?
+    public internal(set) var gid: UInt32?
     /// Permission mask.
     public internal(set) var perm: KeyPerm
 

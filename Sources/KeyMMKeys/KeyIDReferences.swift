@@ -1,7 +1,7 @@
 // KeyIDReferences: the series' KeyID bookkeeping: the 1:1 map from mktme keys to hardware
 // KeyIDs (mktme_map) and one reference count per KeyID (encrypt_count[], a percpu_ref).
 //
-// Lifetime of a KeyID (seed 000): free -> reserved (instantiate picks the lowest free KeyID)
+// Lifetime of a KeyID (docs/sources.md, seed 000): free -> reserved (instantiate picks the lowest free KeyID)
 // -> programmed -> in use, count 1 (the key's own reference, percpu_ref_init) -> +1 per VMA
 // (mmap, vm_area_dup, encrypt_mprotect) and +2^order per page (prep_encrypted_page) -> the key
 // is destroyed: dead, the key's reference dropped (percpu_ref_kill) -> the count reaches 0:

@@ -2,10 +2,10 @@
 // a 32-bit mask of four 8-bit groups (possessor, user, group, other), each with view, read,
 // write, search, link and setattr bits.
 //
-// Invariants / simplification (documented in docs/keys.md): the subject's uid/gid are the
-// credentials' uid/gid (Linux uses fsuid/fsgid and also consults supplementary groups and LSMs);
-// root gets no bypass, exactly as in Linux; possessor bits add to whichever of user/group/other
-// applies; a key whose gid is "invalid" (user keyrings) never matches the group bits.
+// Invariants (documented in docs/keys.md): the subject is the credentials' fsuid, and fsgid plus
+// the supplementary groups (no LSM); root gets no bypass, exactly as in Linux; possessor bits
+// add to whichever of user/group/other applies; the group bits apply only to a key that has
+// some group bit and a valid gid ("invalid" for user keyrings).
 
 import KeyMMBase
 
@@ -63,9 +63,9 @@ public struct KeyNeed: OptionSet, Hashable, Sendable {
 @inlinable
 public func keyPermits(perm: KeyPerm, uid: UInt32, gid: UInt32?, cred: Credentials, possessed: Bool, need: KeyNeed) -> Bool {
     var kperm: UInt32
-    if uid == cred.uid {
+    if uid == cred.fsuid {
         kperm = perm.rawValue >> 16
-    } else if let gid, perm.rawValue & KeyPerm.grpAll.rawValue != 0, gid == cred.gid {
+    } else if let gid, perm.rawValue & KeyPerm.grpAll.rawValue != 0, cred.inGroup(gid) {
         kperm = perm.rawValue >> 8
     } else {
         kperm = perm.rawValue

@@ -1,5 +1,6 @@
 // keyctl(2) operations the model implements: KEYCTL_UPDATE (2), KEYCTL_REVOKE (3),
-// KEYCTL_DESCRIBE (6), KEYCTL_UNLINK (9), KEYCTL_INVALIDATE (21).
+// KEYCTL_CHOWN (4), KEYCTL_SETPERM (5), KEYCTL_DESCRIBE (6), KEYCTL_UNLINK (9),
+// KEYCTL_INVALIDATE (21).
 //
 // Each follows security/keys/keyctl.c: the same lookup flags and permissions, errors in the
 // same order (see docs/keys.md for the table). Keys marked KEY_FLAG_KEEP (early MKTME
@@ -9,11 +10,13 @@ import KeyMMBase
 
 /// keyctl operation numbers (linux/keyctl.h) the model implements.
 public enum KeyctlOperation: Int32, Sendable, CaseIterable, CustomStringConvertible {
-    case update = 2, revoke = 3, describe = 6, unlink = 9, invalidate = 21
+    case update = 2, revoke = 3, chown = 4, setperm = 5, describe = 6, unlink = 9, invalidate = 21
     public var description: String {
         switch self {
         case .update: "KEYCTL_UPDATE"
         case .revoke: "KEYCTL_REVOKE"
+        case .chown: "KEYCTL_CHOWN"
+        case .setperm: "KEYCTL_SETPERM"
         case .describe: "KEYCTL_DESCRIBE"
         case .unlink: "KEYCTL_UNLINK"
         case .invalidate: "KEYCTL_INVALIDATE"
@@ -104,6 +107,41 @@ extension KeyService {
         update(id, payload: Array(payload.utf8), cred: cred, process: process)
     }
 
+    /// KEYCTL_SETPERM: bits outside the four groups' six permissions EINVAL; the key is looked
+    /// up with create (KEY_SPEC_* keyrings come into being) and needs setattr; then only the
+    /// key's owner (fsuid) or a caller with CAP_SYS_ADMIN may change its mask (EACCES).
+    public func setperm(_ id: KeySerial, perm: UInt32, cred: Credentials, process: ProcessKeyrings) -> Result<Void, Errno> {
+        let valid = KeyPerm.posAll.rawValue | KeyPerm.usrAll.rawValue | KeyPerm.grpAll.rawValue | KeyPerm.othAll.rawValue
+        guard perm & ~valid == 0 else { return .failure(.EINVAL) }
+        switch lookup(id, need: .setattr, cred: cred, process: process, mode: LookupMode(create: true)) {
+        case .failure(let e): return .failure(e)
+        case .success(let r):
+            guard r.key.uid == cred.fsuid || cred.capable(.sysAdmin) else { return .failure(.EACCES) }
+            r.key.perm = KeyPerm(rawValue: perm)
+            return .success(())
+        }
+    }
+
+    /// KEYCTL_CHOWN(key, uid, gid): -1 leaves a field alone (both -1: nothing, success before
+    /// any lookup); the key is looked up with create and needs setattr; giving it to another
+    /// uid, or to a group the caller is not in, needs CAP_SYS_ADMIN (EACCES). Key quotas are
+    /// not modeled, so the transfer never fails with EDQUOT.
+    public func chown(_ id: KeySerial, uid: UInt32, gid: UInt32, cred: Credentials, process: ProcessKeyrings) -> Result<Void, Errno> {
+        let none = UInt32.max
+        if uid == none && gid == none { return .success(()) }
+        switch lookup(id, need: .setattr, cred: cred, process: process, mode: LookupMode(create: true)) {
+        case .failure(let e): return .failure(e)
+        case .success(let r):
+            let key = r.key
+            let otherOwner = uid != none && uid != key.uid
+            let otherGroup = gid != none && gid != key.gid && !cred.inGroup(gid)
+            if (otherOwner || otherGroup) && !cred.capable(.sysAdmin) { return .failure(.EACCES) }
+            if uid != none { key.uid = uid }
+            if gid != none { key.gid = gid }
+            return .success(())
+        }
+    }
+
     /// KEYCTL_DESCRIBE: `type;uid;gid;perm;description` (perm as %08x; never the payload).
     /// Needs view permission; revoked: EKEYREVOKED. The syscall returns the text's length + 1
     /// (the NUL), whatever the buffer size.
@@ -122,15 +160,21 @@ public struct KeyctlResult: Hashable, Sendable {
 
 extension KeyService {
     /// keyctl(op, ...) shaped like the syscall, for trace replay: `id` is arg2; `keyring` is
-    /// UNLINK's arg3; `payload` is UPDATE's (arg3, arg4). Operations the model does not implement
-    /// return EOPNOTSUPP, as Linux does for unknown operations.
+    /// UNLINK's arg3; `payload` is UPDATE's (arg3, arg4); `arg3`/`arg4` are SETPERM's mask and
+    /// CHOWN's uid and gid. Operations the model does not implement return EOPNOTSUPP, as Linux
+    /// does for unknown operations.
     public func keyctl(_ op: Int32, _ id: KeySerial, keyring: KeySerial = 0, payload: [UInt8]? = nil,
+                       arg3: UInt64 = 0, arg4: UInt64 = 0,
                        cred: Credentials, process: ProcessKeyrings) -> Result<KeyctlResult, Errno> {
         guard let operation = KeyctlOperation(rawValue: op) else { return .failure(.EOPNOTSUPP) }
         let zero = KeyctlResult(value: 0, text: nil)
         switch operation {
         case .update: return update(id, payload: payload, cred: cred, process: process).map { zero }
         case .revoke: return revoke(id, cred: cred, process: process).map { zero }
+        case .setperm: return setperm(id, perm: UInt32(truncatingIfNeeded: arg3), cred: cred, process: process).map { zero }
+        case .chown:
+            return chown(id, uid: UInt32(truncatingIfNeeded: arg3), gid: UInt32(truncatingIfNeeded: arg4),
+                         cred: cred, process: process).map { zero }
         case .unlink: return unlink(id, from: keyring, cred: cred, process: process).map { zero }
         case .invalidate: return invalidate(id, cred: cred, process: process).map { zero }
         case .describe:

@@ -9,14 +9,20 @@
 // - Events of a PID never seen before are held while some process has a clone/clone3/fork/vfork
 //   in flight; when that call completes with result N, it is emitted and then N's held events.
 //   So a child's first calls always come after the call that created it.
+// - perf prints a new task's return from clone/clone3/fork/vfork as its own line
+//   (`CHILD ... [continued]: clone3()) = 0`): that is the child's half of the parent's call, not a
+//   call of the child, and gives no event; if it comes before the parent's half, the child's
+//   events are held until a creation call returns the child's pid.
 // - `+++ exited/killed +++` of a PID first emits its still-unfinished calls (result `.unfinished`,
 //   or `?` for exit/exit_group). At end of input every unfinished call is emitted the same way.
-// Invariants: no event is lost or duplicated; held events are bounded by clone latency.
+// Invariants: no event is lost or duplicated (a child's return half is joined to its parent's call); held events are bounded by clone latency.
 // Hot path: a complete call with nothing pending or queued is handed straight back (no queue).
 
 struct EventJoiner {
     private var pending: [Int32: CallPart] = [:]
     private var pendingCreations = 0
+    /// Children whose return from clone/fork came before the parent's result (perf only).
+    private var awaitedChildren: Set<Int32> = []
     private var known: Set<Int32> = []
     private var lastKnown: Int32 = Int32.min
     private var held: [TraceEvent] = []
@@ -58,6 +64,10 @@ struct EventJoiner {
         case .resumed(let r):
             let k = Self.key(r.pid)
             guard var part = pending[k] else {
+                if r.mayStandAlone, isProcessCreation(r.name), r.result.int64Value == 0, let child = r.pid {
+                    childReturned(child)
+                    return nil
+                }
                 if r.mayStandAlone {
                     return emitFast(.call(SyscallLine(pid: r.pid, name: r.name, args: r.args, result: r.result,
                                                       resultDetail: r.detail, location: r.location,
@@ -104,11 +114,31 @@ struct EventJoiner {
         }
     }
 
+    /// perf's `CHILD ... [continued]: clone3()) = 0`: the child's return from the call that created
+    /// it, the other half of the parent's `clone3(...) = CHILD`. It is no call of the child's. If
+    /// the parent's half came first the child is known and nothing is left to do; if not, the
+    /// child's events are held (as while any creation is in flight) until a creation call
+    /// returns its pid.
+    private mutating func childReturned(_ child: Int32) {
+        guard !known.contains(child), !awaitedChildren.contains(child) else { return }
+        awaitedChildren.insert(child)
+        pendingCreations += 1
+    }
+
+    /// True for the creation call that returns a child whose own half came first: it is what
+    /// the held events wait for, so it is never held itself.
+    private func createsAwaitedChild(_ event: TraceEvent) -> Bool {
+        guard !awaitedChildren.isEmpty, case .call(let c) = event, isProcessCreation(c.name),
+              let child = c.result.int64Value, child > 0, child <= Int64(Int32.max) else { return false }
+        return awaitedChildren.contains(Int32(child))
+    }
+
     /// End of input: queues every unfinished call (in line order) and everything held.
     mutating func finish() {
         let stale = pending.values.sorted { $0.line.location < $1.line.location }
         pending.removeAll()
         pendingCreations = 0
+        awaitedChildren.removeAll()
         for part in stale { complete(part, result: Self.endResult(part.line.name)) }
         releaseHeld(pid: nil)
     }
@@ -147,7 +177,7 @@ struct EventJoiner {
     private mutating func emit(_ event: TraceEvent) {
         if let pid = event.pid, pid != lastKnown {
             if !known.contains(pid) {
-                if pendingCreations > 0 {
+                if pendingCreations > 0 && !createsAwaitedChild(event) {
                     held.append(event)
                     return
                 }
@@ -159,6 +189,7 @@ struct EventJoiner {
         if case .call(let c) = event, isProcessCreation(c.name), let child = c.result.int64Value, child > 0,
            child <= Int64(Int32.max) {
             known.insert(Int32(child))
+            if awaitedChildren.remove(Int32(child)) != nil { pendingCreations -= 1 }
             releaseHeld(pid: Int32(child))
         }
         if pendingCreations == 0 && !held.isEmpty { releaseHeld(pid: nil) }

@@ -4,7 +4,8 @@
 //
 // Owns: `ParsedLine` and `LineParser.parseLine()`.
 // Invariants: a line parses to exactly one `ParsedLine` or one located `TraceError`;
-// `syscall_0x1b2` / `syscall_434` are renamed `encrypt_mprotect` here and nowhere else.
+// strace's names for system calls it does not know (`syscall_0x1b2` / `syscall_434`,
+// `syscall_0x1ce` / `syscall_462`) are renamed (`encrypt_mprotect`, `mseal`) here and nowhere else.
 
 /// A call (or the unfinished first half of one) as one line shows it.
 struct CallPart {
@@ -49,6 +50,13 @@ func isProcessCreation(_ name: String) -> Bool {
 }
 
 extension LineParser {
+    /// How strace 6.1 prints system calls it has no name for: 434 is the MKTME series'
+    /// encrypt_mprotect, 462 is mseal (Linux 6.10, newer than that strace).
+    static let unknownSyscallNames: [String: String] = [
+        "syscall_0x1b2": "encrypt_mprotect", "syscall_434": "encrypt_mprotect",
+        "syscall_0x1ce": "mseal", "syscall_462": "mseal",
+    ]
+
     /// Parses the whole line.
     mutating func parseLine() throws(TraceError) -> ParsedLine {
         skipBlanks()
@@ -161,9 +169,9 @@ extension LineParser {
         }
         var name = identifier(nameStart, pos)
         var spelled: String?
-        if name == "syscall_0x1b2" || name == "syscall_434" {
+        if let known = Self.unknownSyscallNames[name] {
             spelled = name
-            name = "encrypt_mprotect"
+            name = known
         }
         callName = name
         skipBlanks()
@@ -197,7 +205,7 @@ extension LineParser {
             throw error("expected a call name after '<...' (strace writes '<... NAME resumed>'), found \(found())")
         }
         var name = identifier(nameStart, pos)
-        if name == "syscall_0x1b2" || name == "syscall_434" { name = "encrypt_mprotect" }
+        if let known = Self.unknownSyscallNames[name] { name = known }
         callName = name
         skipBlanks()
         guard hasPrefix("resumed>") else {
@@ -293,6 +301,18 @@ extension LineParser {
         return try parseValue(depth: 0)
     }
 
+    /// The errno name scanned from `start` to `pos`; a name Linux does not have is an error at
+    /// its column (with the closest errno as a hint), never a result that silently diverges.
+    func errnoName(_ start: Int) throws(TraceError) -> String {
+        let name = identifier(start, pos)
+        guard LinuxNames.isErrno(name) else {
+            let hint = closestName(to: name, among: LinuxNames.errnos).map { " (did you mean \($0)?)" } ?? ""
+            throw error("unknown errno \(name) in the result of \(callName)\(hint); an error result is -1 ERRNO (text) "
+                        + "with a Linux errno name (ENOENT, ENOMEM, EINVAL, EACCES, ...)", column: start + 1)
+        }
+        return name
+    }
+
     /// `[ = RESULT [(detail)]] [<duration>] [# comment]` up to the end of the line.
     mutating func parseResult(into result: inout TraceResult, detail: inout String?,
                               duration: inout Double?) throws(TraceError) {
@@ -310,7 +330,7 @@ extension LineParser {
                 result = .unknown
                 skipBlanks()
                 if peek() == 0x45, let s = scanIdentifier() { // ? ERESTARTSYS (To be restarted ...)
-                    let name = identifier(s, pos)
+                    let name = try errnoName(s)
                     skipBlanks()
                     result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
                 }
@@ -324,7 +344,7 @@ extension LineParser {
                     let save = pos
                     skipBlanks()
                     if peek() == 0x45, let s = scanIdentifier() { // -1 ENOMEM (Cannot allocate memory)
-                        let name = identifier(s, pos)
+                        let name = try errnoName(s)
                         skipBlanks()
                         result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
                     } else {

@@ -42,6 +42,12 @@ final class LineSource {
             throw TraceError(location: SourceLocation(file: path, line: 0, column: 0),
                              message: "cannot open trace file: \(reason)")
         }
+        var st = stat()
+        if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFDIR {
+            close(fd)
+            throw TraceError(location: SourceLocation(file: path, line: 0, column: 0),
+                             message: "is a directory; give a trace or scenario file (e.g. strace -f -o FILE PROGRAM)")
+        }
         self.fd = fd
         self.eof = false
         self.capacity = 1 << 18

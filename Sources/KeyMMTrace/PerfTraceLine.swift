@@ -47,6 +47,20 @@ extension LineParser {
         "move_pages": [("pid", nil), ("nr_pages", nil), ("pages", nil), ("nodes", nil), ("status", nil), ("flags", "MPOL_MF_")],
         "add_key": [("_type", nil), ("_description", nil), ("_payload", nil), ("plen", nil), ("ringid", "KEY_SPEC_")],
         "keyctl": [("option", "KEYCTL_"), ("arg2", nil), ("arg3", nil), ("arg4", nil), ("arg5", nil)],
+        "mseal": [("start", nil), ("len", nil), ("flags", nil)],
+        "memfd_create": [("uname", nil), ("flags", "MFD_")],
+        "ftruncate": [("fd", nil), ("length", nil)],
+        "truncate": [("path", nil), ("length", nil)],
+        "setuid": [("uid", nil)],
+        "setgid": [("gid", nil)],
+        "setfsuid": [("uid", nil)],
+        "setfsgid": [("gid", nil)],
+        "setreuid": [("ruid", nil), ("euid", nil)],
+        "setregid": [("rgid", nil), ("egid", nil)],
+        "setresuid": [("ruid", nil), ("euid", nil), ("suid", nil)],
+        "setresgid": [("rgid", nil), ("egid", nil), ("sgid", nil)],
+        "setgroups": [("gidsetsize", nil), ("grouplist", nil)],
+        "prctl": [("option", "PR_"), ("arg2", nil), ("arg3", nil), ("arg4", nil), ("arg5", nil)],
     ]
 
     /// A perf trace line; pos is at `(` after the time (or at `?`).
@@ -127,6 +141,8 @@ extension LineParser {
             skipBlanks()
             args.append(.named(name, try parseValue(depth: 1)))
             skipBlanks()
+            // perf decorates a pid argument with the task's comm: `pid: 14422 (node)`.
+            if peek() == 0x28 { _ = try scanParenthesized(); skipBlanks() }
             switch peek() {
             case 0x29: pos += 1; return args
             case 0x2c: pos += 1; skipBlanks()
@@ -153,7 +169,7 @@ extension LineParser {
             result = .value(try parseNumber(negative: negative, start: start))
             skipBlanks()
             if negative, peek() == 0x45, let e = scanIdentifier() {
-                let name = text(e, pos)
+                let name = try errnoName(e)
                 skipBlanks()
                 result = .errno(name, text: peek() == 0x28 ? try scanParenthesized() : nil)
             }
@@ -179,7 +195,12 @@ extension LineParser {
         var ip = ""
         if peek() == 0x5b {
             let s = pos + 1
-            while pos < end, base[pos] != 0x5d { pos += 1 }
+            // The symbol may hold brackets itself (`[node::RealEnvStore::Get[abi:cxx11]+0x0]`).
+            var depth = 0
+            while pos < end {
+                if base[pos] == 0x5b { depth += 1 } else if base[pos] == 0x5d { depth -= 1; if depth == 0 { break } }
+                pos += 1
+            }
             ip = text(s, pos)
             pos = min(pos + 1, end)
             skipBlanks()

@@ -53,9 +53,10 @@ public struct TraceError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What is wrong, and what would have been accepted.
     public let message: String
 
+    /// `message` is stored with any key material redacted (KeyMaterialRedaction.swift).
     public init(location: SourceLocation, message: String) {
         self.location = location
-        self.message = message
+        self.message = redactingKeyMaterial(message)
     }
 
     public var description: String { "\(location): error: \(message)" }

@@ -3,7 +3,8 @@
 // Owns: `TraceConstantFamily` (PROT_*, MAP_*, MADV_*, ...) and `TraceConstants`, the table the
 // typed accessors use to turn `PROT_READ|PROT_WRITE` into 3.
 // Invariants: every value equals the Linux x86-64 UAPI value (include/uapi/asm-generic/mman*.h,
-// linux/keyctl.h, fcntl.h, sched.h, signal.h, mempolicy.h); a name belongs to exactly one family.
+// linux/keyctl.h, fcntl.h, sched.h, signal.h, mempolicy.h, capability.h, prctl.h); a name belongs
+// to exactly one family.
 
 /// A family of symbolic constants, named by its prefix.
 public enum TraceConstantFamily: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
@@ -11,6 +12,10 @@ public enum TraceConstantFamily: String, Sendable, Hashable, CaseIterable, Custo
     case mlock = "MLOCK_*", keySpec = "KEY_SPEC_*", keyctl = "KEYCTL_*", open = "O_*", at = "AT_*"
     case pkey = "PKEY_*", mpol = "MPOL_*", msync = "MS_*", clone = "CLONE_*", signal = "SIG*"
     case fileMode = "S_IF*", access = "*_OK", wait = "W*", memfd = "MFD_*"
+    case capability = "CAP_*", keyPerm = "KEY_POS_*", prctl = "PR_*"
+    // SGX (arch/x86/include/uapi/asm/sgx.h, asm/sgx.h) and the model-only sgx_tamper modes.
+    case sgxIoctl = "SGX_IOC_*", sgxSecinfo = "SGX_SECINFO_*", sgxPageFlags = "SGX_PAGE_*"
+    case sgxAttribute = "SGX_ATTR_*", sgxTamper = "SGX_TAMPER_*"
 
     public var description: String { rawValue }
 
@@ -119,9 +124,57 @@ public enum TraceConstantFamily: String, Sendable, Hashable, CaseIterable, Custo
             [("WNOHANG", 1), ("WUNTRACED", 2), ("WSTOPPED", 2), ("WEXITED", 4), ("WCONTINUED", 8),
              ("WNOWAIT", 0x0100_0000), ("__WNOTHREAD", 0x2000_0000), ("__WALL", 0x4000_0000),
              ("__WCLONE", 0x8000_0000)]
+        case .sgxIoctl:
+            [("SGX_IOC_ENCLAVE_CREATE", 0x4008_A400), ("SGX_IOC_ENCLAVE_ADD_PAGES", 0xC030_A401),
+             ("SGX_IOC_ENCLAVE_INIT", 0x4008_A402), ("SGX_IOC_ENCLAVE_PROVISION", 0x4008_A403),
+             ("SGX_IOC_VEPC_REMOVE_ALL", 0xA404), ("SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS", 0xC028_A405),
+             ("SGX_IOC_ENCLAVE_MODIFY_TYPES", 0xC028_A406), ("SGX_IOC_ENCLAVE_REMOVE_PAGES", 0xC018_A407)]
+        case .sgxSecinfo:
+            [("SGX_SECINFO_R", 0x1), ("SGX_SECINFO_W", 0x2), ("SGX_SECINFO_X", 0x4),
+             ("SGX_SECINFO_SECS", 0x000), ("SGX_SECINFO_TCS", 0x100), ("SGX_SECINFO_REG", 0x200),
+             ("SGX_SECINFO_VA", 0x300), ("SGX_SECINFO_TRIM", 0x400)]
+        case .sgxPageFlags:
+            [("SGX_PAGE_MEASURE", 0x1)]
+        case .sgxAttribute:
+            [("SGX_ATTR_INIT", 0x1), ("SGX_ATTR_DEBUG", 0x2), ("SGX_ATTR_MODE64BIT", 0x4),
+             ("SGX_ATTR_PROVISIONKEY", 0x10), ("SGX_ATTR_EINITTOKENKEY", 0x20), ("SGX_ATTR_KSS", 0x80),
+             ("SGX_ATTR_ASYNC_EXIT_NOTIFY", 0x400)]
+        case .sgxTamper:
+            [("SGX_TAMPER_FLIP", 1), ("SGX_TAMPER_REPLAY", 2)]
         case .memfd:
             [("MFD_CLOEXEC", 1), ("MFD_ALLOW_SEALING", 2), ("MFD_HUGETLB", 4), ("MFD_NOEXEC_SEAL", 8),
              ("MFD_EXEC", 0x10)]
+        case .capability:
+            [("CAP_CHOWN", 0), ("CAP_DAC_OVERRIDE", 1), ("CAP_DAC_READ_SEARCH", 2), ("CAP_FOWNER", 3),
+             ("CAP_FSETID", 4), ("CAP_KILL", 5), ("CAP_SETGID", 6), ("CAP_SETUID", 7), ("CAP_SETPCAP", 8),
+             ("CAP_LINUX_IMMUTABLE", 9), ("CAP_NET_BIND_SERVICE", 10), ("CAP_NET_BROADCAST", 11),
+             ("CAP_NET_ADMIN", 12), ("CAP_NET_RAW", 13), ("CAP_IPC_LOCK", 14), ("CAP_IPC_OWNER", 15),
+             ("CAP_SYS_MODULE", 16), ("CAP_SYS_RAWIO", 17), ("CAP_SYS_CHROOT", 18), ("CAP_SYS_PTRACE", 19),
+             ("CAP_SYS_PACCT", 20), ("CAP_SYS_ADMIN", 21), ("CAP_SYS_BOOT", 22), ("CAP_SYS_NICE", 23),
+             ("CAP_SYS_RESOURCE", 24), ("CAP_SYS_TIME", 25), ("CAP_SYS_TTY_CONFIG", 26), ("CAP_MKNOD", 27),
+             ("CAP_LEASE", 28), ("CAP_AUDIT_WRITE", 29), ("CAP_AUDIT_CONTROL", 30), ("CAP_SETFCAP", 31),
+             ("CAP_MAC_OVERRIDE", 32), ("CAP_MAC_ADMIN", 33), ("CAP_SYSLOG", 34), ("CAP_WAKE_ALARM", 35),
+             ("CAP_BLOCK_SUSPEND", 36), ("CAP_AUDIT_READ", 37), ("CAP_PERFMON", 38), ("CAP_BPF", 39),
+             ("CAP_CHECKPOINT_RESTORE", 40), ("_LINUX_CAPABILITY_VERSION_1", 0x1998_0330),
+             ("_LINUX_CAPABILITY_VERSION_2", 0x2007_1026), ("_LINUX_CAPABILITY_VERSION_3", 0x2008_0522)]
+        case .keyPerm:
+            [("KEY_POS_VIEW", 0x1000000), ("KEY_POS_READ", 0x2000000), ("KEY_POS_WRITE", 0x4000000),
+             ("KEY_POS_SEARCH", 0x8000000), ("KEY_POS_LINK", 0x10000000), ("KEY_POS_SETATTR", 0x20000000),
+             ("KEY_POS_ALL", 0x3f000000), ("KEY_USR_VIEW", 0x10000), ("KEY_USR_READ", 0x20000),
+             ("KEY_USR_WRITE", 0x40000), ("KEY_USR_SEARCH", 0x80000), ("KEY_USR_LINK", 0x100000),
+             ("KEY_USR_SETATTR", 0x200000), ("KEY_USR_ALL", 0x3f0000), ("KEY_GRP_VIEW", 0x100),
+             ("KEY_GRP_READ", 0x200), ("KEY_GRP_WRITE", 0x400), ("KEY_GRP_SEARCH", 0x800),
+             ("KEY_GRP_LINK", 0x1000), ("KEY_GRP_SETATTR", 0x2000), ("KEY_GRP_ALL", 0x3f00),
+             ("KEY_OTH_VIEW", 0x1), ("KEY_OTH_READ", 0x2), ("KEY_OTH_WRITE", 0x4), ("KEY_OTH_SEARCH", 0x8),
+             ("KEY_OTH_LINK", 0x10), ("KEY_OTH_SETATTR", 0x20), ("KEY_OTH_ALL", 0x3f)]
+        case .prctl:
+            [("PR_SET_PDEATHSIG", 1), ("PR_GET_PDEATHSIG", 2), ("PR_GET_DUMPABLE", 3), ("PR_SET_DUMPABLE", 4),
+             ("PR_GET_KEEPCAPS", 7), ("PR_SET_KEEPCAPS", 8), ("PR_SET_NAME", 15), ("PR_GET_NAME", 16),
+             ("PR_CAPBSET_READ", 23), ("PR_CAPBSET_DROP", 24), ("PR_GET_SECUREBITS", 27),
+             ("PR_SET_SECUREBITS", 28), ("PR_SET_NO_NEW_PRIVS", 38), ("PR_GET_NO_NEW_PRIVS", 39),
+             ("PR_CAP_AMBIENT", 47), ("PR_CAP_AMBIENT_IS_SET", 1), ("PR_CAP_AMBIENT_RAISE", 2),
+             ("PR_CAP_AMBIENT_LOWER", 3), ("PR_CAP_AMBIENT_CLEAR_ALL", 4), ("PR_SET_VMA", 0x5356_4d41),
+             ("PR_SET_VMA_ANON_NAME", 0)]
         }
     }
 }

@@ -44,7 +44,8 @@ public enum TraceResult: Sendable, Hashable {
 public struct SyscallLine: Sendable, Hashable {
     /// The process (or thread) id; nil when the line had none.
     public var pid: Int32?
-    /// The call's name; `syscall_0x1b2` and `syscall_434` become `encrypt_mprotect`.
+    /// The call's name; `syscall_0x1b2` and `syscall_434` become `encrypt_mprotect`,
+    /// `syscall_0x1ce` and `syscall_462` become `mseal`.
     public var name: String
     /// The name as written when it was mapped (e.g. `syscall_0x1b2`), else nil.
     public var spelledName: String?

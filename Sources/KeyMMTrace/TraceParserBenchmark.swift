@@ -7,13 +7,7 @@
 // Both wall time and this thread's CPU time are reported: on a shared machine the CPU-time rate
 // is the parser's own speed, the wall-time rate what this run happened to get.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import KeyMMBase
 
 /// Measures how fast `TraceReader` parses.
 public enum TraceParserBenchmark {
@@ -36,12 +30,6 @@ public enum TraceParserBenchmark {
                 + "\(Int(linesPerCPUSecond)) lines/s (CPU time \(formatSeconds(cpuSeconds)) s, \(Int(megabytesPerSecond)) MB/s); "
                 + "\(Int(linesPerSecond)) lines/s wall (\(formatSeconds(seconds)) s)"
         }
-    }
-
-    static func threadCPUTime() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     static func seconds(_ d: Duration) -> Double {
@@ -93,34 +81,27 @@ public enum TraceParserBenchmark {
 
     /// Parses `bytes` and times it.
     public static func measure(bytes: [UInt8], lenient: Bool = true) -> Result {
-        let clock = ContinuousClock()
-        let reader = TraceReader(bytes: bytes, name: "benchmark", lenient: lenient)
-        var events = 0
-        let cpu0 = threadCPUTime()
-        let elapsed = clock.measure {
-            while let e = try? reader.next() {
-                events &+= 1
-                _ = e
-            }
-        }
-        let cpu = threadCPUTime() - cpu0
-        return Result(lines: reader.linesRead, events: events, bytes: bytes.count, seconds: seconds(elapsed), cpuSeconds: cpu)
+        time(TraceReader(bytes: bytes, name: "benchmark", lenient: lenient)) { _ in bytes.count }
     }
 
     /// Parses the file at `path` (streamed, lenient) and times it.
     public static func measure(path: String) throws(TraceError) -> Result {
+        try time(TraceReader(path: path, lenient: true)) { $0.bytesRead }
+    }
+
+    /// Reads every event of `reader`, timing it in wall and thread-CPU time.
+    private static func time(_ reader: TraceReader, bytes: (TraceReader) -> Int) -> Result {
         let clock = ContinuousClock()
-        let reader = try TraceReader(path: path, lenient: true)
         var events = 0
-        let cpu0 = threadCPUTime()
+        let cpu0 = HostClock.threadCPUSeconds()
         let elapsed = clock.measure {
             while let e = try? reader.next() {
                 events &+= 1
                 _ = e
             }
         }
-        let cpu = threadCPUTime() - cpu0
-        return Result(lines: reader.linesRead, events: events, bytes: reader.bytesRead, seconds: seconds(elapsed), cpuSeconds: cpu)
+        let cpu = HostClock.threadCPUSeconds() - cpu0
+        return Result(lines: reader.linesRead, events: events, bytes: bytes(reader), seconds: seconds(elapsed), cpuSeconds: cpu)
     }
 
     /// The standard run: `lines` synthetic lines, best of `repetitions`.

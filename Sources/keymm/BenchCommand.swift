@@ -18,7 +18,7 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Comma-separated allocator policies (default: all). `none` is always run for the ratios.")
     var policy: String?
 
-    @Option(name: .long, help: "Output format: json, table or csv (default: table on a terminal, json otherwise).")
+    @Option(name: .long, help: "Output format: json, table, csv or jsonl (default: table on a terminal, json otherwise; a shard writes jsonl).")
     var format: String?
 
     @Option(name: .long, help: "Write the result to FILE instead of standard output.")
@@ -32,20 +32,26 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, help: "No progress messages.")
     var quiet = false
 
+    @OptionGroup var sharding: ShardOptions
+
     func run() throws {
         do {
             try runBench()
         } catch let e as BenchUsageError {
-            FileHandle.standardError.write(Data("keymm bench: error: \(e.message)\n".utf8))
+            printError(e.located ? e.message : "keymm bench: error: \(e.message)")
             throw ExitCode(2)
         }
     }
 
-    struct BenchUsageError: Error { var message: String }
+    struct BenchUsageError: Error {
+        var message: String
+        /// The message already names its place (a located config error): printed as it is.
+        var located = false
+    }
 
     func runBench() throws {
         let model: ModelConfig
-        do { model = try modelOptions.modelConfig() } catch { throw BenchUsageError(message: error.message) }
+        do { model = try modelOptions.modelConfig() } catch { throw BenchUsageError(message: error.message, located: error.located) }
         var costs = CostProfile.default
         if let file = model.costsFile {
             do { costs = try CostProfile.load(from: file) } catch { throw BenchUsageError(message: "\(error)") }
@@ -67,20 +73,59 @@ struct Bench: ParsableCommand {
                 if !policies.contains(ap) { policies.append(ap) }
             }
         }
-        let fmt: BenchFormat
-        if let format {
-            guard let f = BenchFormat(rawValue: format) else { throw BenchUsageError(message: "unknown format '\(format)'; accepted: json, table, csv") }
+        let shard: Shard
+        do { shard = try sharding.resolve() } catch { throw BenchUsageError(message: error.message) }
+        let plan = BenchPlan.bench(selected, policies: policies, config: model, costs: costs, quick: quick)
+        try BenchOutput(format: format, output: output, quiet: quiet, command: "bench").write(plan, shard: shard)
+    }
+}
+
+/// Runs a bench plan (bench or sweep) and writes its result: the whole report as JSON, a table
+/// or CSV, or JSON Lines (one line per unit, flushed as produced; required for a shard).
+struct BenchOutput {
+    var format: String?
+    var output: String?
+    var quiet: Bool
+    var command: String
+
+    func write(_ plan: BenchPlan, shard: Shard) throws {
+        typealias BenchUsageError = Bench.BenchUsageError
+        let jsonl = format == "jsonl"
+        var fmt = BenchFormat.json
+        if let format, !jsonl {
+            guard let f = BenchFormat(rawValue: format) else { throw BenchUsageError(message: "unknown format '\(format)'; accepted: json, table, csv, jsonl") }
             fmt = f
-        } else {
+        } else if format == nil {
             fmt = output == nil && isatty(STDOUT_FILENO) == 1 ? .table : .json
         }
+        if shard.count > 1 && !jsonl {
+            throw BenchUsageError(message: "a shard (\(shard)) writes --format jsonl; `keymm merge` assembles the report")
+        }
         let showProgress = !quiet && isatty(STDERR_FILENO) == 1
-        let context = BenchContext(config: model, costs: costs, quick: quick)
+        let progress: (String) -> Void = { step in
+            if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K\(command): \(step) ...".utf8)) }
+        }
+        if jsonl {
+            var handle = FileHandle.standardOutput
+            if let output {
+                guard FileManager.default.createFile(atPath: output, contents: nil), let h = FileHandle(forWritingAtPath: output) else {
+                    throw BenchUsageError(message: "cannot write \(output)")
+                }
+                handle = h
+            }
+            let count: Int
+            do {
+                count = try BenchRunner.runShard(plan, shard: shard, writer: JSONLWriter(handle: handle), progress: progress)
+            } catch let e as ConfigError {
+                throw BenchUsageError(message: e.description)
+            }
+            if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
+            if !quiet, let output { printError("\(command): shard \(shard): \(count) rows written to \(output)") }
+            return
+        }
         let report: BenchReport
         do {
-            report = try BenchRunner.run(selected, policies: policies, base: context) { step in
-                if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[2Kbench: \(step) ...".utf8)) }
-            }
+            report = try BenchRunner.run(plan, progress: progress)
         } catch let e as ConfigError {
             throw BenchUsageError(message: e.description)
         }
@@ -88,7 +133,7 @@ struct Bench: ParsableCommand {
         let text = BenchFormatter.render(report, as: fmt)
         if let output {
             do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch { throw BenchUsageError(message: "cannot write \(output): \(error)") }
-            if !quiet { print("bench: \(report.results.count) rows written to \(output)") }
+            if !quiet { print("\(command): \(report.results.count) rows written to \(output)") }
         } else {
             print(text, terminator: "")
         }

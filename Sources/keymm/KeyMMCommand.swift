@@ -1,8 +1,11 @@
-// The keymm command line: subcommands demo, run, replay, bench, fuzz, calibrate, report.
+// The keymm command line: subcommands demo, run, replay, bench, sweep, calibrate, fuzz, merge, report.
 // Exit statuses follow the contract: 0 success, 1 divergence/violation, 2 bad input.
 import ArgumentParser
 import Foundation
 import KeyMM
+
+/// `keymm --version`: the release and the schemas of the machine-readable outputs.
+let keymmVersion = "keymm 0.1.0 (run JSON schema 1, bench JSON schema 1)"
 
 @main
 struct KeyMMCommand: ParsableCommand {
@@ -26,6 +29,8 @@ struct KeyMMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keymm",
         abstract: "An executable model of the Linux mm with multi-key memory encryption (MKTME).",
-        subcommands: [Demo.self, Run.self, Replay.self, Bench.self, Calibrate.self, Fuzz.self, Report.self]
+        discussion: "Start with `keymm demo`; README.md has a five-minute tour of every command.",
+        version: keymmVersion,
+        subcommands: [Demo.self, Run.self, Replay.self, Bench.self, Sweep.self, Calibrate.self, Fuzz.self, Merge.self, Report.self]
     )
 }

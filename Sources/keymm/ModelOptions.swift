@@ -19,7 +19,7 @@ struct ModelOptions: ParsableArguments {
             guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
                 throw UsageError("cannot read configuration file \(config)")
             }
-            do { try model.applyTOML(text, file: config) } catch { throw UsageError(error.description) }
+            do { try model.applyTOML(text, file: config) } catch { throw UsageError(error.description, located: true) }
         }
         for s in set {
             do { try model.apply(s) } catch { throw UsageError("--set \(s): \(error.message)") }
@@ -32,7 +32,9 @@ struct ModelOptions: ParsableArguments {
 /// Bad input or usage: printed on standard error, exit status 2.
 struct UsageError: Error, CustomStringConvertible {
     let message: String
-    init(_ message: String) { self.message = message }
+    /// The message already names its place (`FILE:LINE:COLUMN: error: ...`): printed as it is.
+    let located: Bool
+    init(_ message: String, located: Bool = false) { self.message = message; self.located = located }
     var description: String { message }
 }
 
@@ -46,7 +48,7 @@ func withInputErrors(_ command: String, _ body: () throws -> Void) throws {
     do {
         try body()
     } catch let e as UsageError {
-        printError("keymm \(command): error: \(e.message)")
+        printError(e.located ? e.message : "keymm \(command): error: \(e.message)")
         throw ExitCode(2)
     } catch let e as RunInputError {
         printError(e.description)

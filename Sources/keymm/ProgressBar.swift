@@ -5,7 +5,7 @@ import Foundation
 
 final class ProgressBar {
     private let label: String
-    private let total: Int
+    private var total: Int
     private let start = Date()
     private var lastDraw = Date.distantPast
     private var drawn = false
@@ -16,6 +16,12 @@ final class ProgressBar {
         self.label = label
         self.total = max(total, 1)
         self.enabled = isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil
+    }
+
+    /// Reports progress of a total known only now (a shard's calls).
+    func update(_ done: Int, of total: Int) {
+        self.total = max(total, 1)
+        update(done)
     }
 
     /// Reports progress; redraws at most ten times a second, after the first second.

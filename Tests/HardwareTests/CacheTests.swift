@@ -264,3 +264,103 @@ import KeyMMBase
         #expect(log.events == [.fill(PhysAddr(0x40), KeyID(1)), .writeBack(PhysAddr(0x40), KeyID(1)), .invalidate(PhysAddr(0x40), KeyID(1))])
     }
 }
+
+/// The replacement structure (fingerprints + per-set recency list) against the definition it
+/// implements: per-way use stamps, victim = the smallest stamp (invalid ways are stamped 0 and
+/// win, lowest way first). Same ways, same victims, after every operation, for every associativity
+/// class (1 way, fewer than one fingerprint word, exactly one, more than one, the maximum).
+@Suite struct CacheReplacementTests {
+    /// The stamp-based reference: the way each (line, KeyID) occupies, per set.
+    struct Reference {
+        let sets: Int, ways: Int
+        var tag: [UInt64]      // line << 16 | keyid, or UInt64.max when invalid
+        var stamp: [UInt64]
+        var tick: UInt64 = 1
+        init(sets: Int, ways: Int) {
+            self.sets = sets; self.ways = ways
+            tag = [UInt64](repeating: .max, count: sets * ways); stamp = [UInt64](repeating: 0, count: sets * ways)
+        }
+        mutating func access(_ line: UInt64, _ k: UInt16) {
+            let set = Int(line % UInt64(sets)), want = line << 16 | UInt64(k)
+            if let w = (0..<ways).first(where: { tag[set * ways + $0] == want }) {
+                stamp[set * ways + w] = tick; tick += 1; return
+            }
+            var victim = 0
+            for w in 1..<max(ways, 1) where stamp[set * ways + w] < stamp[set * ways + victim] { victim = w }
+            tag[set * ways + victim] = want; stamp[set * ways + victim] = tick; tick += 1
+        }
+        mutating func invalidate(_ line: UInt64, _ k: UInt16) {
+            let set = Int(line % UInt64(sets)), want = line << 16 | UInt64(k)
+            if let w = (0..<ways).first(where: { tag[set * ways + $0] == want }) { tag[set * ways + w] = .max; stamp[set * ways + w] = 0 }
+        }
+        mutating func invalidateAll() {
+            for i in tag.indices { tag[i] = .max; stamp[i] = 0 }
+        }
+    }
+
+    @Test("Victims equal the stamp-LRU definition", arguments: [1, 3, 8, 16, 17, 64])
+    func victimsMatchStampLRU(ways: Int) throws {
+        let sets = 4
+        let m = try smallMachine(cache: ByteCount(UInt64(64 * sets * ways)), ways: ways)
+        var ref = Reference(sets: sets, ways: ways)
+        var g = SeededGenerator(seed: UInt64(ways))
+        let pool = UInt64(sets * (ways + 3))   // a few more lines per set than ways: evictions
+        let line = [UInt8](repeating: 0xA5, count: 64)
+        for step in 0..<4000 {
+            let l = g.next() % pool, k = UInt16(g.next() % 3)
+            let pa = PhysAddr(l << 6)
+            switch g.next() % 16 {
+            case 0..<7: m.write(pa, keyid: KeyID(k), bytes: line); ref.access(l, k)
+            case 7..<13: _ = m.read(pa, keyid: KeyID(k), count: 64); ref.access(l, k)
+            case 13..<15: m.clflush(pa, keyid: KeyID(k), length: 64); ref.invalidate(l, k)
+            default: if step % 7 == 0 { m.wbinvd(); ref.invalidateAll() }
+            }
+            let c = m.cache
+            for set in 0..<sets {
+                for w in 0..<ways {
+                    let t = c.tags[c.slot(set, w)]
+                    let got = t & Cache.validBit == 0 ? UInt64.max : Cache.lineOf(t) << 16 | (t & 0xFFFF)
+                    try #require(got == ref.tag[set * ways + w], "ways \(ways) step \(step) set \(set) way \(w)")
+                }
+            }
+        }
+        #expect(m.clock.value(of: .evictions) > 0)
+    }
+}
+
+@Suite struct OwnedBufferTests {
+    @Test("A refused mapping falls back to a zeroed heap buffer, which is freed as heap memory")
+    func refusedMappingFallsBackToHeap() {
+        let b = OwnedBuffer<UInt64>.lazilyZeroed(count: 1 << 16, refuseMapping: true)
+        #expect(b.backing == .heap)
+        #expect((0..<b.count).allSatisfy { b[$0] == 0 })
+        b[b.count - 1] = 7
+        #expect(b[b.count - 1] == 7)
+        let mapped = OwnedBuffer<UInt64>.lazilyZeroed(count: 1 << 16)
+        #expect(mapped.backing == .mapping)
+        #expect(mapped[12345] == 0)
+    }
+
+    @Test("The engine's tweak cache on the heap fallback encrypts exactly as with the mapping")
+    func engineHeapFallbackMatchesMapping() {
+        let a = EncryptionEngine(slots: 4, refuseTweakCacheMapping: true)
+        let b = EncryptionEngine(slots: 4)
+        #expect(a.tweakCacheBacking == .heap)
+        #expect(b.tweakCacheBacking == .mapping)
+        var g = SeededGenerator(seed: 77)
+        let dk = randomBytes(16, &g), tk = randomBytes(16, &g)
+        for e in [a, b] {
+            dk.withUnsafeBytes { d in tk.withUnsafeBytes { t in #expect(e.setKey(KeyID(1), dataKey: d, tweakKey: t)) } }
+        }
+        let page = randomBytes(pageSize, &g)
+        var outA = [UInt8](repeating: 0, count: pageSize), outB = outA
+        for pfn: UInt64 in [5, 5, 4096 + 5] {   // cold, warm (entry reused), the same entry for another frame
+            let pa = PhysAddr(pfn << pageShift)
+            page.withUnsafeBytes { s in outA.withUnsafeMutableBytes { d in _ = a.encrypt(KeyID(1), at: pa, lines: linesPerPage, from: s.baseAddress!, to: d.baseAddress!) } }
+            page.withUnsafeBytes { s in outB.withUnsafeMutableBytes { d in _ = b.encrypt(KeyID(1), at: pa, lines: linesPerPage, from: s.baseAddress!, to: d.baseAddress!) } }
+            #expect(outA == outB)
+            #expect(Array(outA[0..<64]) == evpXTS(key: dk + tk, tweak: tweakBytes(pa.rawValue), data: Array(page[0..<64]), encrypt: true))
+        }
+        #expect(a.tweakCacheStats.pageHits == 1)
+    }
+}

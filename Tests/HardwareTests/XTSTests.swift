@@ -1,6 +1,6 @@
 // The engine's AES-XTS: IEEE 1619 vectors (through EVP, to pin the convention), then the
 // engine's batched construction checked bit-exactly against EVP's XTS line by line.
-import CHostProbe
+import CXTSKernels
 import Testing
 import KeyMMBase
 @testable import KeyMMHardware
@@ -236,5 +236,62 @@ import KeyMMBase
         checkPage(key2, page)
         engine.setTME(k)
         #expect(engine.tweakCacheLiveEntries == 0)
+    }
+}
+
+/// The two constructions of the engine (VAES kernels where the CPU has them, the batched one
+/// around libcrypto's ECB elsewhere) give identical bytes; the other tests check the default one
+/// against EVP's XTS and IEEE 1619.
+@Suite struct XTSConstructionTests {
+    @Test("VAES and ECB-batched engines agree (128/256-bit keys, contiguous and gathered, both directions)",
+          .enabled(if: EncryptionEngine.vaesAvailable, "this CPU has no VAES/AVX-512: only the ECB-batched construction runs"),
+          arguments: [128, 256])
+    func constructionsAgree(_ bits: Int) {
+        var g = SeededGenerator(seed: 4242 + UInt64(bits))
+        let vaes = EncryptionEngine(slots: 4, refuseTweakCacheMapping: false, vaes: true)
+        let ecb = EncryptionEngine(slots: 4, refuseTweakCacheMapping: false, vaes: false)
+        #expect(vaes.usesVAES && !ecb.usesVAES)
+        let dk = randomBytes(bits / 8, &g), tk = randomBytes(bits / 8, &g)
+        for e in [vaes, ecb] { dk.withUnsafeBytes { d in tk.withUnsafeBytes { t in #expect(e.setKey(KeyID(2), dataKey: d, tweakKey: t)) } } }
+        for lines in [1, 3, 4, 9, 64, 64, 130] {
+            let base = (g.next() & ((1 << 40) - 1)) & ~UInt64(lines == 64 ? 4095 : 63)
+            let pt = randomBytes(lines * 64, &g)
+            var a = pt, b = pt
+            a.withUnsafeMutableBytes { p in _ = vaes.encrypt(KeyID(2), at: PhysAddr(base), lines: lines, from: p.baseAddress!, to: p.baseAddress!) }
+            b.withUnsafeMutableBytes { p in _ = ecb.encrypt(KeyID(2), at: PhysAddr(base), lines: lines, from: p.baseAddress!, to: p.baseAddress!) }
+            #expect(a == b, "\(lines) lines at \(base)")
+            a.withUnsafeMutableBytes { p in _ = vaes.decrypt(KeyID(2), at: PhysAddr(base), lines: lines, from: p.baseAddress!, to: p.baseAddress!) }
+            #expect(a == pt)
+            var addrs = (0..<lines).map { _ in (g.next() & ((1 << 40) - 1)) & ~UInt64(63) }
+            var c = pt, d = pt
+            addrs.withUnsafeMutableBufferPointer { ad in
+                c.withUnsafeMutableBytes { p in _ = vaes.encrypt(KeyID(2), addresses: ad.baseAddress!, lines: lines, from: p.baseAddress!, to: p.baseAddress!) }
+                d.withUnsafeMutableBytes { p in _ = ecb.encrypt(KeyID(2), addresses: ad.baseAddress!, lines: lines, from: p.baseAddress!, to: p.baseAddress!) }
+            }
+            #expect(c == d, "gathered \(lines)")
+            addrs.withUnsafeMutableBufferPointer { ad in
+                c.withUnsafeMutableBytes { p in _ = vaes.decrypt(KeyID(2), addresses: ad.baseAddress!, lines: lines, from: p.baseAddress!, to: p.baseAddress!) }
+            }
+            #expect(c == pt)
+        }
+    }
+
+    @Test("VAES key schedules are cleansed when the key dies (re-key, CLEAR_KEY, NO_ENCRYPT)",
+          .enabled(if: EncryptionEngine.vaesAvailable, "this CPU has no VAES/AVX-512: the engine keeps no schedules of its own"))
+    func schedulesDieWithTheKey() {
+        let e = EncryptionEngine(slots: 4)
+        let region = 3 * EncryptionEngine.scheduleBytes
+        func schedule(_ k: Int) -> [UInt8] { (0..<region).map { e.schedules[k * region + $0] } }
+        let dk = [UInt8](repeating: 0x11, count: 16), tk = [UInt8](repeating: 0x22, count: 16)
+        for k in 1...3 { dk.withUnsafeBytes { d in tk.withUnsafeBytes { t in #expect(e.setKey(KeyID(UInt16(k)), dataKey: d, tweakKey: t)) } } }
+        let first = schedule(1)
+        #expect(first.contains { $0 != 0 })
+        e.setTME(KeyID(1)); e.setPlaintext(KeyID(2))
+        #expect(schedule(1).allSatisfy { $0 == 0 })
+        #expect(schedule(2).allSatisfy { $0 == 0 })
+        let dk2 = [UInt8](repeating: 0x33, count: 16)
+        dk2.withUnsafeBytes { d in tk.withUnsafeBytes { t in #expect(e.setKey(KeyID(3), dataKey: d, tweakKey: t)) } }
+        #expect(schedule(3) != first)   // the old schedule was replaced, not left beside the new one
+        #expect(Array(schedule(3)[0..<16]) == dk2)   // round key 0 is the new data key
     }
 }

@@ -58,22 +58,45 @@ final class DifferentialHarness: @unchecked Sendable {
     nonisolated(unsafe) static var shared: DifferentialHarness??
     static let lock = NSLock()
 
-    /// The shared harness, or nil (with the reason) when gcc is not available.
+    /// The shared harness, or nil (with the reason) when gcc is missing or the helper does not build.
     static func get() -> (DifferentialHarness?, String?) {
         lock.lock()
         defer { lock.unlock() }
-        if let s = shared { return (s, s == nil ? "gcc not found: differential tests skipped" : nil) }
+        if let s = shared { return (s, s == nil ? unavailableReason : nil) }
         let h = DifferentialHarness.make()
         shared = .some(h)
-        return (h, h == nil ? "gcc not found: differential tests skipped" : nil)
+        return (h, h == nil ? unavailableReason : nil)
     }
 
+    /// Why the harness is missing (the skip reason the differential suites show).
+    static var unavailableReason: String {
+        findGCC() == nil ? "gcc not found: the kernel-differential tests did not run"
+                         : "Helpers/diffexec.c did not build with gcc: the kernel-differential tests did not run"
+    }
+
+    /// Whether the native side can run (gcc found and the helper built; built once per process).
+    static var available: Bool { Self.get().0 != nil }
+
+    /// gcc (or cc) on PATH, as `.ci/run` looks for it.
     static func findGCC() -> String? {
-        for p in ["/usr/bin/gcc", "/usr/local/bin/gcc", "/bin/gcc", "/usr/bin/cc"]
-        where FileManager.default.isExecutableFile(atPath: p) {
-            return p
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for name in ["gcc", "cc"] {
+            for dir in path.split(separator: ":") where !dir.isEmpty {
+                let p = "\(dir)/\(name)"
+                if FileManager.default.isExecutableFile(atPath: p) { return p }
+            }
         }
         return nil
+    }
+
+    /// `gcc -O2 -o output source`; true if it built.
+    static func compile(gcc: String, source: URL, output: URL) -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: gcc)
+        p.arguments = ["-O2", "-o", output.path, source.path]
+        do { try p.run() } catch { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
     }
 
     static func make() -> DifferentialHarness? {
@@ -83,12 +106,7 @@ final class DifferentialHarness: @unchecked Sendable {
         let dir = URL(fileURLWithPath: "/tmp").appendingPathComponent("keymm-diff-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let helper = dir.appendingPathComponent("diffexec")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: gcc)
-        p.arguments = ["-O2", "-o", helper.path, source.path]
-        do { try p.run() } catch { return nil }
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { return nil }
+        guard compile(gcc: gcc, source: source, output: helper) else { return nil }
         let file = dir.appendingPathComponent("mapped.bin")
         FileManager.default.createFile(atPath: file.path, contents: Data(count: Int(fileSize)))
         var st = stat()
@@ -118,6 +136,8 @@ final class DifferentialHarness: @unchecked Sendable {
             for op in ops { text += op.line + "\n" }
             text += "E\n"
         }
+        // Programs may ftruncate the test file; the helper restores the size it finds at start.
+        _ = truncate(filePath, off_t(DifferentialHarness.fileSize))
         let progFile = dir.appendingPathComponent("programs-\(UUID().uuidString).txt")
         try text.write(to: progFile, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: progFile) }
@@ -185,11 +205,13 @@ final class DifferentialHarness: @unchecked Sendable {
     func runModel(_ ops: [DiffOp], kernel k: Kernel, keep: ((TaskStruct) -> Void)?) -> [String] {
         let base = DifferentialHarness.base
         let size = DifferentialHarness.size
+        if let f = k.file(at: filePath) { k.setFileSize(f, DifferentialHarness.fileSize) }   // the helper's ftruncate
         var task = k.spawn()
         var waiting: [ProcessID] = []
         let fdRW = (try? k.openat(task.pid, path: filePath, flags: .readWrite).get()) ?? -1
         let fdRO = (try? k.openat(task.pid, path: filePath, flags: .readOnly).get()) ?? -1
-        func fd(_ sel: Int) -> Int32 { [Int32(-1), fdRW, fdRO, 999][min(sel, 3)] }
+        var memfd: Int32 = -1
+        func fd(_ sel: Int) -> Int32 { [Int32(-1), fdRW, fdRO, 999, memfd][min(sel, 4)] }
         func addr(_ off: Int64) -> VirtAddr { VirtAddr(UInt64(bitPattern: Int64(bitPattern: base) &+ off)) }
         func addrResult(_ r: Result<VirtAddr, Errno>) -> String {
             switch r {
@@ -205,69 +227,107 @@ final class DifferentialHarness: @unchecked Sendable {
             case .success: return "0"
             }
         }
+        func region(_ t: TaskStruct) -> [String] {
+            var out: [String] = []
+            for vma in t.mm.vmas where vma.vmStart.rawValue < base + size && vma.vmEnd.rawValue > base {
+                var l = k.mapsLine(t.mm, vma)
+                l.removeLast()
+                out.append(l)
+                out.append("VmFlags: " + k.vmFlagsMnemonics(vma.vmFlags))
+            }
+            return out
+        }
         var lines: [String] = []
-        for op in ops {
-            let pid = task.pid
-            switch op {
-            case let .mmap(mode, off, len, prot, flags, sel, offset):
-                lines.append(addrResult(k.mmap(pid, addr: mode == 0 ? VirtAddr(0) : addr(off), length: len,
-                                               prot: Prot(rawValue: prot), flags: MapFlags(rawValue: flags),
-                                               fd: fd(sel), offset: offset)))
-            case let .munmap(off, len):
-                lines.append(res(k.munmap(pid, addr: addr(off), length: len)))
-            case let .mprotect(off, len, prot):
-                lines.append(res(k.mprotect(pid, addr: addr(off), length: len, prot: Prot(rawValue: prot))))
-            case let .pkeyMprotect(off, len, prot, pkey):
-                lines.append(res(k.pkeyMprotect(pid, addr: addr(off), length: len, prot: Prot(rawValue: prot), pkey: pkey)))
-            case let .mremap(off, ol, nl, flags, noff):
-                lines.append(addrResult(k.mremap(pid, oldAddr: addr(off), oldLength: ol, newLength: nl,
-                                                 flags: MremapFlags(rawValue: flags), newAddr: addr(noff))))
-            case let .madvise(off, len, adv):
-                lines.append(res(k.madvise(pid, addr: addr(off), length: len, advice: MAdvice(adv))))
-            case let .mlock(off, len):
-                lines.append(res(k.mlock(pid, addr: addr(off), length: len)))
-            case let .mlock2(off, len, flags):
-                lines.append(res(k.mlock2(pid, addr: addr(off), length: len, flags: MlockFlags(rawValue: flags))))
-            case let .munlock(off, len):
-                lines.append(res(k.munlock(pid, addr: addr(off), length: len)))
-            case let .mlockall(flags):
-                lines.append(res(k.mlockall(pid, flags: MCLFlags(rawValue: flags))))
-            case .munlockall:
-                lines.append(res(k.munlockall(pid)))
-            case let .pkeyAlloc(flags, initVal):
-                switch k.pkeyAlloc(pid, flags: flags, initVal: initVal) {
-                case .success(let key): lines.append(String(key))
-                case .failure(let e): lines.append("-\(e.rawValue)")
-                }
-            case let .pkeyFree(pkey):
-                lines.append(res(k.pkeyFree(pid, pkey: pkey)))
-            case .fork:
-                switch k.fork(pid) {
-                case .success(let c):
-                    k.exit(c)
+        func run(_ ops: [DiffOp]) {
+            for op in ops {
+                let pid = task.pid
+                switch op {
+                case let .mmap(mode, off, len, prot, flags, sel, offset):
+                    lines.append(addrResult(k.mmap(pid, addr: mode == 0 ? VirtAddr(0) : addr(off), length: len,
+                                                   prot: Prot(rawValue: prot), flags: MapFlags(rawValue: flags),
+                                                   fd: fd(sel), offset: offset)))
+                case let .munmap(off, len):
+                    lines.append(res(k.munmap(pid, addr: addr(off), length: len)))
+                case let .mprotect(off, len, prot):
+                    lines.append(res(k.mprotect(pid, addr: addr(off), length: len, prot: Prot(rawValue: prot))))
+                case let .pkeyMprotect(off, len, prot, pkey):
+                    lines.append(res(k.pkeyMprotect(pid, addr: addr(off), length: len, prot: Prot(rawValue: prot), pkey: pkey)))
+                case let .mremap(off, ol, nl, flags, noff):
+                    lines.append(addrResult(k.mremap(pid, oldAddr: addr(off), oldLength: ol, newLength: nl,
+                                                     flags: MremapFlags(rawValue: flags), newAddr: addr(noff))))
+                case let .madvise(off, len, adv):
+                    lines.append(res(k.madvise(pid, addr: addr(off), length: len, advice: MAdvice(adv))))
+                case let .mlock(off, len):
+                    lines.append(res(k.mlock(pid, addr: addr(off), length: len)))
+                case let .mlock2(off, len, flags):
+                    lines.append(res(k.mlock2(pid, addr: addr(off), length: len, flags: MlockFlags(rawValue: flags))))
+                case let .munlock(off, len):
+                    lines.append(res(k.munlock(pid, addr: addr(off), length: len)))
+                case let .mlockall(flags):
+                    lines.append(res(k.mlockall(pid, flags: MCLFlags(rawValue: flags))))
+                case .munlockall:
+                    lines.append(res(k.munlockall(pid)))
+                case let .pkeyAlloc(flags, initVal):
+                    switch k.pkeyAlloc(pid, flags: flags, initVal: initVal) {
+                    case .success(let key): lines.append(String(key))
+                    case .failure(let e): lines.append("-\(e.rawValue)")
+                    }
+                case let .pkeyFree(pkey):
+                    lines.append(res(k.pkeyFree(pid, pkey: pkey)))
+                case .fork:
+                    switch k.fork(pid) {
+                    case .success(let c):
+                        k.exit(c)
+                        lines.append("0")
+                    case .failure(let e): lines.append("-\(e.rawValue)")
+                    }
+                case let .touch(off, pages, write):
+                    lines.append(String(k.memTouch(task, addr(off), UInt64(pages) << 12, write ? .write : .read)))
+                case .forkContinue:
                     lines.append("0")
-                case .failure(let e): lines.append("-\(e.rawValue)")
-                }
-            case let .touch(off, pages, write):
-                lines.append(String(k.memTouch(task, addr(off), UInt64(pages) << 12, write ? .write : .read)))
-            case .forkContinue:
-                lines.append("0")
-                if case .success(let c) = k.fork(pid), let child = k.tasks[c] {
-                    waiting.append(pid)
-                    task = child
+                    if case .success(let c) = k.fork(pid), let child = k.tasks[c] {
+                        waiting.append(pid)
+                        task = child
+                    }
+                case let .mseal(off, len, flags):
+                    lines.append(res(k.mseal(pid, addr: addr(off), length: len, flags: flags)))
+                case let .ftruncate(sel, size):
+                    lines.append(res(k.ftruncate(pid, fd: fd(sel), length: size)))
+                case .memfd:
+                    switch k.memfdCreate(pid, name: "keymm", flags: 0) {
+                    case .success(let f):
+                        memfd = f
+                        lines.append("0")
+                    case .failure(let e): lines.append("-\(e.rawValue)")
+                    }
+                case let .forkRun(childOps):
+                    lines.append("0")
+                    if case .success(let c) = k.fork(pid), let child = k.tasks[c] {
+                        let parent = task
+                        task = child
+                        run(childOps)
+                        lines.append("CM")
+                        lines.append(contentsOf: region(task))
+                        lines.append("CE")
+                        k.exit(task.pid)
+                        task = parent
+                    }
                 }
             }
         }
+        run(ops)
         keep?(task)
         lines.append("M")
-        for vma in task.mm.vmas where vma.vmStart.rawValue < base + size && vma.vmEnd.rawValue > base {
-            var l = k.mapsLine(task.mm, vma)
-            l.removeLast()
-            lines.append(l)
-            lines.append("VmFlags: " + k.vmFlagsMnemonics(vma.vmFlags))
-        }
+        lines.append(contentsOf: region(task))
         k.exit(task.pid)
-        for p in waiting.reversed() { k.exit(p) }
+        // Each parent of a fork-and-continue prints its region once its child is done.
+        for p in waiting.reversed() {
+            if let t = k.task(p) {
+                lines.append("PM")
+                lines.append(contentsOf: region(t))
+            }
+            k.exit(p)
+        }
         leakCheck(k)
         return lines
     }
@@ -286,40 +346,36 @@ final class DifferentialHarness: @unchecked Sendable {
 
     // MARK: comparing
 
-    /// Canonicalizes shared-anonymous inode numbers (first appearance order) and re-pads.
+    /// Canonicalizes shmem inode numbers (shared anonymous memory and memfds; first
+    /// appearance order) and re-pads.
     static func normalize(_ lines: [String]) -> [String] {
         var map: [String: Int] = [:]
         return lines.map { line in
-            guard line.hasSuffix(" /dev/zero (deleted)") else { return line }
+            let names = [" /dev/zero (deleted)", " /memfd:keymm (deleted)"]
+            guard let name = names.first(where: { line.hasSuffix($0) }) else { return line }
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 6 else { return line }
             let ino = String(fields[4])
             let n = map[ino] ?? { let v = map.count + 1; map[ino] = v; return v }()
             var s = fields[0..<4].joined(separator: " ") + " SHM\(n) "
             if s.utf8.count < 72 { s += String(repeating: " ", count: 72 - s.utf8.count) }
-            return s + " /dev/zero (deleted)"
+            return s + name
         }
     }
 
-    /// nil when equal, else a readable report.
+    /// nil when equal, else a readable report: the program, then both outputs line by line
+    /// (a fork-run child's results and region come right after the fork's own line).
     static func compare(id: Int, seed: UInt64?, ops: [DiffOp], native: [String], model: [String]) -> String? {
         let n = normalize(native), m = normalize(model)
         if n == m { return nil }
-        var out = "program \(id)" + (seed.map { " (seed \($0))" } ?? "") + " diverges\n"
-        let count = ops.count
-        var i = 0
-        out += "  # op -> native | model\n"
-        for (k, op) in ops.enumerated() {
-            let a = k < n.count ? n[k] : "<none>"
-            let b = k < m.count ? m[k] : "<none>"
-            out += (a == b ? "   " : " ! ") + "\(k): \(op.pretty) -> \(a)" + (a == b ? "" : " | \(b)") + "\n"
-            i = k + 1
+        var out = "program \(id)" + (seed.map { " (seed \($0))" } ?? "") + " diverges\n  # program\n"
+        for (k, op) in ops.enumerated() { out += "   \(k): \(op.pretty)\n" }
+        out += "  # output: native | model\n"
+        for i in 0..<max(n.count, m.count) {
+            let a = i < n.count ? n[i] : "<none>"
+            let b = i < m.count ? m[i] : "<none>"
+            out += (a == b ? "   " : " ! ") + "\(i): \(a)" + (a == b ? "" : " | \(b)") + "\n"
         }
-        _ = count
-        out += "  --- native region ---\n"
-        for l in n.dropFirst(i) { out += "  " + l + "\n" }
-        out += "  --- model region ---\n"
-        for l in m.dropFirst(i) { out += "  " + l + "\n" }
         return out
     }
 }

@@ -18,7 +18,7 @@ private func mapAnon(_ page: Int64, _ pages: Int64, prot: UInt32 = RW, flags: UI
     .mmap(addrMode: 1, off: pg(page), len: len(pages), prot: prot, flags: flags, fdsel: 0, offset: 0)
 }
 
-@Suite(.serialized, .enabled(if: DifferentialHarness.findGCC() != nil, "gcc not found: differential tests skipped"))
+@Suite(.serialized, .enabled(if: DifferentialHarness.available, Comment(rawValue: DifferentialHarness.unavailableReason)))
 struct DifferentialScenarioTests {
     static let scenarios: [(name: String, ops: [DiffOp])] = [
         // merge.c: mprotect splits, and the inverse mprotect re-merges (unfaulted).
@@ -178,6 +178,119 @@ struct DifferentialScenarioTests {
             .madvise(off: pg(1), len: len(2), advice: 14),
             .madvise(off: pg(1), len: len(2), advice: 4),
             .madvise(off: pg(0), len: len(4), advice: 77),
+        ]),
+        // Issue 15 item 3 (is_mergeable_anon_vma + vma_is_fork_child, 6.18): in a forked child
+        // a VMA whose anon_vma chain is not singular neither lends nor takes an anon_vma in a
+        // merge; the parent's VMAs merge. Private file mappings of one open (fd_rw), adjacent
+        // offsets, written or not; the child's and the parent's regions are both compared.
+        ("fork_child_file_merge_case2", [
+            .mmap(addrMode: 1, off: pg(0), len: len(4), prot: RW, flags: 0x02 | 0x10, fdsel: 1, offset: 0),
+            .mmap(addrMode: 1, off: pg(4), len: len(4), prot: RO, flags: 0x02 | 0x10, fdsel: 1, offset: len(4)),
+            .touch(off: pg(0), pages: 1, write: true),
+            .forkRun(ops: [
+                .mprotect(off: pg(4), len: len(4), prot: RW),     // tgt (prev) is a fork child: no merge
+                .touch(off: pg(5), pages: 1, write: true),
+                .mprotect(off: pg(2), len: len(4), prot: RO),
+                .mprotect(off: pg(2), len: len(4), prot: RW),
+            ]),
+            .mprotect(off: pg(4), len: len(4), prot: RW),         // the parent: merges
+        ]),
+        ("fork_child_file_merge_case1", [
+            .mmap(addrMode: 1, off: pg(0), len: len(4), prot: RO, flags: 0x02 | 0x10, fdsel: 1, offset: 0),
+            .mmap(addrMode: 1, off: pg(4), len: len(4), prot: RW, flags: 0x02 | 0x10, fdsel: 1, offset: len(4)),
+            .touch(off: pg(4), pages: 2, write: true),
+            .forkRun(ops: [
+                .mprotect(off: pg(4), len: len(4), prot: RO),     // src (middle) is a fork child: no merge
+                .mremap(off: pg(4), oldLen: len(4), newLen: len(4), flags: 3, newOff: pg(20)),
+                .mmap(addrMode: 1, off: pg(16), len: len(4), prot: RO, flags: 0x02 | 0x10, fdsel: 1, offset: 0),
+                .mremap(off: pg(20), oldLen: len(4), newLen: len(4), flags: 3, newOff: pg(4)),
+            ]),
+            .mprotect(off: pg(4), len: len(4), prot: RO),
+        ]),
+        ("fork_child_anon_then_file", [
+            mapAnon(0, 6),
+            .touch(off: pg(0), pages: 6, write: true),
+            .mmap(addrMode: 1, off: pg(6), len: len(6), prot: RW, flags: 0x02 | 0x10, fdsel: 1, offset: 0),
+            .touch(off: pg(6), pages: 2, write: true),
+            .forkContinue,
+            .mprotect(off: pg(2), len: len(8), prot: RO),
+            .mprotect(off: pg(2), len: len(8), prot: RW),
+            .mremap(off: pg(8), oldLen: len(2), newLen: len(2), flags: 3, newOff: pg(30)),
+            .mremap(off: pg(30), oldLen: len(2), newLen: len(2), flags: 3, newOff: pg(8)),
+            .forkRun(ops: [.mprotect(off: pg(0), len: len(12), prot: RO), .mprotect(off: pg(0), len: len(12), prot: RW)]),
+        ]),
+        // Issue 15 item 7: guard regions, mseal, memfd + ftruncate against the kernel.
+        ("guard_regions", [
+            mapAnon(0, 8),
+            .touch(off: pg(0), pages: 8, write: true),
+            .madvise(off: pg(2), len: len(2), advice: 102),
+            .touch(off: pg(0), pages: 8, write: false),               // stops at the guard
+            .madvise(off: pg(0), len: len(8), advice: 22),            // POPULATE_READ: EFAULT
+            .mlock(off: pg(0), len: len(8)),                          // ENOMEM, VM_LOCKED stays
+            .munlock(off: pg(0), len: len(8)),
+            .madvise(off: pg(0), len: len(8), advice: 4),             // DONTNEED keeps the markers
+            .touch(off: pg(2), pages: 1, write: false),
+            .mprotect(off: pg(2), len: len(1), prot: RO),
+            .forkRun(ops: [.touch(off: pg(2), pages: 1, write: false), .touch(off: pg(3), pages: 1, write: true)]),
+            .mremap(off: pg(0), oldLen: len(8), newLen: len(8), flags: 3, newOff: pg(20)),
+            .touch(off: pg(22), pages: 1, write: false),
+            .madvise(off: pg(23), len: len(1), advice: 103),
+            .touch(off: pg(23), pages: 1, write: true),
+            .mmap(addrMode: 1, off: pg(40), len: len(4), prot: RW, flags: 0x01 | 0x10, fdsel: 1, offset: 0),
+            .madvise(off: pg(41), len: len(1), advice: 102),
+            .touch(off: pg(40), pages: 4, write: false),
+            .mmap(addrMode: 1, off: pg(50), len: len(4), prot: RW, flags: privAnonFixed | 0x2000, fdsel: 0, offset: 0),
+            .madvise(off: pg(50), len: len(1), advice: 102),          // locked: EINVAL
+            .madvise(off: pg(50), len: len(1), advice: 103),          // removing is fine
+            .munmap(off: pg(20), len: len(8)),
+        ]),
+        ("mseal", [
+            mapAnon(0, 8),
+            .mseal(off: pg(2), len: len(2), flags: 1),
+            .mseal(off: pg(2) + 1, len: len(2), flags: 0),
+            .mseal(off: pg(7), len: len(2), flags: 0),                // runs past the mapping: ENOMEM
+            .mseal(off: pg(2), len: len(2), flags: 0),
+            .mprotect(off: pg(0), len: len(8), prot: RO),             // first VMA changes, then EPERM
+            .mprotect(off: pg(5), len: len(1), prot: RW),
+            .munmap(off: pg(1), len: len(2)),
+            .mremap(off: pg(2), oldLen: len(1), newLen: len(1), flags: 3, newOff: pg(30)),
+            .mremap(off: pg(0), oldLen: len(1), newLen: len(1), flags: 3, newOff: pg(3)),
+            .mmap(addrMode: 1, off: pg(3), len: len(1), prot: RO, flags: privAnonFixed, fdsel: 0, offset: 0),
+            .madvise(off: pg(2), len: len(1), advice: 4),             // writable: allowed
+            .madvise(off: pg(2), len: len(1), advice: 14),
+            .mlock(off: pg(2), len: len(1)),
+            .fork,
+            .munmap(off: pg(5), len: len(1)),
+            mapAnon(10, 4, prot: RO),
+            .mseal(off: pg(10), len: len(4), flags: 0),
+            .madvise(off: pg(10), len: len(1), advice: 4),            // read-only sealed anon: EPERM
+            .madvise(off: pg(10), len: len(1), advice: 102),
+            .madvise(off: pg(10), len: len(1), advice: 16),
+            .touch(off: pg(10), pages: 1, write: true),
+            // Sealing up to a sealed neighbour merges into it, and the rest of the range then
+            // merges too (found by the random programs, seed 77000448).
+            mapAnon(20, 12),
+            .mseal(off: pg(24), len: len(2), flags: 0),
+            .mseal(off: pg(20), len: len(12), flags: 0),
+        ]),
+        ("memfd_ftruncate", [
+            .memfd,
+            .mmap(addrMode: 1, off: pg(0), len: len(4), prot: RW, flags: 0x01 | 0x10, fdsel: 4, offset: 0),
+            .touch(off: pg(0), pages: 1, write: true),                // size 0: SIGBUS at once
+            .ftruncate(fdsel: 4, size: 8192),
+            .touch(off: pg(0), pages: 4, write: true),
+            .ftruncate(fdsel: 4, size: 16384),
+            .touch(off: pg(0), pages: 4, write: false),
+            .ftruncate(fdsel: 4, size: 4096),
+            .touch(off: pg(0), pages: 4, write: false),
+            .mmap(addrMode: 1, off: pg(8), len: len(4), prot: RW, flags: 0x02 | 0x10, fdsel: 1, offset: 0),
+            .touch(off: pg(8), pages: 4, write: true),
+            .ftruncate(fdsel: 1, size: 6000),
+            .touch(off: pg(8), pages: 4, write: false),               // private copies beyond EOF go too
+            .ftruncate(fdsel: 4, size: -1),
+            .ftruncate(fdsel: 2, size: 100),                           // read-only fd: EINVAL
+            .memfd,
+            .mmap(addrMode: 1, off: pg(20), len: len(2), prot: RW, flags: 0x01 | 0x10, fdsel: 4, offset: 0),
         ]),
     ]
 

@@ -1,4 +1,4 @@
-// encrypt_mprotect (seed 002) beyond what scenario files can show: EACCES for a caller without
+// encrypt_mprotect (docs/sources.md, seed 002) beyond what scenario files can show: EACCES for a caller without
 // view permission, the VMA-level effects (KeyID in vm_page_prot, anon_vma unlinked, merges),
 // the smaps KeyID line, the pkey kept by NO_KEY, policy=none and user-keys=off.
 import Testing

@@ -164,6 +164,34 @@ import KeyMMKeys
         }
     }
 
+    /// Issue 15 item 2: the fault handler of a special mapping indexes pages by vmf->pgoff, the
+    /// offset in the whole mapping: on a VMA that is a piece of it (here pages 2-3 of a 4-page
+    /// mapping, vm_pgoff 2) the first page is page 2, not page 0 — and special mappings refuse
+    /// the split that would make such a piece (special_mapping_split, Linux 5.11+).
+    @Test func specialMappingFaultIndexesTheWholeMappingAndRefusesSplits() throws {
+        let pages: [(pfn: PFN, keyid: KeyID)] = (0..<4).map { (PFN(100 + UInt64($0)), KeyID(UInt16($0 % 2))) }
+        let ops = MixedEncryptionMapping(pages: pages)
+        let flags: VMFlags = [.read, .mayRead, .io, .pfnMap, .dontExpand]
+        let piece = VMA(start: VirtAddr(base + 0x2000), end: VirtAddr(base + 0x4000), pgoff: 2, flags: flags,
+                        pageProt: PageProt(vmFlags: flags))
+        piece.vmOps = ops
+        let first = ops.fault(piece, address: piece.vmStart, pageIndex: piece.pageIndex(of: piece.vmStart), write: false)
+        #expect(first?.pfn == PFN(102))
+        #expect(first?.prot.keyid == KeyID(0))
+        let second = ops.fault(piece, address: piece.vmStart.advanced(by: 4096), pageIndex: piece.pageIndex(of: piece.vmStart.advanced(by: 4096)), write: false)
+        #expect(second?.pfn == PFN(103))
+        #expect(second?.prot.keyid == KeyID(1))
+        #expect(ops.fault(piece, address: piece.vmStart, pageIndex: 4, write: false) == nil)   // beyond the mapping: SIGBUS
+        #expect(ops.maySplit(piece, at: piece.vmStart.advanced(by: 4096)) == .EINVAL)
+
+        let (k, t) = try makeMKTMEKernel()
+        _ = try k.vvarMap(t, addr: VirtAddr(base), npages: 3, decryptedIndex: 1).get()
+        #expect(k.mprotect(t.pid, addr: VirtAddr(base + 0x1000), length: 4096, prot: []) == .failure(.EINVAL))
+        #expect(k.munmap(t.pid, addr: VirtAddr(base), length: 4096) == .failure(.EINVAL))
+        #expect(t.mm.allVMAs.count == 1)
+        for i in 0..<3 { #expect(k.read(t, base + UInt64(i) * 4096, 11) == Array("vvar page \(i)".utf8)) }
+    }
+
     @Test func hugetlbVMAIsRefusedAndWarned() throws {
         let (k, t) = try makeMKTMEKernel()
         let key = k.mktmeKey("a")

@@ -1,4 +1,4 @@
-// Seed 000: one reference count per KeyID — the key's own, one per VMA (encrypt_mprotect,
+// docs/sources.md, seed 000: one reference count per KeyID — the key's own, one per VMA (encrypt_mprotect,
 // vm_area_dup at split and fork, vm_area_free) and one per 4 KiB page (1 << order at prep,
 // one per page at free, so a split THP balances) — and the KeyID is released (CLEAR_KEY)
 // only when the count reaches zero after the key died; pinned pages keep it alive after the

@@ -89,7 +89,7 @@ struct PageAllocPolicyTests {
         #expect(refs.count(KeyID(5)) == 8)
         pa.freePages(block, order: PageOrder(3))
         #expect(refs.count(KeyID(5)) == 0)
-        // A THP split and freed as 4K pages balances (seed 000).
+        // A THP split and freed as 4K pages balances (docs/sources.md, seed 000).
         let thp = try #require(pa.allocPages(order: .pmd, keyid: KeyID(3), gfp: .transHuge))
         #expect(refs.count(KeyID(3)) == 512)
         pa.splitPage(thp)

@@ -33,7 +33,7 @@ extension PageAllocator {
         buddy.zoneIndices.map { z in
             (0...Int(maxPageOrder)).map { o in
                 var out: [UInt64] = []
-                var p = buddy.area(z, o).pointee.head
+                var p = buddy.areas[buddy.areaIndex(z, o)].head
                 while p != BuddyAllocator.nilLink { out.append(p); p = store.peek(p).mapping }
                 return out
             }

@@ -54,7 +54,7 @@ import KeyMMHardware
 
     @Test func pteModifyKeepsKeyIDAndChangeMask() {
         let vmProt = PageProt(vmFlags: [.read, .write, .shared], keyid: KeyID(3))
-        // A PTE whose KeyID differs from vm_page_prot (seed 003: vvar's decrypted page).
+        // A PTE whose KeyID differs from vm_page_prot (docs/sources.md, seed 003: vvar's decrypted page).
         var pte = PTE(pfn: PFN(0x999), prot: PageProt(flags: vmProt.flags, keyid: KeyID(9)), layout: mktme)
         pte = PTE(raw: pte.raw | PTEFlags([.dirty, .accessed, .pcd]).rawValue)
         let ro = PageProt(vmFlags: [.read, .shared], keyid: KeyID(3))

@@ -1,4 +1,4 @@
-// Range operations on page tables: mprotect keeping per-PTE KeyID bits (seed 003's vvar
+// Range operations on page tables: mprotect keeping per-PTE KeyID bits (docs/sources.md, seed 003's vvar
 // page), TLB flush/shootdown counting and stale-translation safety, mremap moving entries,
 // migration keeping the KeyID, smaps counters, freeing everything at exit.
 import Testing
@@ -19,7 +19,8 @@ final class NoFaultOps: VMOperations {}
             k.machine.write(p.physAddr, keyid: keyid, bytes: Array("page\(i)".utf8))
             frames.append(p)
         }
-        let vma = addVMA(t, testBase, (3 + extraPages) << 12, [.read, .pfnMap, .io], keyid: KeyID(2))
+        // Installed at pgoff 0, as _install_special_mapping() does (the fault indexes vmf->pgoff).
+        let vma = addVMA(t, testBase, (3 + extraPages) << 12, [.read, .pfnMap, .io], keyid: KeyID(2), pgoff: 0)
         // vvar-like: page 1 is "decrypted" (KeyID 0) among pages with the VMA's KeyID 2.
         vma.vmOps = MixedEncryptionMapping(pages: frames.enumerated().map { ($0.element, $0.offset == 1 ? KeyID.tme : KeyID(2)) })
         for i in 0..<3 { #expect(k.readForTest(t, testBase + UInt64(i) << 12, 5) == Array("page\(i)".utf8)) }

@@ -136,7 +136,7 @@ import KeyMMHardware
             let vma = addVMA(t, huge, 2 << 20, [.read, .write], keyid: KeyID(3))
             #expect(k.memWrite(t, VirtAddr(huge), Array("huge".utf8)) == .ok(4))
             // The PMD's KeyID (3) differs from what vm_page_prot says from now on (1), as a
-            // vvar-like mapping's entries may (seed 003).
+            // vvar-like mapping's entries may (docs/sources.md, seed 003).
             vma.vmPageProt = PageProt(vmFlags: vma.vmFlags, keyid: KeyID(1))
             k.splitHugePMD(t.mm, vma, at: VirtAddr(huge + 4096))
             let e = try #require(k.entryForTest(t, huge))

@@ -104,7 +104,7 @@ import KeyMMBase
         #expect(mm.mapCount == 2)
     }
 
-    /// vma_merge_with_close (seed 004: VMAs whose vm_ops have .close never merge away).
+    /// vma_merge_with_close (docs/sources.md, seed 004: VMAs whose vm_ops have .close never merge away).
     @Test func closeHookBlocksRemovalButNotExtension() throws {
         let k = try makeVMAKernel()
         // A. next has close: a new range between prev and next only extends prev.
@@ -316,7 +316,7 @@ import KeyMMBase
         #expect(task.mm.mapCount == 1)
     }
 
-    /// Merging drops the removed VMA's KeyID reference; splitting takes one (seed 000).
+    /// Merging drops the removed VMA's KeyID reference; splitting takes one (docs/sources.md, seed 000).
     @Test func keyIDReferencesFollowSplitsAndMerges() throws {
         let k = try makeVMAKernel()
         let task = k.spawn()

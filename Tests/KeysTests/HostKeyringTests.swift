@@ -1,6 +1,8 @@
 // The real kernel on this machine answers: a C helper (built with gcc during the test) runs a
 // script of add_key/keyctl calls on `user` keys and keyrings in a fresh process, and the model
 // runs the same script; results (errno, DESCRIBE text, which serials are equal) must match.
+// The script covers the permission checks (possessor, user, group and other bits, setattr for
+// KEYCTL_SETPERM/CHOWN, no root bypass) before and after a fork to uid/gid 1000.
 // The mktme type does not exist on the host (ENODEV), so only the generic keyring rules are
 // compared here. Skipped (with a note) when gcc or the keyring syscalls are unavailable.
 import Foundation
@@ -19,6 +21,7 @@ private let helperSource = #"""
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
 static long serials[256]; static int n;
 static long id(const char *s) { return s[0] == '$' ? serials[atoi(s + 1)] : atol(s); }
 static const char *ename(int e) {
@@ -47,11 +50,13 @@ int main(void) {
     else if (!strcmp(f[0], "unlink")) { r = syscall(SYS_keyctl, 9, id(f[1]), id(f[2]), 0, 0); if (r >= 0) printf("ok\n"); }
     else if (!strcmp(f[0], "update")) { size_t l; char *p = payload(f[2], &l);
       r = syscall(SYS_keyctl, 2, id(f[1]), l ? p : NULL, l, 0); free(p); if (r >= 0) printf("ok\n"); }
+    else if (!strcmp(f[0], "setperm")) { r = syscall(SYS_keyctl, 5, id(f[1]), strtoul(f[2], 0, 0), 0, 0); if (r >= 0) printf("ok\n"); }
+    else if (!strcmp(f[0], "chown")) { r = syscall(SYS_keyctl, 4, id(f[1]), atol(f[2]), atol(f[3]), 0); if (r >= 0) printf("ok\n"); }
     else if (!strcmp(f[0], "child")) { /* fork; the parent waits and exits; the child goes on as UID */
       fflush(stdout);
       pid_t pid = fork();
       if (pid > 0) { int st; waitpid(pid, &st, 0); return WIFEXITED(st) ? WEXITSTATUS(st) : 1; }
-      r = setgid(atoi(f[1])); if (r == 0) r = setuid(atoi(f[1])); if (r >= 0) printf("ok\n"); }
+      r = setgroups(0, NULL); if (r == 0) r = setgid(atoi(f[1])); if (r == 0) r = setuid(atoi(f[1])); if (r >= 0) printf("ok\n"); }
     else { printf("bad\n"); continue; }
     if (r < 0) printf("err %s\n", ename(errno));
     n++;
@@ -114,16 +119,42 @@ private let script: [[String]] = [
     ["invalidate", "$36"],                          // 46
     ["invalidate", "$36"],                          // 47: ENOKEY
     ["add", "user", "kept", "x", "-2"],             // 48
-    ["child", "1000"],                              // 49: fork, child becomes uid/gid 1000
-    ["describe", "$48"],                            // 50: EACCES (other uid, not possessed)
-    ["describe", "-2"],                             // 51: ENOKEY (no process keyring after fork)
-    ["revoke", "$48"],                              // 52: EACCES
-    ["invalidate", "$48"],                          // 53: EACCES
-    ["update", "$48", "y"],                         // 54: EACCES
-    ["add", "user", "c", "x", "-2"],                // 55
-    ["describe", "$55"],                            // 56
-    ["unlink", "$48", "-2"],                        // 57: ENOENT (unlink does not check the key)
-    ["describe", "-4"],                             // 58
+    // Permission bits and ownership (issue 15 item 1): group and other bits, chown, setperm.
+    ["add", "user", "grp", "x", "-2"],              // 49
+    ["setperm", "$49", "0x3f010100"],               // 50: group view
+    ["chown", "$49", "-1", "1000"],                 // 51
+    ["describe", "$49"],                            // 52: user;0;1000;3f010100;grp
+    ["add", "user", "oth", "x", "-2"],              // 53
+    ["setperm", "$53", "0x3f010001"],               // 54: other view
+    ["add", "user", "mine", "x", "-2"],             // 55
+    ["setperm", "$55", "0x3f3f0000"],               // 56
+    ["chown", "$55", "1000", "-1"],                 // 57: given to uid 1000 (root: CAP_SYS_ADMIN)
+    ["describe", "$55"],                            // 58: possessor view: user;1000;0;3f3f0000;mine
+    ["setperm", "$55", "0x3f3f0000"],               // 59: not the owner, but CAP_SYS_ADMIN
+    ["setperm", "$53", "0x40000000"],               // 60: EINVAL
+    ["chown", "$53", "-1", "-1"],                   // 61: nothing to do
+    ["child", "1000"],                              // 62: fork, child drops groups, becomes uid/gid 1000
+    ["describe", "$48"],                            // 63: EACCES (other uid, not possessed)
+    ["describe", "-2"],                             // 64: ENOKEY (no process keyring after fork)
+    ["revoke", "$48"],                              // 65: EACCES
+    ["invalidate", "$48"],                          // 66: EACCES
+    ["update", "$48", "y"],                         // 67: EACCES
+    ["add", "user", "c", "x", "-2"],                // 68
+    ["describe", "$68"],                            // 69: owned by 1000
+    ["unlink", "$48", "-2"],                        // 70: ENOENT (unlink does not check the key)
+    ["describe", "-4"],                             // 71
+    ["describe", "$49"],                            // 72: via the group bits (gid 1000)
+    ["describe", "$53"],                            // 73: via the other bits
+    ["revoke", "$53"],                              // 74: EACCES (other bits: view only)
+    ["describe", "$55"],                            // 75: the owner's bits
+    ["setperm", "$55", "0x3f3f0101"],               // 76: the owner may
+    ["describe", "$55"],                            // 77
+    ["setperm", "$49", "0x3f3f3f3f"],               // 78: EACCES (no setattr through the group bits)
+    ["chown", "$55", "0", "-1"],                    // 79: EACCES (only CAP_SYS_ADMIN gives keys away)
+    ["chown", "$55", "-1", "1000"],                 // 80: its own group
+    ["chown", "$55", "-1", "5"],                    // 81: EACCES (not in group 5)
+    ["describe", "$55"],                            // 82
+    ["update", "$55", "new"],                       // 83: the owner's write bit
 ]
 
 /// Replaces serial numbers by the index of their first appearance, so runs compare.
@@ -179,6 +210,11 @@ private func runModel() -> [String] {
         case "invalidate": result = line(s.invalidate(id(op[1]), cred: cred, process: process)) { _ in "ok" }
         case "unlink": result = line(s.unlink(id(op[1]), from: id(op[2]), cred: cred, process: process)) { _ in "ok" }
         case "update": result = line(s.update(id(op[1]), payload: payload(op[2]), cred: cred, process: process)) { _ in "ok" }
+        case "setperm":
+            result = line(s.setperm(id(op[1]), perm: UInt32(op[2].dropFirst(2), radix: 16) ?? 0, cred: cred, process: process)) { _ in "ok" }
+        case "chown":
+            let u = UInt32(truncatingIfNeeded: Int64(op[2]) ?? 0), g = UInt32(truncatingIfNeeded: Int64(op[3]) ?? 0)
+            result = line(s.chown(id(op[1]), uid: u, gid: g, cred: cred, process: process)) { _ in "ok" }
         default: result = "bad"
         }
         serials.append(0)
@@ -216,20 +252,16 @@ private func runHost() -> [String]? {
     return text.split(separator: "\n").map(String.init)
 }
 
-@Suite struct HostKeyringTests {
-    @Test func modelMatchesTheRunningKernel() {
-        guard let host = runHost() else {
-            print("SKIPPED: gcc not available; host keyring comparison not run")
-            return
-        }
-        guard getuid() == 0 else {
-            print("SKIPPED: not root (the script switches to uid 1000); host keyring comparison not run")
-            return
-        }
-        guard host.count == script.count, host.first?.hasPrefix("ok") == true else {
-            print("SKIPPED: keyring syscalls unavailable on this host (\(host.first ?? "no output"))")
-            return
-        }
+/// The host side, run once (nil: the helper did not build or run).
+private let hostKeyringOutput: [String]? = runHost()
+
+@Suite(.enabled(if: HostOracles.onPath("gcc"), "gcc not found: the host keyring comparison did not run"),
+       .enabled(if: getuid() == 0, "not root (the script switches to uid 1000): the host keyring comparison did not run"),
+       .enabled(if: hostKeyringOutput.map { $0.count == script.count && $0.first?.hasPrefix("ok") == true } ?? false,
+                "the helper did not build, or keyring syscalls are unavailable on this host: the host keyring comparison did not run"))
+struct HostKeyringTests {
+    @Test func modelMatchesTheRunningKernel() throws {
+        let host = try #require(hostKeyringOutput)
         let model = normalize(runModel()), real = normalize(host)
         for (i, (m, h)) in zip(model, real).enumerated() {
             #expect(m == h, "line \(i) \(script[i].joined(separator: " ")): model \(m) kernel \(h)")

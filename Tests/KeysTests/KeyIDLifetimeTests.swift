@@ -1,4 +1,4 @@
-// KeyID lifetime (seed 000): one reference count per KeyID, the key's own reference, VMA and
+// KeyID lifetime (docs/sources.md, seed 000): one reference count per KeyID, the key's own reference, VMA and
 // page references, release only at zero after the key died, CLEAR_KEY on release, reuse,
 // exhaustion, PCONFIG retries, UPDATE's EBUSY, anomalies and events.
 import Testing

@@ -1,4 +1,6 @@
-// Shared helpers for the key-service tests: a scriptable fake PCONFIG and a service factory.
+// Shared helpers for the key-service tests: a scriptable fake PCONFIG and a service factory, and
+// the checks the oracle-backed suites' `.enabled(if:)` traits use.
+import Foundation
 import KeyMMBase
 @_spi(Testing) import KeyMMKeys
 
@@ -49,4 +51,26 @@ extension KeyService {
 extension Result {
     var error: Failure? { if case .failure(let e) = self { return e }; return nil }
     var value: Success? { if case .success(let v) = self { return v }; return nil }
+}
+
+/// What the oracle-backed tests need from the host (each checked once).
+enum HostOracles {
+    /// An executable `name` on PATH.
+    static func onPath(_ name: String) -> Bool {
+        (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").contains {
+            FileManager.default.isExecutableFile(atPath: "\($0)/\(name)")
+        }
+    }
+
+    /// python3 imports `cryptography`'s ciphers.
+    static let pythonCryptography: Bool = {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "from cryptography.hazmat.primitives.ciphers import Cipher"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }()
 }

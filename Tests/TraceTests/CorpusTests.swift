@@ -34,7 +34,8 @@ private func summarize(_ file: String) throws -> CorpusSummary {
 
 @Suite struct CorpusTests {
     static let straceFiles = ["python3-startup.strace", "python3-imports.strace", "gcc-compile.strace",
-                              "git-log.strace", "git-status.strace", "make-j2.strace", "arenastat.strace"]
+                              "git-log.strace", "git-status.strace", "make-j2.strace", "arenastat.strace",
+                              "python3-threads.strace", "threadmaps.strace", "node-threads.strace"]
 
     @Test(arguments: straceFiles)
     func straceLogParsesStrictly(_ file: String) throws {
@@ -95,6 +96,16 @@ private func summarize(_ file: String) throws -> CorpusSummary {
             }
         }
         #expect(calls > 100 && timed == calls)
+    }
+
+    /// Threaded perf logs: one clone3 call per thread (the parent's half; the child's
+    /// `[continued]: clone3()) = 0` half is joined to it), and every thread's events.
+    @Test(arguments: [("threadmaps.perf", 4), ("node-threads.perf", 6)])
+    func perfThreadLogsJoinCloneHalves(_ file: String, threads: Int) throws {
+        let s = try summarize(file)
+        #expect(s.byName["clone3", default: 0] == threads)
+        #expect(s.pids.count == threads + 1)
+        #expect(s.faults > 100 && s.unfinished == 0)
     }
 
     @Test func perfTraceLogParsesWithFaults() throws {

@@ -47,6 +47,46 @@ import KeyMMTrace
         #expect(calls[2].pid == 9530 && calls[2].args.isEmpty && calls[2].result.int64Value == 0)
     }
 
+    /// perf prints each half of clone3: the parent's `clone3(...) = CHILD` and the child's
+    /// `CHILD ... [continued]: clone3()) = 0`. The child's half is no call of its own (issue 15:
+    /// replaying it as one forked a stray process and made the parent's next clone3 EAGAIN).
+    @Test func cloneChildHalfIsJoinedToTheParentsCall() throws {
+        let parentFirst = try events("""
+                 9.763 ( 0.310 ms): t/13289 clone3(uargs: 0x7fff6cf733b0, size: 88)                               = 13292
+                     ? (         ): t/13292  ... [continued]: clone3())                                           = 0
+                10.111 ( 0.000 ms): t/13292 mmap(len: 8192, prot: READ|WRITE, flags: PRIVATE|ANONYMOUS)           = 0x7f0000000000
+                10.294 ( 0.073 ms): t/13289 clone3(uargs: 0x7fff6cf733b0, size: 88)                               = 13293
+            """)
+        let calls = parentFirst.compactMap { if case .call(let c) = $0 { c } else { nil } }
+        #expect(calls.map(\.name) == ["clone3", "mmap", "clone3"])
+        #expect(calls.map(\.pid) == [13289, 13292, 13289])
+        #expect(calls[0].result.int64Value == 13292 && calls[2].result.int64Value == 13293)
+        // The child's half first (per-CPU buffers without --sort-events): its events wait for
+        // the parent's call that returns its pid.
+        let childFirst = try events("""
+                     ? (         ): t/13292  ... [continued]: clone3())                                           = 0
+                10.111 ( 0.000 ms): t/13292 mmap(len: 8192, prot: READ|WRITE, flags: PRIVATE|ANONYMOUS)           = 0x7f0000000000
+                 9.763 ( 0.310 ms): t/13289 clone3(uargs: 0x7fff6cf733b0, size: 88)                               = 13292
+                 9.900 ( 0.010 ms): t/13289 munmap(addr: 0x7f0000000000, len: 8192)                               = 0
+            """)
+        let c2 = childFirst.compactMap { if case .call(let c) = $0 { c } else { nil } }
+        #expect(c2.map(\.name) == ["clone3", "mmap", "munmap"])
+        #expect(c2.map(\.pid) == [13289, 13292, 13289])
+    }
+
+    @Test func bracketedSymbolsAndCommDecoratedPids() throws {
+        let all = try events("""
+               238.502 ( 0.000 ms): node/14422 minfault [node::RealEnvStore::Get[abi:cxx11]+0x0] => /usr/bin/node@0x8b2de0 (d.)
+               433.863 ( 0.014 ms): node/14422 sched_getaffinity(pid: 14422 (node), len: 32, user_mask_ptr: 0x1df837a0) = 32
+            """)
+        guard all.count == 2, case .fault(let f) = all[0], case .call(let c) = all[1] else {
+            Issue.record("expected a fault and a call, got \(all)"); return
+        }
+        #expect(f.ip == "node::RealEnvStore::Get[abi:cxx11]+0x0" && f.map == "/usr/bin/node" && f.mapOffset == 0x8b2de0)
+        #expect(c.args == [.named("pid", int(14422)), .named("len", int(32)), .named("user_mask_ptr", hex(0x1df8_37a0))])
+        #expect(c.result.int64Value == 32)
+    }
+
     @Test func faults() throws {
         let all = try events("""
                  0.000 ( 0.000 ms): true/5152 minfault [elf_load+0x28a] => 0x55678e2141e0 (?k)

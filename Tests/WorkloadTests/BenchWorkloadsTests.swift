@@ -97,6 +97,7 @@ struct BenchWorkloadsTests {
         #expect(enc.extra?["encrypt_anon_keyid"] == .int(1))
         #expect((enc.extra?["touched_pages"]?.number ?? 0) > 0)
         #expect(a.results.first { $0.policy == "none" }?.extra?["encrypt_anon_keyid"] == .int(0))
+        try MacroProgramTimeTests.checkProgramTime(a)   // issue 15 item 5: the program's own time
     }
 
     @Test func tenantsRowsDeterministic() throws {

@@ -8,6 +8,12 @@
 // first-touch fault (alloc_pages_vma with the VMA's KeyID, prep_encrypted_page, zeroing through
 // the KeyID, the PTE; dirty lines evicted from the modeled cache go through the real AES-XTS
 // engine). After the measurement: munmap. One operation = one fault.
+//
+// The eviction and flush paths:
+//   fault/... (encrypted anon, 1 MiB cache: evicting)   every fault's clear_page evicts 64 dirty
+//                                  lines of an earlier page and writes them back through the engine
+//   fault/... (encrypted anon, policy wrapper)         the flushing policy: 128 clflush'd dirty
+//                                  lines per fault (flush on alloc and free) with the default cache
 import Benchmark
 import KeyMM
 
@@ -19,8 +25,10 @@ final class FaultFixture {
     static let pages = 1000
     var length: UInt64 { UInt64(Self.pages * pageSize) }
 
-    init(policy: AllocatorPolicy) throws {
-        let machine = try Machine(config: MachineConfig())
+    init(policy: AllocatorPolicy, cache: ByteCount? = nil) throws {
+        var mc = MachineConfig()
+        if let cache { mc.cacheSize = cache }
+        let machine = try Machine(config: mc)
         var kc = KernelConfig()
         kc.policy = policy
         kernel = try Kernel(machine: machine, config: kc)
@@ -54,8 +62,13 @@ final class FaultFixture {
 }
 
 func registerFaultBenchmarks() {
-    for (name, policy) in [("fault/first-touch write (encrypted anon)", AllocatorPolicy.integrated),
-                           ("fault/first-touch write (plain anon, policy none)", AllocatorPolicy.none)] {
+    let variants: [(String, AllocatorPolicy, ByteCount?)] = [
+        ("fault/first-touch write (encrypted anon)", .integrated, nil),
+        ("fault/first-touch write (plain anon, policy none)", .none, nil),
+        ("fault/first-touch write (encrypted anon, 1 MiB cache: evicting)", .integrated, .mib(1)),
+        ("fault/first-touch write (encrypted anon, policy wrapper)", .wrapper, nil),
+    ]
+    for (name, policy, cache) in variants {
         let box = FixtureBox<FaultFixture>()
         Benchmark(name, configuration: perOperation(3)) { b in
             guard let f = box.value, let a = f.prepare() else { return b.error("fault fixture: mmap/mprotect failed") }
@@ -64,7 +77,7 @@ func registerFaultBenchmarks() {
             _ = f.kernel.munmap(f.task.pid, addr: a, length: f.length)
             if faults != FaultFixture.pages { b.error("touched \(faults) of \(FaultFixture.pages) pages") }
         } setup: {
-            box.value = try FaultFixture(policy: policy)
+            box.value = try FaultFixture(policy: policy, cache: cache)
         } teardown: {
             box.value = nil
         }

@@ -5,6 +5,7 @@
 //   fault/*    first-touch write faults on anonymous memory through the whole kernel
 //   vma/*      find_vma and mprotect split/merge in an mm with 1k and 100k VMAs
 //   parser/*   KeyMMTrace parsing a real strace log from traces/
+//   checker/*  the invariant checker's full sweep (page walks of every mm, frames, cache)
 //
 // Metrics marked `*` in the output are per inner operation (scalingFactor .kilo: one sample is
 // 1,000 operations); `--scale` shows them per sample. Fixtures are built in each benchmark's setup
@@ -31,6 +32,7 @@ let benchmarks: @Sendable () -> Void = {
     registerFaultBenchmarks()
     registerVMABenchmarks()
     registerParserBenchmarks()
+    registerCheckerBenchmarks()
 }
 
 /// A fixture built in a benchmark's setup hook and used by its closure (one benchmark at a time,

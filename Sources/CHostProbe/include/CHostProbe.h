@@ -1,12 +1,14 @@
-// CHostProbe: small host measurements for `keymm calibrate` (cache-line flushes, page zeroing
-// and copying, memory latency, syscall entry, a real page fault) and the TSC. Every function
-// returns nanoseconds per operation of the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), best of `reps`
-// runs, or a negative value when the operation is unavailable on this host.
+// CHostProbe: small host measurements for `keymm calibrate` and the benches' native reference
+// rates (cache-line flushes, page zeroing and copying, memory latency, syscall entry, a real page
+// fault) and the time-stamp counter. Every function returns nanoseconds per operation of the
+// calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), best of `reps` runs, or a negative value
+// when the operation is unavailable on this host. The model itself never calls these (its own C
+// kernels are in CXTSKernels). x86-64 only where the instruction is (RDTSC, CPUID, CLFLUSH);
+// elsewhere the TSC reads CLOCK_MONOTONIC in ns (hp_tsc_hz = 1e9) and the flush probes return -1.
 #ifndef KEYMM_CHOSTPROBE_H
 #define KEYMM_CHOSTPROBE_H
 #include <stddef.h>
 #include <stdint.h>
-#include "CXTSKernels.h"
 
 /// Read the time-stamp counter.
 uint64_t hp_rdtsc(void);
@@ -31,9 +33,5 @@ double hp_syscall_ns(int calls, int reps);
 double hp_page_fault_ns(int pages, int reps);
 /// ns per page of a whole mmap + first-touch write of `pages` pages + munmap cycle (bench `faults`).
 double hp_mmap_touch_munmap_ns(int pages, int reps);
-/// Faults in (write intent) every host page of [p, p + bytes) without changing its contents:
-/// MADV_POPULATE_WRITE, or a read-and-store-back touch per page on kernels without it. Bench
-/// set-up uses it so a measurement sees the simulator's steady state, not the host's first touch.
-void hp_populate_write(void *p, size_t bytes);
 
 #endif

@@ -1,5 +1,5 @@
 // encrypt-anon: the MKTME series' kernel-build experiment ("all anonymous memory on KeyID-1",
-// reference/mktme.md "Kernel build"), as a boot option (`KernelConfig.encryptAnon`, setting
+// docs/sources.md, MKTME kernel-build experiment), as a boot option (`KernelConfig.encryptAnon`, setting
 // `encrypt-anon=on`). At boot the kernel adds one "mktme" key (type=cpu, aes-xts-128) as root; its
 // KeyID (the first free one, KeyID 1 on a fresh machine) becomes `encryptAnonKeyID`, and every new
 // anonymous private VMA made by mmap or brk takes it (a per-VMA KeyID reference, as

@@ -1,4 +1,4 @@
-// encrypt_mprotect(2) (seed 002; RFC 45/62 and PATCHv2 44/59 "mm: Add the encrypt_mprotect()
+// encrypt_mprotect(2) (docs/sources.md, seed 002; RFC 45/62 and PATCHv2 44/59 "mm: Add the encrypt_mprotect()
 // system call for MKTME", 47/62 "mm: Restrict MKTME memory encryption to anonymous VMAs",
 // 44/62 "x86/mm: Set KeyIDs in encrypted VMAs for MKTME"): mprotect plus a KeyID, syscall 434.
 //
@@ -62,7 +62,7 @@ extension Kernel {
     /// mprotect_set_encrypt(): see the file comment. `vma` is the VMA now covering [start, end).
     func mprotectSetEncrypt(_ mm: MM, _ vma: VMA, _ newKeyID: KeyID, _ start: VirtAddr, _ end: VirtAddr) {
         // Unmap pages with the old KeyID if there are any.
-        if !config.bugs.contains(.encryptMprotectKeepsPages) { zapPageRange(mm, vma, start, end) }   // seeded bug
+        if !config.bugs.contains(.encryptMprotectKeepsPages) { zapPageRange(mm, vma, start, end, dropMarkers: false) }   // seeded bug
         let old = vma.keyid
         if old == newKeyID { return }
         vmaPutKeyID(vma)

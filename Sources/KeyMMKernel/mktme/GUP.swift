@@ -1,5 +1,5 @@
 // gup_pin / gup_unpin: a driver pinning user pages with pin_user_pages(FOLL_PIN | FOLL_LONGTERM)
-// and releasing them with unpin_user_pages (seed 000: "the page may live longer than VMA it is
+// and releasing them with unpin_user_pages (docs/sources.md, seed 000: "the page may live longer than VMA it is
 // mapped into (i.e. in get_user_pages() case) and having refcounting per-VMA is not enough").
 //
 // gup_pin(task, addr, npages): addr is rounded down to its page; each page is faulted in as GUP
@@ -58,11 +58,17 @@ extension Kernel {
 
     /// Faults in the page at `addr` as GUP does and returns its frame (nil: EFAULT).
     func gupFaultInPage(_ task: TaskStruct, _ addr: VirtAddr) -> PFN? {
-        let mm = task.mm
-        guard let vma = mm.vma(containing: addr) else { return nil }
+        guard let vma = task.mm.vma(containing: addr) else { return nil }
         let writable = vma.vmFlags.contains(.write)
-        guard gupCheckVMAFlags(task, vma, write: writable) else { return nil }
-        let access: FaultAccess = writable ? .write : .read
+        guard let e = gupFaultIn(task, addr, write: writable), !e.isSpecial else { return nil }
+        return e.pfn(layout)
+    }
+
+    /// follow_page + the fault loop of __get_user_pages for one page: the 4 KiB entry that maps
+    /// `addr` with the rights asked for (a huge PMD is split first), nil when it cannot be had.
+    func gupFaultIn(_ task: TaskStruct, _ addr: VirtAddr, write: Bool) -> PTE? {
+        let mm = task.mm
+        guard let vma = mm.vma(containing: addr), gupCheckVMAFlags(task, vma, write: write) else { return nil }
         let pt = mm.pageTable
         for _ in 0..<3 {
             switch pt.walk(addr) {
@@ -71,14 +77,11 @@ extension Kernel {
                 continue
             case .pte(_, let slot):
                 let e = pt[slot]
-                if e.isPresent && (!writable || e.isWritable) {
-                    guard !e.isSpecial else { return nil }
-                    return e.pfn(layout)
-                }
+                if e.isPresent && (!write || e.isWritable) { return e }
             case .none:
                 break
             }
-            guard handleMMFault(mm, vma, addr, access) == .ok else { return nil }
+            guard handleMMFault(mm, vma, addr, write ? .write : .read) == .ok else { return nil }
         }
         return nil
     }

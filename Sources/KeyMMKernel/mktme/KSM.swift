@@ -1,7 +1,7 @@
 // KSM (mm/ksm.c) as the MKTME series left it: "mm/ksm: Do not merge pages with different
 // KeyIDs" — identical contents are not enough, the pages' KeyIDs must be equal too (a KSM page
 // is one frame, readable only through one KeyID; merging across KeyIDs would hand one tenant's
-// frame to another's key). Seed 002 calls KSM one of the "weirdo interactions".
+// frame to another's key). Seed 002 (docs/sources.md) calls KSM one of the "weirdo interactions".
 //
 // ksm_scan(): one pass of ksmd over every MADV_MERGEABLE anonymous VMA of every mm (pid order,
 // VMA order, address order). Each mapped 4 KiB anonymous page that is exclusive to its
@@ -30,13 +30,11 @@ extension Kernel {
         var unstable: [KSMKey: (mm: MM, addr: VirtAddr, pfn: PFN)] = [:]
         var contentsSeen: [[UInt8]: Set<KeyID>] = [:]
         for key in mktme.ksmStable.keys { contentsSeen[key.contents, default: []].insert(key.keyid) }
-        var seen = Set<ObjectIdentifier>()
-        for pid in tasks.keys.sorted() {
-            guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
+        for (_, mm) in distinctMMs {
             for vma in mm.allVMAs where vma.vmFlags.contains(.mergeable) && vma.isAnonymous && vmaKSMCompatible(vma) {
                 var addrs: [VirtAddr] = []
-                forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { a, e, huge in
-                    if !huge && e.isPresent && !e.isSpecial { addrs.append(a) }
+                PageWalk.forEachEntry(of: vma, in: mm) { e in
+                    if !e.isHuge && e.isPresent && !e.isSpecial { addrs.append(e.address) }
                 }
                 for a in addrs {
                     guard let slot = mm.pageTable.pteSlot(a) else { continue }
@@ -129,9 +127,9 @@ extension Kernel {
     /// Called by mm/Madvise.swift before VM_MERGEABLE is cleared. ENOMEM if a copy fails.
     func ksmUnmergePages(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) -> Errno? {
         var addrs: [VirtAddr] = []
-        forEachMappedEntry(mm, max(start, vma.vmStart), min(end, vma.vmEnd)) { a, e, huge in
-            if !huge && e.isPresent && !e.isSpecial && self.allocator.flags(e.pfn(self.layout)).contains(.ksm) {
-                addrs.append(a)
+        PageWalk.forEachEntry(of: vma, in: mm, from: start, to: end) { e in
+            if !e.isHuge && e.isPresent && !e.isSpecial && self.allocator.flags(e.pfn).contains(.ksm) {
+                addrs.append(e.address)
             }
         }
         for a in addrs {

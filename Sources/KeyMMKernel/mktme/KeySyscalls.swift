@@ -47,14 +47,16 @@ extension Kernel {
                requestedSerial: requestedSerial)
     }
 
-    /// keyctl(2) by process `pid`: UPDATE, REVOKE, DESCRIBE, UNLINK, INVALIDATE (others EOPNOTSUPP).
+    /// keyctl(2) by process `pid`: UPDATE, REVOKE, CHOWN, SETPERM, DESCRIBE, UNLINK, INVALIDATE
+    /// (others EOPNOTSUPP). `arg3`/`arg4`: SETPERM's mask, CHOWN's uid and gid.
     public func keyctl(_ pid: ProcessID, _ op: Int32, _ id: KeySerial, keyring: KeySerial = 0,
-                       payload: [UInt8]? = nil) -> Result<KeyctlResult, Errno> {
+                       payload: [UInt8]? = nil, arg3: UInt64 = 0, arg4: UInt64 = 0) -> Result<KeyctlResult, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
         keyServiceTick()
         machine.clock.charge(.keyLookup)
-        return keys.keyctl(op, id, keyring: keyring, payload: payload, cred: task.cred, process: keyrings(task))
+        return keys.keyctl(op, id, keyring: keyring, payload: payload, arg3: arg3, arg4: arg4,
+                           cred: task.cred, process: keyrings(task))
     }
 
     /// nanosleep(2) / clock_nanosleep(2): the process sleeps `seconds` + `nanoseconds`; modeled

@@ -1,7 +1,7 @@
 // The NUMA system calls (mm/mempolicy.c, mm/migrate.c, Linux 6.18): set_mempolicy(2),
 // mbind(2), migrate_pages(2), move_pages(2), with their argument checks and errno in the
 // kernel's order, on the model's nodes. Every migration they trigger allocates the new page
-// with the SOURCE page's KeyID (seed 001; PageAllocator.allocPageForMigration), so encrypted
+// with the SOURCE page's KeyID (docs/sources.md, seed 001; PageAllocator.allocPageForMigration), so encrypted
 // memory moves between nodes as ciphertext re-encrypted for its new physical address, readable
 // through the same KeyID.
 //
@@ -199,7 +199,7 @@ extension Kernel {
     func migratePagesNotOn(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, allowed: Set<NodeID>,
                            to node: NodeID, moveShared: Bool) -> Int {
         var addrs: [(VirtAddr, Bool)] = []
-        forEachMappedEntry(mm, start, end) { a, e, huge in if !e.isSpecial { addrs.append((a, huge)) } }
+        PageWalk.forEachEntry(of: vma, in: mm, from: start, to: end) { e in if !e.isSpecial { addrs.append((e.address, e.isHuge)) } }
         var failed = 0
         for (a, huge) in addrs {
             guard let pa = virtToPhys(mm, a), !allowed.contains(allocator.node(of: pa.pfn)) else { continue }
@@ -233,7 +233,7 @@ extension Kernel {
         let mm = task.mm
         for vma in mm.allVMAs where vmaMigratable(vma) {
             var addrs: [(VirtAddr, Bool)] = []
-            forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { a, e, huge in if !e.isSpecial { addrs.append((a, huge)) } }
+            PageWalk.forEachEntry(of: vma, in: mm) { e in if !e.isSpecial { addrs.append((e.address, e.isHuge)) } }
             for (a, huge) in addrs {
                 guard let pa = virtToPhys(mm, a) else { continue }
                 let src = Int(allocator.node(of: pa.pfn).rawValue)

@@ -1,5 +1,5 @@
 // Reclaim of anonymous memory to a modeled swap device, and swap-in (do_swap_page), with
-// encrypted pages (seed 002: the in-MM approach keeps "swap/reclaim" that a driver would lose).
+// encrypted pages (docs/sources.md, seed 002: the in-MM approach keeps "swap/reclaim" that a driver would lose).
 //
 // reclaim(n): one kswapd-like pass: scan every mm (pid order), every private anonymous VMA that
 // is not VM_LOCKED, every mapped 4 KiB page (huge PMDs are split first, as swap-out splits THPs),
@@ -30,9 +30,7 @@ extension Kernel {
         guard npages > 0 else { return 0 }
         var reclaimed = 0
         for pass in 0..<2 where reclaimed < npages {
-            var seen = Set<ObjectIdentifier>()
-            for pid in tasks.keys.sorted() {
-                guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
+            for (_, mm) in distinctMMs {
                 for vma in mm.allVMAs where reclaimed < npages {
                     guard vma.isAnonymous, !vma.vmFlags.contains(.shared),
                           vma.vmFlags.isDisjoint(with: VMFlags.lockedMask.union(.special)) else { continue }
@@ -47,10 +45,10 @@ extension Kernel {
     /// shrink_folio_list over one VMA's pages. `age`: young pages get a second chance.
     func reclaimVMA(_ mm: MM, _ vma: VMA, want: Int, age: Bool) -> Int {
         var hugeAt: [VirtAddr] = []
-        forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { a, _, huge in if huge { hugeAt.append(a) } }
+        PageWalk.forEachEntry(of: vma, in: mm) { e in if e.isHuge { hugeAt.append(e.address) } }
         for h in hugeAt { splitHugePMD(mm, vma, at: h) }
         var addrs: [VirtAddr] = []
-        forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { a, e, _ in if e.isPresent && !e.isSpecial { addrs.append(a) } }
+        PageWalk.forEachEntry(of: vma, in: mm) { e in if e.isPresent && !e.isSpecial { addrs.append(e.address) } }
         var done = 0
         let pt = mm.pageTable
         for a in addrs where done < want {
@@ -87,13 +85,11 @@ extension Kernel {
         }
         if places.count != Int(allocator.mapcount(page)) {
             places = []
-            var seen = Set<ObjectIdentifier>()
-            for pid in tasks.keys.sorted() {
-                guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
+            for (_, mm) in distinctMMs {
                 for vma in mm.vmas where vma.isAnonymous {
-                    forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { a, e, huge in
-                        if !huge, !e.isSpecial, e.pfn(self.layout) == page, let s = mm.pageTable.pteSlot(a) {
-                            places.append((mm, a, s))
+                    PageWalk.forEachEntry(of: vma, in: mm) { e in
+                        if !e.isHuge, !e.isSpecial, e.pfn == page, let s = mm.pageTable.pteSlot(e.address) {
+                            places.append((mm, e.address, s))
                         }
                     }
                 }

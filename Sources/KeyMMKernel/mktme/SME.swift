@@ -1,7 +1,7 @@
 // AMD SME in the model (encryption=sme): one C-bit in the PTE's address field instead of
 // KeyIDs (PTELayout.smeCBit; the hardware model's KeyID 1 is the SME key, KeyID 0 plaintext).
 //
-// Rules (sgx-and-pgprot.md, seed 003): with SME active every user mapping is encrypted
+// Rules (docs/sources.md, SME C-bit and per-PTE encryption bits; seed 003): with SME active every user mapping is encrypted
 // (sme_early_init() puts sme_me_mask into protection_map[]), so new user pages are prepared
 // and mapped with the C-bit; the zero page is mapped without it (mk_zero_pte strips the
 // encryption bits, and the zero page was cleared without it); a special mapping may insert a

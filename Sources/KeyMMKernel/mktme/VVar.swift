@@ -1,4 +1,4 @@
-// vvar_map: a model-only way to build seed 003's example — one VMA whose pages differ in
+// vvar_map: a model-only way to build seed 003's example (docs/sources.md) — one VMA whose pages differ in
 // encryption from each other and from vm_page_prot (arch/x86/entry/vdso/vma.c: the vvar VMA of
 // an SEV guest holds ordinary encrypted pages and one decrypted pvclock page, all inserted at
 // fault time with vmf_insert_pfn_prot()).

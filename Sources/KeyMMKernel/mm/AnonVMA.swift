@@ -41,7 +41,7 @@ extension Kernel {
 
     /// anon_vma_compatible(): could `a` and `b` (a below b) share an anon_vma?
     func anonVMACompatible(_ a: VMA, _ b: VMA) -> Bool {
-        let ignore: VMFlags = [.read, .write, .exec, .softDirty]
+        let ignore: VMFlags = VMFlags([.read, .write, .exec]).union(.sticky)
         return a.vmEnd == b.vmStart
             && a.memoryPolicy == b.memoryPolicy
             && a.vmFile === b.vmFile && a.fileOpenID == b.fileOpenID

@@ -41,9 +41,14 @@ extension Kernel {
         guard let f = file else { return .failure(.ENOENT) }
         let mode = flags.accessMode
         if mode == 3 { return .failure(.EINVAL) }
-        if flags.contains(.truncate) && mode != 0 { f.size = 0 }
+        if flags.contains(.truncate) && mode != 0 && f.charDevice == nil { f.size = 0 }
         var fd = task.files.lowestFree()
         if let w = wanted, w >= 0, task.files.fds[w] == nil { fd = w }
+        if let dev = f.charDevice {
+            // A device node: the driver's ->open makes the description (mm/CharDevice.swift).
+            if let e = dev.open(self, task, openID: nextOpenID) { return .failure(e) }
+            openDevices[nextOpenID] = OpenDevice(file: f, references: 1)
+        }
         task.files.fds[fd] = FileTable.OpenFile(file: f, accessMode: mode, openID: nextOpenID)
         nextOpenID &+= 1
         return .success(fd)
@@ -53,8 +58,22 @@ extension Kernel {
     public func close(_ pid: ProcessID, fd: Int32) -> Result<Void, Errno> {
         machine.clock.charge(.syscall)
         guard let task = tasks[pid] else { return .failure(.ESRCH) }
-        guard task.files.fds.removeValue(forKey: fd) != nil else { return .failure(.EBADF) }
+        guard let of = task.files.fds.removeValue(forKey: fd) else { return .failure(.EBADF) }
+        fileDescriptionPut(of.openID)                    // mm/CharDevice.swift
+        if of.file.isMemfd { releaseMemfdIfUnreferenced(of.file) }
         return .success(())
+    }
+
+    /// exit_files(): a dying task drops its fd table; the last task using the table (CLONE_FILES
+    /// shares it) closes every fd: a device's description loses a reference (mm/CharDevice.swift),
+    /// a memfd nothing else reaches is released. Called by mm/Fork.swift after the task left
+    /// `tasks` and after exit_mm.
+    func exitFiles(_ task: TaskStruct) {
+        if tasks.values.contains(where: { $0.files === task.files }) { return }
+        let fds = task.files.fds
+        task.files.fds.removeAll()
+        for fd in fds.keys.sorted() { fileDescriptionPut(fds[fd]!.openID) }
+        for fd in fds.keys.sorted() where fds[fd]!.file.isMemfd { releaseMemfdIfUnreferenced(fds[fd]!.file) }
     }
 
     /// fstat(2), reduced to the size.

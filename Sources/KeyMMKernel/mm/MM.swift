@@ -4,7 +4,8 @@
 // Invariants: `mapCount == vmas.count`; pkey 0 is always set in `pkeyAllocationMap`;
 // the VMA ranges in `vmas` never overlap; `totalVM` / `lockedVM` are in pages and equal
 // the sums over the VMAs (vm_stat_account / mlock accounting); a VMA's range changes
-// only through `adjust` while it is in the tree.
+// only through `adjust` while it is in the tree. These fields are `internal(set)`: only the
+// kernel's own paths change them.
 import KeyMMBase
 
 /// struct mm_struct.
@@ -14,12 +15,12 @@ public final class MM {
     /// The process's page tables (pgd).
     public let pageTable: PageTable
     /// Bit n set = pkey n allocated (mm->context.pkey_allocation_map). Bit 0 always set.
-    public var pkeyAllocationMap: UInt16 = 1
+    public internal(set) var pkeyAllocationMap: UInt16 = 1
     /// mm->context.execute_only_pkey (-1: none yet). Without OSPKE the context is zeroed (0).
-    public var executeOnlyPkey: Int = -1
+    public internal(set) var executeOnlyPkey: Int = -1
     /// Start of the heap (mm->start_brk) and the current break (mm->brk).
-    public var startBrk: VirtAddr = MM.defaultStartBrk
-    public var brk: VirtAddr = MM.defaultStartBrk
+    public internal(set) var startBrk: VirtAddr = MM.defaultStartBrk
+    public internal(set) var brk: VirtAddr = MM.defaultStartBrk
     /// Where top-down mmap placement starts (mm->mmap_base).
     public var mmapBase: VirtAddr
     /// Highest address usable by mmap (TASK_SIZE).
@@ -27,19 +28,26 @@ public final class MM {
     /// mm->start_stack: the VMA containing it is shown as [stack].
     public var startStack: VirtAddr = VirtAddr(0)
     /// Pages locked (VM_LOCKED VMAs), pages mapped, and the other vm_stat_account buckets.
-    public var lockedVM: UInt64 = 0
-    public var totalVM: UInt64 = 0
-    public var dataVM: UInt64 = 0
-    public var execVM: UInt64 = 0
-    public var stackVM: UInt64 = 0
+    public internal(set) var lockedVM: UInt64 = 0
+    public internal(set) var totalVM: UInt64 = 0
+    public internal(set) var dataVM: UInt64 = 0
+    public internal(set) var execVM: UInt64 = 0
+    public internal(set) var stackVM: UInt64 = 0
     /// Pages pinned (FOLL_PIN / gup_pin).
-    public var pinnedVM: UInt64 = 0
+    public internal(set) var pinnedVM: UInt64 = 0
     /// mm->def_flags: VM_LOCKED|VM_LOCKONFAULT after mlockall(MCL_FUTURE[|MCL_ONFAULT]).
-    public var defFlags: VMFlags = []
-    /// mm_users: tasks sharing this mm (vfork/CLONE_VM).
-    public var users: Int = 1
+    public internal(set) var defFlags: VMFlags = []
+    /// mm_users: the tasks running in this mm (the creator, plus every CLONE_VM child: threads,
+    /// vfork/posix_spawn children). mm/MMLifetime.swift: mmget/mmput; the last mmput runs exit_mmap.
+    public internal(set) var users: Int = 1
+    /// Set by exit_mmap (it runs once, when `users` reaches 0): the address space is gone
+    /// (walkers' mmget_not_zero fails).
+    public internal(set) var tornDown = false
+    /// mmu_notifier subscriptions (mm->notifier_subscriptions, mm/MMUNotifier.swift): their
+    /// `.release` runs at the start of exit_mmap.
+    package var mmuNotifiers: [MMUNotifier] = []
     /// Accounted pages (vm_committed_as share of this mm: VM_ACCOUNT VMAs).
-    public var committedPages: UInt64 = 0
+    public internal(set) var committedPages: UInt64 = 0
 
     /// Default mmap_base without randomization: TASK_SIZE minus the minimum stack gap
     /// (x86 mmap_base(): max(8 MiB stack rlimit + 1 MiB guard, 128 MiB) = 128 MiB).
@@ -110,11 +118,17 @@ public final class FileTable {
     }
 }
 
-/// struct task_struct (one thread per process in the model).
+/// struct task_struct: one thread. Threads of one process (CLONE_THREAD) share `tgid`, the
+/// address space and (with CLONE_FILES) the fd table.
 public final class TaskStruct {
-    public let pid: ProcessID
-    /// The address space (shared with the parent after vfork/CLONE_VM).
-    public var mm: MM
+    /// The thread's id (a single-threaded process's pid). A non-leader thread that execs takes
+    /// its group leader's id (de_thread).
+    public internal(set) var pid: ProcessID
+    /// The thread group's id (getpid()): the pid of the group's first thread, the leader.
+    public internal(set) var tgid: ProcessID
+    /// The address space: shared with the parent after clone(CLONE_VM) (threads, vfork,
+    /// posix_spawn), a copy after fork, a fresh one after execve.
+    public internal(set) var mm: MM
     public var cred: Credentials
     /// Per-thread PKRU register: 2 bits per pkey (AD = bit 2n, WD = bit 2n+1).
     public var pkru: UInt32
@@ -128,6 +142,7 @@ public final class TaskStruct {
     public init(pid: ProcessID, mm: MM, cred: Credentials, pkru: UInt32 = 0x5555_5554,
                 files: FileTable = FileTable(), parent: ProcessID? = nil) {
         self.pid = pid
+        self.tgid = pid
         self.mm = mm
         self.cred = cred
         self.pkru = pkru

@@ -3,9 +3,12 @@
 // flag-changing advice through vma_modify (split/merge), and the page-level advice
 // (DONTNEED/FREE/POPULATE/COLLAPSE/...) through the page-table layer.
 //
+// Guard regions (MADV_GUARD_INSTALL/REMOVE) keep PTE markers (pgtable/GuardMarkers.swift);
+// sealed VMAs (mm/Mseal.swift) refuse discarding advice with EPERM.
+//
 // Invariants: a flag advice leaves every VMA outside the range untouched; an error from one
 // VMA stops the walk (VMAs before it keep the change); ENOMEM from a split is reported as
-// EAGAIN, as the kernel does.
+// EAGAIN, as the kernel does; guard markers survive every advice but GUARD_REMOVE.
 import KeyMMBase
 
 extension Kernel {
@@ -86,12 +89,13 @@ extension Kernel {
                             _ advice: MAdvice, result: inout VMA) -> Errno? {
         let mm = task.mm
         var newFlags = vma.vmFlags
+        if !canMadviseModify(task, vma, advice) { return .EPERM }
         switch advice {
         case .remove:
             if vma.vmFlags.contains(.locked) { return .EINVAL }
             guard vma.vmFile != nil else { return .EINVAL }
             if !vma.vmFlags.contains(.shared) || !vma.vmFlags.contains(.mayWrite) { return .EACCES }
-            glueZap(mm, vma, start, end)
+            glueZap(mm, vma, start, end, keepMarkers: true)
             return nil
         case .willNeed:
             return nil
@@ -109,7 +113,7 @@ extension Kernel {
                 if !vma.isAnonymous { return .EINVAL }
                 return nil
             }
-            glueZap(mm, vma, start, end)
+            glueZap(mm, vma, start, end, keepMarkers: true)
             return nil
         case .collapse:
             // __thp_vma_allowable_orders(): outside smaps and the fault path an anonymous
@@ -125,12 +129,16 @@ extension Kernel {
             if hend == hstart { return nil }
             return glueCollapse(mm, vma, start, end)
         case .guardInstall:
+            // madvise_guard_install(): the whole VMA gets VM_MAYBE_GUARD (no split), an
+            // anonymous one an anon_vma, then the range's entries become guard markers.
             if !vma.vmFlags.isDisjoint(with: VMFlags.special.union([.hugeTLB, .locked])) { return .EINVAL }
-            anonVMAPrepare(vma, in: mm)
-            glueZap(mm, vma, start, end)
-            return nil
+            vma.vmFlags.insert(.maybeGuard)
+            if vma.isAnonymous { anonVMAPrepare(vma, in: mm) }
+            return glueInstallGuards(mm, vma, start, end)
         case .guardRemove:
+            // Removing guards from a locked VMA is fine (nothing is discarded).
             if !vma.vmFlags.isDisjoint(with: VMFlags.special.union(.hugeTLB)) { return .EINVAL }
+            glueRemoveGuards(mm, vma, start, end)
             return nil
         case .normal:
             newFlags.subtract([.randRead, .seqRead])
@@ -180,10 +188,24 @@ extension Kernel {
         case .failure(let e):
             return e == .ENOMEM ? .EAGAIN : e
         case .success(let v):
-            v.vmFlags = newFlags
+            v.vmFlags = newFlags.union(v.vmFlags.intersection(.sticky))   // a merge's sticky flags stay
             result = v
             return nil
         }
+    }
+
+    /// can_madvise_modify(): a sealed VMA refuses the advice that discards data (FREE,
+    /// DONTNEED, DONTNEED_LOCKED, REMOVE, DONTFORK, WIPEONFORK, GUARD_INSTALL) when it is
+    /// anonymous and the process could not write it anyway (no VM_WRITE, or its pkey denies
+    /// writes).
+    func canMadviseModify(_ task: TaskStruct, _ vma: VMA, _ advice: MAdvice) -> Bool {
+        guard vma.vmFlags.contains(.sealed) else { return true }
+        switch advice {
+        case .free, .dontNeed, .dontNeedLocked, .remove, .dontFork, .wipeOnFork, .guardInstall: break
+        default: return true
+        }
+        if !vma.isAnonymous { return true }
+        return vma.vmFlags.contains(.write) && accessError(pkru: task.pkru, vma, .write) == nil
     }
 
     /// vma_ksm_compatible().

@@ -170,7 +170,7 @@ extension Kernel {
             } else if !oldFlags.contains(.locked) {
                 mm.lockedVM &+= pages
             }
-            v.vmFlags = newFlags
+            v.vmFlags = newFlags.union(v.vmFlags.intersection(.sticky))   // a merge's sticky flags stay
             prev = v
             return .success(v)
         }

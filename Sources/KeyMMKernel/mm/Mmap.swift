@@ -177,6 +177,11 @@ extension Kernel {
         var vmFlags = vmFlagsIn
         let end = addr.advanced(by: len)
         let pglen = len >> pageShift
+        // A device's ->mmap checks (mm/CharDevice.swift), before anything of the range changes.
+        if let dev = file?.charDevice,
+           let e = dev.mmapCheck(self, task, openID: openID, start: addr, end: end, flags: vmFlags) {
+            return .failure(e)
+        }
 
         // __mmap_prepare: split and gather what the range covers.
         var detached: [VMA] = []
@@ -209,8 +214,13 @@ extension Kernel {
         if vma == nil {
             let new = vmAreaAlloc(start: addr, end: end, pgoff: pgoff, flags: vmFlags, keyid: keyid, file: file)
             new.fileOpenID = openID
+            fileDescriptionGet(openID)                   // mm/CharDevice.swift: vm_file's reference
             if file == nil && vmFlags.contains(.shared) {
                 shmemZeroSetup(new, size: len)
+            }
+            if let dev = file?.charDevice, let e = dev.mmap(self, task, openID: openID, vma: new) {
+                freeVMA(new, close: false)
+                return .failure(e)
             }
             mm.vmas.insert(new)
             vma = new
@@ -261,11 +271,14 @@ extension Kernel {
         if start > first.vmStart {
             // map_count may exceed the limit only transiently (one split, not two).
             if end < first.vmEnd && mm.mapCount >= config.maxMapCount { return .failure(.ENOMEM) }
+            // A sealed VMA is not split when it cannot be unmapped anyway (mm/Mseal.swift).
+            if first.vmFlags.contains(.sealed) { return .failure(.EPERM) }
             if let e = splitVMANoLimit(mm, first, at: start, newBelow: true) { return .failure(e) }
         }
         var list: [VMA] = []
         var cur: VMA? = first
         while let v = cur, v.vmStart < end {
+            if v.vmFlags.contains(.sealed) { return .failure(.EPERM) }
             if v.vmEnd > end, let e = splitVMANoLimit(mm, v, at: end, newBelow: false) {
                 return .failure(e)
             }
@@ -288,7 +301,7 @@ extension Kernel {
         for v in list { mm.vmas.remove(v) }
         mm.lockedVM = mm.lockedVM >= locked ? mm.lockedVM - locked : 0
         mm.committedPages = mm.committedPages >= accounted ? mm.committedPages - accounted : 0
-        for v in list { freeVMA(v) }
+        for v in list { freeVMA(v, mm: mm) }
         _ = nrPages
     }
 
@@ -300,7 +313,9 @@ extension Kernel {
                          _ flags: MapFlags, _ vmFlags: VMFlags) -> Result<VirtAddr, Errno> {
         if len > taskSize { return .failure(.ENOMEM) }
         var r: Result<VirtAddr, Errno>
-        if let f = file, !f.isShmem {
+        if let dev = file?.charDevice, let got = dev.getUnmappedArea(self, mm, addr: addr, length: len, pgoff: pgoff, flags: flags) {
+            r = got   // the driver's ->get_unmapped_area (mm/CharDevice.swift)
+        } else if let f = file, !f.isShmem {
             // Regular files (ext4's f_op): thp_get_unmapped_area.
             r = thpGetUnmappedArea(mm, addr, len, off: pgoff << pageShift, flags)
         } else if file == nil && !flags.contains(.shared) && addr.rawValue == 0 && len & pmdMask == 0 {

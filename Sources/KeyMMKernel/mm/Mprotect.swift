@@ -104,6 +104,8 @@ extension Kernel {
                        _ newFlagsIn: VMFlags, keyid newKeyID: KeyID? = nil) -> Result<VMA, Errno> {
         let mm = task.mm
         let oldFlags = vma.vmFlags
+        // A sealed VMA refuses any protection change, even to what it has (mm/Mseal.swift).
+        if oldFlags.contains(.sealed) { return .failure(.EPERM) }
         var newFlags = newFlagsIn
         let nrPages = end.distance(from: start) >> pageShift
         let keyChange = newKeyID.map { $0 != vma.keyid } ?? false
@@ -131,7 +133,7 @@ extension Kernel {
         }
         prev = modified
         mm.committedPages &+= charged
-        modified.vmFlags = newFlags
+        modified.vmFlags = newFlags.union(modified.vmFlags.intersection(.sticky))   // a merge's sticky flags stay
         // mprotect_set_encrypt(): zap, switch the KeyID and its reference, unlink anon_vmas.
         if let k = newKeyID { mprotectSetEncrypt(mm, modified, k, start, end) }
         vmaSetPageProt(modified)

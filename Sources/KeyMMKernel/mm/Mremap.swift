@@ -75,6 +75,7 @@ extension Kernel {
     /// check_prep_vma(): per-VMA checks and the remap kind.
     func checkPrepVMA(_ task: TaskStruct, _ vrm: inout VMARemap) -> Errno? {
         guard let vma = vrm.vma else { return .EFAULT }
+        if vma.vmFlags.contains(.sealed) { return .EPERM }   // mm/Mseal.swift
         vrm.delta = vrm.oldLen > vrm.newLen ? vrm.oldLen - vrm.newLen : vrm.newLen - vrm.oldLen
         vrm.kind = vrm.delta == 0 ? .noResize : (vrm.oldLen > vrm.newLen ? .shrink : .expand)
         if !vrm.impliesNewAddr { vrm.newAddr = vrm.addr }

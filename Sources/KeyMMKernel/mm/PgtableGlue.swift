@@ -11,10 +11,22 @@ extension Kernel {
         splitHugePMD(mm, vma, at: address)
     }
 
-    /// Unmap the pages of [start, end) of `vma` (munmap, MADV_DONTNEED, MAP_FIXED over).
-    @inline(__always) func glueZap(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) {
+    /// Unmap the pages of [start, end) of `vma` (munmap, MAP_FIXED over, exit: guard markers
+    /// go too; MADV_DONTNEED and friends pass `keepMarkers`).
+    @inline(__always) func glueZap(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, keepMarkers: Bool = false) {
         guard start < end else { return }
-        zapPageRange(mm, vma, start, end)
+        zapPageRange(mm, vma, start, end, dropMarkers: !keepMarkers)
+    }
+
+    /// Install guard markers on every page of [start, end) of `vma` (present pages zapped
+    /// first, markers already there kept).
+    @inline(__always) func glueInstallGuards(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) -> Errno? {
+        installGuardMarkers(mm, vma, start, end)
+    }
+
+    /// Remove the guard markers of [start, end) of `vma`.
+    @inline(__always) func glueRemoveGuards(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) {
+        removeGuardMarkers(mm, vma, start, end)
     }
 
     /// Rewrite the PTEs of [start, end) with `vma`'s new vm_page_prot (mprotect).

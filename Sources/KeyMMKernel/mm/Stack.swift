@@ -18,6 +18,20 @@ extension Kernel {
 
     /// expand_downwards(): grow `vma` so it starts at the page holding `address`.
     func expandDownwards(_ mm: MM, _ vma: VMA, _ address: VirtAddr) -> Errno? {
+        if let e = stackExpansionError(mm, vma, address) { return e }
+        let addr = address.pageDown
+        anonVMAPrepare(vma, in: mm)
+        guard addr < vma.vmStart else { return nil }
+        let grow = vma.vmStart.distance(from: addr) >> pageShift
+        if vma.vmFlags.contains(.locked) { mm.lockedVM &+= grow }
+        vmStatAccount(mm, vma.vmFlags, Int64(grow))
+        mm.adjust(vma, start: addr, end: vma.vmEnd, pgoff: vma.vmPgoff - grow)
+        return nil
+    }
+
+    /// expand_downwards()'s checks alone (nothing changes): nil if `vma` may grow down to the
+    /// page holding `address`.
+    func stackExpansionError(_ mm: MM, _ vma: VMA, _ address: VirtAddr) -> Errno? {
         guard vma.vmFlags.contains(.growsDown) else { return .EFAULT }
         let addr = address.pageDown
         if addr.rawValue < config.mmapMinAddr { return .EPERM }
@@ -26,15 +40,10 @@ extension Kernel {
            addr.distance(from: prev.vmEnd) < stackGuardGap || addr < prev.vmEnd {
             return .ENOMEM
         }
-        anonVMAPrepare(vma, in: mm)
         guard addr < vma.vmStart else { return nil }
         let grow = vma.vmStart.distance(from: addr) >> pageShift
-        let size = vma.vmEnd.distance(from: addr)
         guard grow <= vma.vmPgoff else { return .ENOMEM }
-        if size > Kernel.rlimitStack { return .ENOMEM }
-        if vma.vmFlags.contains(.locked) { mm.lockedVM &+= grow }
-        vmStatAccount(mm, vma.vmFlags, Int64(grow))
-        mm.adjust(vma, start: addr, end: vma.vmEnd, pgoff: vma.vmPgoff - grow)
+        if vma.vmEnd.distance(from: addr) > Kernel.rlimitStack { return .ENOMEM }
         return nil
     }
 

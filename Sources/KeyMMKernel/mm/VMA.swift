@@ -24,6 +24,8 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
     public static let growsDown = VMFlags(rawValue: 0x0000_0100)
     public static let uffdMissing = VMFlags(rawValue: 0x0000_0200)
     public static let pfnMap = VMFlags(rawValue: 0x0000_0400)
+    /// VM_MAYBE_GUARD: guard regions may have been installed (MADV_GUARD_INSTALL); sticky.
+    public static let maybeGuard = VMFlags(rawValue: 0x0000_0800)
     public static let uffdWP = VMFlags(rawValue: 0x0000_1000)
     public static let locked = VMFlags(rawValue: 0x0000_2000)
     public static let io = VMFlags(rawValue: 0x0000_4000)
@@ -47,6 +49,12 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
     // Protection-key bits (VM_PKEY_BIT0..3 = VM_HIGH_ARCH_0..3).
     public static let pkeyMask = VMFlags(rawValue: 0xF_0000_0000)
     public static let pkeyShift: UInt64 = 32
+    /// VM_SEALED (mseal, bit 42 since Linux 6.17).
+    public static let sealed = VMFlags(rawValue: 1 << 42)
+
+    /// VM_STICKY: flags that do not prevent a merge and that the merged VMA keeps if any of
+    /// the merged VMAs had them (soft-dirty, maybe-guard).
+    public static let sticky: VMFlags = [.softDirty, .maybeGuard]
 
     /// VM_SPECIAL: never merged, never expanded by mremap.
     public static let special: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]
@@ -71,11 +79,17 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
 /// A file that can be mapped: an inode of the model's page cache.
 public final class MappedFile: Hashable {
     public let path: String
+    /// The file operations of a character-device node (/dev/sgx_enclave); nil for regular files.
+    /// Weak: the kernel owns its drivers, and a file a leftover VMA still names must not keep a
+    /// driver (and through it the machine) alive after the kernel is gone.
+    package weak var charDevice: CharDeviceOps?
     public let inode: UInt64
     public let device: (major: UInt32, minor: UInt32)
     public var size: UInt64
     /// A shmem inode (shared anonymous memory: "/dev/zero (deleted)"); no write-back.
     public var isShmem: Bool = false
+    /// A memfd (mm/Memfd.swift): a shmem inode an fd can reach, so its pages outlive its mappings.
+    public var isMemfd: Bool = false
     /// VMAs mapping this file (the i_mmap count); a shmem inode dies with its last one.
     public internal(set) var mapCount: Int = 0
     public init(path: String, inode: UInt64, device: (major: UInt32, minor: UInt32) = (0, 0), size: UInt64) {
@@ -95,14 +109,14 @@ public final class AnonVMA {
     public let id: UInt64
     public let root: AnonVMA?
     public let parent: AnonVMA?
-    public var degree: Int = 0
+    public internal(set) var degree: Int = 0
     /// num_children: child anon_vmas (forks) whose parent is this one; a new root counts
     /// its self-parent link (1). (vm-core, mm/AnonVMA.swift)
-    public var numChildren: Int = 0
+    public internal(set) var numChildren: Int = 0
     /// num_active_vmas: VMAs whose `anonVMA` is this one.
-    public var numActiveVMAs: Int = 0
+    public internal(set) var numActiveVMAs: Int = 0
     /// anon_vma_chain links pointing here (the size of the kernel's rb_root interval tree).
-    public var chainLinks: Int = 0
+    public internal(set) var chainLinks: Int = 0
     public init(id: UInt64, parent: AnonVMA?) {
         self.id = id
         self.parent = parent
@@ -122,6 +136,9 @@ public protocol VMOperations: AnyObject {
     func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno?
     /// Veto an mprotect (vm_ops->mprotect): return an errno to refuse.
     func mprotect(_ vma: VMA, start: VirtAddr, end: VirtAddr, newFlags: VMFlags) -> Errno?
+    /// vm_ops->open / ->close with the VMA's mm (vma->vm_mm); the defaults call the forms without it.
+    func open(_ vma: VMA, mm: MM)
+    func close(_ vma: VMA, mm: MM)
 }
 
 public extension VMOperations {
@@ -129,6 +146,8 @@ public extension VMOperations {
     var hasClose: Bool { false }
     func open(_ vma: VMA) {}
     func close(_ vma: VMA) {}
+    func open(_ vma: VMA, mm: MM) { open(vma) }
+    func close(_ vma: VMA, mm: MM) { close(vma) }
     func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno? { nil }
     func mprotect(_ vma: VMA, start: VirtAddr, end: VirtAddr, newFlags: VMFlags) -> Errno? { nil }
 }
@@ -137,25 +156,29 @@ public extension VMOperations {
 public final class VMA {
     // Field order is the memory layout: what lookups and merge checks read (range, flags,
     // file, anon_vma, then prot/KeyID, policy, name, ops) fills the first two cache lines.
-    public var vmStart: VirtAddr
-    public var vmEnd: VirtAddr
+    // Fields with invariants are set only inside the kernel: the range (and pgoff) while the
+    // VMA is in the tree only through `MM.adjust` / split / merge; the flags with the mm's
+    // vm_stat accounting; the KeyID (vm_page_prot) with its KeyID reference; the anon_vma
+    // links with their degree counts.
+    public internal(set) var vmStart: VirtAddr
+    public internal(set) var vmEnd: VirtAddr
     /// Offset in pages into the file, or vmStart >> PAGE_SHIFT for anonymous memory.
-    public var vmPgoff: UInt64
-    public var vmFlags: VMFlags
+    public internal(set) var vmPgoff: UInt64
+    public internal(set) var vmFlags: VMFlags
     public var vmFile: MappedFile?
     /// Which open of `vmFile` the mapping came from (the struct file pointer's identity;
     /// 0 for anonymous memory and for shmem files, which are unique per mapping anyway).
     public var fileOpenID: UInt64 = 0
-    public var anonVMA: AnonVMA?
+    public internal(set) var anonVMA: AnonVMA?
     /// The protection bits its PTEs are built from, KeyID included.
-    public var vmPageProt: PageProt
+    public internal(set) var vmPageProt: PageProt
     /// NUMA memory policy (mbind); VMAs with different policies never merge.
     public var memoryPolicy: MemoryPolicy
     /// anon_vma_name (prctl PR_SET_VMA_ANON_NAME), shown as [anon:NAME].
     public var anonName: String?
     public var vmOps: VMOperations?
     /// anon_vma_chain: every anon_vma this VMA is linked to (own + ancestors' after fork).
-    public var anonVMAChain: [AnonVMA] = []
+    public internal(set) var anonVMAChain: [AnonVMA] = []
 
     public init(start: VirtAddr, end: VirtAddr, pgoff: UInt64, flags: VMFlags, pageProt: PageProt,
                 file: MappedFile? = nil, memoryPolicy: MemoryPolicy = .default) {

@@ -1,6 +1,6 @@
 // vm_area_dup / vm_area_free / remove_vma: creating a VMA from another (split, copy, fork)
 // and tearing one down. The MKTME series takes one KeyID reference per VMA whose KeyID is
-// not 0 here (seed 000), and vm_ops open/close run here.
+// not 0 here (docs/sources.md, seed 000), and vm_ops open/close run here.
 //
 // Invariants: every VMA with a non-zero KeyID that exists (in a tree or being built) holds
 // exactly one reference on its KeyID; `freeVMA` drops it exactly once.
@@ -18,6 +18,7 @@ extension Kernel {
         new.fileOpenID = vma.fileOpenID
         if !config.bugs.contains(.vmaDupSkipsKeyIDRef) { vmaGetKeyID(new) }   // seeded bug
         fileMapped(new.vmFile)
+        fileDescriptionGet(new.fileOpenID)               // mm/CharDevice.swift: vm_file's reference
         return new
     }
 
@@ -44,11 +45,14 @@ extension Kernel {
     /// remove_vma() + unlink_anon_vmas(): close hook (unless a merge removed it: those have
     /// none), drop the anon_vma links and the KeyID reference. The VMA must already be out
     /// of the tree.
-    func freeVMA(_ vma: VMA, close: Bool = true) {
-        if close, let ops = vma.vmOps, ops.hasClose { ops.close(vma) }
+    func freeVMA(_ vma: VMA, close: Bool = true, mm: MM? = nil) {
+        if close, let ops = vma.vmOps, ops.hasClose {
+            if let mm { ops.close(vma, mm: mm) } else { ops.close(vma) }
+        }
         unlinkAnonVMAs(vma)
         vmaPutKeyID(vma)
         fileUnmapped(vma.vmFile)
+        fileDescriptionPut(vma.fileOpenID)               // mm/CharDevice.swift: fput of vm_file
         machine.clock.charge(.vmaOp)
     }
 

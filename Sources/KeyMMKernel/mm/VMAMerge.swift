@@ -3,7 +3,8 @@
 // commit_merge, split_vma, vma_modify, vma_merge_extend, copy_vma.
 //
 // The merge rules (is_mergeable_vma / is_mergeable_anon_vma / can_vma_merge_*):
-// - equal vm_flags ignoring VM_SOFTDIRTY, same file, contiguous pgoff, same mempolicy,
+// - equal vm_flags ignoring the sticky flags (VM_SOFTDIRTY, VM_MAYBE_GUARD: the merged VMA
+//   gets them if any merged VMA had them), same file, contiguous pgoff, same mempolicy,
 //   same anon_vma_name, same userfaultfd context (none in the model), equal KeyID (MKTME);
 // - anon_vma: equal, or one side NULL provided the faulted side is not a fork child
 //   (vma_is_fork_child: non-singular anon_vma_chain); for a three-way merge prev and next
@@ -79,9 +80,11 @@ extension Kernel {
     func isMergeableVMA(_ vmg: VMAMergeState, mergeNext: Bool) -> Bool {
         guard let vma = mergeNext ? vmg.next : vmg.prev else { return false }
         // (All must hold; the cheapest, most discriminating checks come first.)
-        if (vma.vmFlags.rawValue ^ vmg.flags.rawValue) & ~VMFlags.softDirty.rawValue != 0 { return false }
+        if (vma.vmFlags.rawValue ^ vmg.flags.rawValue) & ~VMFlags.sticky.rawValue != 0 { return false }
         if vma.vmFile !== vmg.file || vma.fileOpenID != vmg.fileOpenID { return false }
         if vma.keyid != vmg.keyid && !config.bugs.contains(.mergeAcrossKeyIDs) { return false }   // seeded bug
+        // 2019's is_mergeable_vma (seed 004): a VMA with vm_ops->close never merges at all.
+        if config.closeMergeRule == .linux2019, vma.vmOps?.hasClose == true { return false }
         if vma.memoryPolicy != vmg.policy { return false }
         if vma.anonName != vmg.anonName { return false }
         return true
@@ -162,6 +165,7 @@ extension Kernel {
         if let r = removedMiddle { freeVMA(r, close: false) }
         if let r = removedNext { freeVMA(r, close: false) }
         machine.clock.charge(.vmaOp)
+        machine.clock.count(.vmaMerges)
     }
 
     /// vma_adjust_trans_huge(): split huge PMDs straddling the new boundaries.
@@ -212,6 +216,10 @@ extension Kernel {
         }
         if mergeRight { vmg.target = next }
         if mergeLeft { vmg.target = prev }
+        // VM_STICKY: the merged VMA keeps what any of the merged VMAs had.
+        var sticky = vmg.flags.intersection(.sticky)
+        if mergeRight, let n = next { sticky.formUnion(n.vmFlags.intersection(.sticky)) }
+        if mergeLeft, let p = prev { sticky.formUnion(p.vmFlags.intersection(.sticky)) }
 
         if mergeBoth, let p = prev, let n = next {
             vmg.start = p.vmStart
@@ -239,6 +247,7 @@ extension Kernel {
             return nil
         }
         commitMerge(mm, &vmg)
+        vmg.target?.vmFlags.formUnion(sticky)
         vmg.state = .success
         return vmg.target
     }
@@ -278,10 +287,13 @@ extension Kernel {
         guard let target = vmg.target else { return .ENOMEM }
         var removeNext = false
         if let n = vmg.next, n !== target, vmg.end == n.vmEnd { removeNext = true }
+        var sticky = vmg.flags.union(target.vmFlags).intersection(.sticky)
+        if removeNext, let n = vmg.next { sticky.formUnion(n.vmFlags.intersection(.sticky)) }
         if removeNext, let n = vmg.next { dupAnonVMA(target, from: n) }
         if let src = vmg.copiedFrom { dupAnonVMA(target, from: src) }
         if removeNext { vmg.removeNext = true }
         commitMerge(mm, &vmg)
+        target.vmFlags.formUnion(sticky)
         return nil
     }
 
@@ -305,7 +317,7 @@ extension Kernel {
             new.vmPgoff = vma.pageIndex(of: addr)
         }
         anonVMAClone(new, from: vma)
-        vma.vmOps?.open(new)
+        vma.vmOps?.open(new, mm: mm)
         adjustTransHuge(mm, vma, vma.vmStart, addr, nil)
         if newBelow {
             // The lower half takes vma's slot in the tree; vma moves up to `addr`.
@@ -386,7 +398,7 @@ extension Kernel {
         new.vmEnd = end
         new.vmPgoff = pgoff
         anonVMAClone(new, from: vma)
-        new.vmOps?.open(new)
+        new.vmOps?.open(new, mm: mm)
         mm.vmas.insert(new)
         machine.clock.charge(.vmaOp)
         return new

@@ -59,19 +59,19 @@ final class BuddyAllocator {
     let store: PageMetadataStore
     /// The zones, node-major (node 0's DMA32 and Normal, node 1's, ...). Flat storage: no
     /// dynamic exclusivity checks on the hot path.
-    let zones: UnsafeMutablePointer<Zone>
+    let zones: OwnedBuffer<Zone>
     let zoneCount: Int
     /// zoneCount * orders free areas; index zone * orders + order.
-    let areas: UnsafeMutablePointer<FreeArea>
+    let areas: OwnedBuffer<FreeArea>
     let nodeCount: Int
     /// Per node: indices of its zones, lowest first.
     let zonesOfNode: [[Int]]
     /// Per node: the fallback zonelist (local zones high to low, then next nodes, then lower nodes).
     let zonelists: [[Int]]
     /// The zonelists flattened: node n's list is zonelistFlat[n * zoneCount ..< (n + 1) * zoneCount].
-    let zonelistFlat: UnsafeMutablePointer<Int>
+    let zonelistFlat: OwnedBuffer<Int>
     /// Index of each node's first zone.
-    let nodeFirstZone: UnsafeMutablePointer<Int>
+    let nodeFirstZone: OwnedBuffer<Int>
     let framesPerNode: UInt64
 
     var zoneIndices: Range<Int> { 0..<zoneCount }
@@ -101,10 +101,8 @@ final class BuddyAllocator {
             }
         }
         zoneCount = zoneList.count
-        zones = .allocate(capacity: max(zoneCount, 1))
-        zones.initialize(from: zoneList, count: zoneCount)
-        areas = .allocate(capacity: max(zoneCount, 1) * BuddyAllocator.orders)
-        areas.initialize(repeating: FreeArea(), count: max(zoneCount, 1) * BuddyAllocator.orders)
+        zones = OwnedBuffer(zoneList)
+        areas = OwnedBuffer(repeating: FreeArea(), count: max(zoneCount, 1) * BuddyAllocator.orders)
         var lists: [[Int]] = []
         for node in 0..<n {
             var list: [Int] = []
@@ -113,10 +111,8 @@ final class BuddyAllocator {
         }
         zonesOfNode = ofNode
         zonelists = lists
-        zonelistFlat = .allocate(capacity: max(n * zoneCount, 1))
-        for node in 0..<n { for (i, z) in lists[node].enumerated() { zonelistFlat[node * zoneCount + i] = z } }
-        nodeFirstZone = .allocate(capacity: n)
-        for node in 0..<n { nodeFirstZone[node] = ofNode[node].first ?? 0 }
+        zonelistFlat = OwnedBuffer(lists.flatMap { $0 })
+        nodeFirstZone = OwnedBuffer(ofNode.map { $0.first ?? 0 })
         // Boot: the unaligned fragments (only when a zone is not a whole number of 4 MiB
         // blocks) are freed as maximal aligned blocks, to the tail, in address order.
         for z in 0..<zoneCount {
@@ -128,14 +124,6 @@ final class BuddyAllocator {
                 bootFree(z, zone.virtEnd..<zone.end)
             }
         }
-    }
-
-    deinit {
-        zones.deinitialize(count: zoneCount)
-        zones.deallocate()
-        areas.deallocate()
-        zonelistFlat.deallocate()
-        nodeFirstZone.deallocate()
     }
 
     private func bootFree(_ z: Int, _ range: Range<UInt64>) {
@@ -164,11 +152,12 @@ final class BuddyAllocator {
         return 0
     }
 
-    func area(_ z: Int, _ order: Int) -> UnsafeMutablePointer<FreeArea> { areas + (z * BuddyAllocator.orders + order) }
+    /// The index in `areas` of zone z's free area of `order`.
+    func areaIndex(_ z: Int, _ order: Int) -> Int { z * BuddyAllocator.orders + order }
 
     /// Free blocks of `order` in zone z (the virtual tail counts at MAX_PAGE_ORDER).
     func freeCount(_ z: Int, _ order: Int) -> Int {
-        area(z, order).pointee.count + (order == Int(maxPageOrder) ? zones[z].virtualBlocks : 0)
+        areas[areaIndex(z, order)].count + (order == Int(maxPageOrder) ? zones[z].virtualBlocks : 0)
     }
 
     /// Whether `pfn` heads a free block of exactly `order` in zone z (page_is_buddy).
@@ -177,42 +166,42 @@ final class BuddyAllocator {
         guard zone.contains(pfn) else { return false }
         if order == Int(maxPageOrder) && zone.isVirtualFree(pfn) { return true }
         guard store.isMaterialized(pfn) else { return false }
-        let m = store.page(pfn).pointee
+        let m = store[pfn]
         return m.flags & PageFlags.buddy.rawValue != 0 && Int(m.order) == order
     }
 
     // MARK: free lists
 
     func addToFreeList(_ z: Int, _ pfn: UInt64, _ order: Int, tail: Bool) {
-        let a = area(z, order)
-        let p = store.page(pfn)
-        p.pointee.flags |= PageFlags.buddy.rawValue
-        p.pointee.order = UInt8(order)
+        let a = areaIndex(z, order)
+        let p = pfn
+        store[p].flags |= PageFlags.buddy.rawValue
+        store[p].order = UInt8(order)
         if tail {
-            p.pointee.mapping = BuddyAllocator.nilLink
-            p.pointee.index = a.pointee.tail
-            if a.pointee.tail != BuddyAllocator.nilLink { store.page(a.pointee.tail).pointee.mapping = pfn } else { a.pointee.head = pfn }
-            a.pointee.tail = pfn
+            store[p].mapping = BuddyAllocator.nilLink
+            store[p].index = areas[a].tail
+            if areas[a].tail != BuddyAllocator.nilLink { store[areas[a].tail].mapping = pfn } else { areas[a].head = pfn }
+            areas[a].tail = pfn
         } else {
-            p.pointee.mapping = a.pointee.head
-            p.pointee.index = BuddyAllocator.nilLink
-            if a.pointee.head != BuddyAllocator.nilLink { store.page(a.pointee.head).pointee.index = pfn } else { a.pointee.tail = pfn }
-            a.pointee.head = pfn
+            store[p].mapping = areas[a].head
+            store[p].index = BuddyAllocator.nilLink
+            if areas[a].head != BuddyAllocator.nilLink { store[areas[a].head].index = pfn } else { areas[a].tail = pfn }
+            areas[a].head = pfn
         }
-        a.pointee.count += 1
+        areas[a].count += 1
     }
 
     func removeFromFreeList(_ z: Int, _ pfn: UInt64, _ order: Int) {
-        let a = area(z, order)
-        let p = store.page(pfn)
-        let next = p.pointee.mapping, prev = p.pointee.index
-        if prev != BuddyAllocator.nilLink { store.page(prev).pointee.mapping = next } else { a.pointee.head = next }
-        if next != BuddyAllocator.nilLink { store.page(next).pointee.index = prev } else { a.pointee.tail = prev }
-        a.pointee.count -= 1
-        p.pointee.flags &= ~PageFlags.buddy.rawValue
-        p.pointee.order = 0
-        p.pointee.mapping = 0
-        p.pointee.index = 0
+        let a = areaIndex(z, order)
+        let p = pfn
+        let next = store[p].mapping, prev = store[p].index
+        if prev != BuddyAllocator.nilLink { store[prev].mapping = next } else { areas[a].head = next }
+        if next != BuddyAllocator.nilLink { store[next].index = prev } else { areas[a].tail = prev }
+        areas[a].count -= 1
+        store[p].flags &= ~PageFlags.buddy.rawValue
+        store[p].order = 0
+        store[p].mapping = 0
+        store[p].index = 0
     }
 
     /// Takes the first untouched MAX_PAGE_ORDER block of zone z, materializing its section.
@@ -229,10 +218,10 @@ final class BuddyAllocator {
     func rmqueue(_ z: Int, _ order: Int) -> UInt64? {
         guard zones[z].freePages >= 1 << order else { return nil }
         for o in order...Int(maxPageOrder) {
-            let a = area(z, o)
+            let a = areaIndex(z, o)
             var pfn: UInt64
-            if a.pointee.count > 0 {
-                pfn = a.pointee.head
+            if areas[a].count > 0 {
+                pfn = areas[a].head
                 removeFromFreeList(z, pfn, o)
             } else if o == Int(maxPageOrder) && zones[z].virtNext < zones[z].virtEnd {
                 pfn = popVirtual(z)

@@ -63,25 +63,25 @@ extension PageAllocator {
     /// Copies, remaps (callback), moves metadata, frees the source. False if the callback refused.
     func moveBlock(_ src: UInt64, to dst: UInt64) -> Bool {
         guard let callback = migratePage else { return false }
-        let sp = store.page(src), dp = store.page(dst)
-        let n = 1 << Int(sp.pointee.order)
+        let sp = src, dp = dst
+        let n = 1 << Int(store[sp].order)
         for i in 0..<n {
-            let k = KeyID((sp + i).pointee.keyid)
+            let k = KeyID(store[sp + UInt64(i)].keyid)
             machine.copyPage(from: PFN(src + UInt64(i)), srcKeyID: k, to: PFN(dst + UInt64(i)), dstKeyID: k)
         }
         guard callback(PFN(src), PFN(dst)) else { return false }
         let owned = PageFlags.allocatorOwned.rawValue
         for i in 0..<n {
-            let s = sp + i, d = dp + i
-            d.pointee.flags = (d.pointee.flags & owned) | (s.pointee.flags & ~owned)
-            d.pointee.mapcount = s.pointee.mapcount
-            d.pointee.mapping = s.pointee.mapping
-            d.pointee.index = s.pointee.index
-            s.pointee.flags &= owned
-            s.pointee.mapcount = 0
+            let s = sp + UInt64(i), d = dp + UInt64(i)
+            store[d].flags = (store[d].flags & owned) | (store[s].flags & ~owned)
+            store[d].mapcount = store[s].mapcount
+            store[d].mapping = store[s].mapping
+            store[d].index = store[s].index
+            store[s].flags &= owned
+            store[s].mapcount = 0
         }
-        dp.pointee.refcount = sp.pointee.refcount
-        sp.pointee.refcount = 1
+        store[dp].refcount = store[sp].refcount
+        store[sp].refcount = 1
         freeBlock(src)
         clock.count(.migratedPages, n)
         return true
@@ -130,7 +130,7 @@ extension PageAllocator {
             // release_freepages(): unused targets return to the lists.
             for i in nextTarget..<targets.count {
                 let t = targets[i]
-                store.page(t).pointee.state = 0
+                store[t].state = 0
                 buddy.freeOne(t, 0, zone: z)
             }
         }
@@ -184,7 +184,7 @@ extension PageAllocator {
                 let o = Int(m.order)
                 buddy.takeFreeBlock(z, p, o)
                 for i in 0..<(UInt64(1) << UInt64(o)) {
-                    store.page(p + i).pointee.state = PageState.isolated
+                    store[p + i].state = PageState.isolated
                     targets.append(p + i)
                 }
                 p += UInt64(1) << UInt64(o)

@@ -1,5 +1,5 @@
 // MKTME's page preparation, per AllocatorPolicy: prep_encrypted_page() at allocation and
-// free_encrypted_page() at free (seed 001, reference "Page allocator"; docs/policies.md).
+// free_encrypted_page() at free (docs/sources.md, seed 001 and MKTME page allocator; docs/policies.md).
 //
 // Rules common to all policies: a frame changes KeyID only after its lines are flushed
 // through the old KeyID (caches are not coherent across KeyIDs); __GFP_ZERO is honoured only
@@ -17,19 +17,20 @@ import KeyMMKeys
 extension PageAllocator {
     /// Flushes a frame through its current KeyID and gives it `keyid` (one KeyID switch).
     @inline(__always)
-    func switchKeyID(_ pfn: UInt64, _ p: UnsafeMutablePointer<PageMeta>, to keyid: UInt16) {
+    func switchKeyID(_ pfn: UInt64, to keyid: UInt16) {
+        let p = pfn
         // Seeded bug (KeyMMChecker/SeededBugs.swift): the KeyID changes without the flush.
         if !bugs.contains(.skipFlushOnKeyIDChange) {
-            machine.flushPage(PFN(pfn), keyid: KeyID(p.pointee.keyid))
+            machine.flushPage(PFN(pfn), keyid: KeyID(store[p].keyid))
         }
-        p.pointee.keyid = keyid
+        store[p].keyid = keyid
         clock.count(.keyidSwitches)
     }
 
     /// The allocation half of the policy for a fresh block (after post_alloc_hook).
     func prepNewPage(_ pfn: UInt64, order: Int, keyid k: KeyID, zero: Bool) {
         let n = 1 << order
-        let head = store.page(pfn)
+        let head = pfn
         let kid = k.rawValue
         switch policy {
         case .none:
@@ -39,10 +40,10 @@ extension PageAllocator {
             // asked; the wrapper then flushes it, sets the KeyID and zeroes it again.
             for i in 0..<n {
                 let f = pfn + UInt64(i)
-                let p = head + i
-                if zero { machine.clearPage(PFN(f), keyid: KeyID(p.pointee.keyid)) }
+                let p = head + UInt64(i)
+                if zero { machine.clearPage(PFN(f), keyid: KeyID(store[p].keyid)) }
                 if kid != 0 {
-                    if p.pointee.keyid != kid { switchKeyID(f, p, to: kid) }
+                    if store[p].keyid != kid { switchKeyID(p, to: kid) }
                     if zero { machine.clearPage(PFN(f), keyid: k) }
                 }
             }
@@ -51,9 +52,9 @@ extension PageAllocator {
             let zeroFirst = zero && bugs.contains(.zeroBeforeKeyID)   // seeded bug
             for i in 0..<n {
                 let f = pfn + UInt64(i)
-                let p = head + i
-                if zeroFirst && p.pointee.keyid != kid { machine.flushPage(PFN(f), keyid: KeyID(p.pointee.keyid)); machine.clearPage(PFN(f), keyid: KeyID(p.pointee.keyid)); p.pointee.keyid = kid; clock.count(.keyidSwitches); continue }
-                if p.pointee.keyid != kid { switchKeyID(f, p, to: kid) }
+                let p = head + UInt64(i)
+                if zeroFirst && store[p].keyid != kid { machine.flushPage(PFN(f), keyid: KeyID(store[p].keyid)); machine.clearPage(PFN(f), keyid: KeyID(store[p].keyid)); store[p].keyid = kid; clock.count(.keyidSwitches); continue }
+                if store[p].keyid != kid { switchKeyID(p, to: kid) }
                 if zero { machine.clearPage(PFN(f), keyid: k) }
             }
         }
@@ -63,11 +64,11 @@ extension PageAllocator {
     /// The free half of the policy (free_encrypted_page), before the block returns to the lists.
     func freeEncryptedPages(_ pfn: UInt64, count n: Int) {
         guard policy != .none else { return }
-        let head = store.page(pfn)
+        let head = pfn
         var runKeyID: UInt16 = 0, run = 0
         for i in 0..<n {
-            let p = head + i
-            let kid = p.pointee.keyid
+            let p = head + UInt64(i)
+            let kid = store[p].keyid
             guard kid != 0 else { continue }
             if kid != runKeyID {
                 if run > 0 { putKeyIDRefs(KeyID(runKeyID), run) }
@@ -76,12 +77,12 @@ extension PageAllocator {
             }
             run += 1
             // wrapper and eager: flush through the page's KeyID and return it to KeyID 0.
-            if policy.poolIsKeyIDZero { switchKeyID(pfn + UInt64(i), p, to: 0) }
+            if policy.poolIsKeyIDZero { switchKeyID(pfn + UInt64(i), to: 0) }
         }
         if run > 0 { putKeyIDRefs(KeyID(runKeyID), run) }
     }
 
-    /// The per-KeyID counts taken per 4 KiB page (seed 000); none under the seeded bug, which
+    /// The per-KeyID counts taken per 4 KiB page (docs/sources.md, seed 000); none under the seeded bug, which
     /// counts per VMA only.
     var pageKeyIDRefs: KeyIDReferences? { bugs.contains(.freeKeyIDWhileReferenced) ? nil : keyidRefs }
 
@@ -108,16 +109,16 @@ extension PageAllocator {
             return anomaly("prep_encrypted_page: \(k) is beyond the hardware's KeyIDs (max \(maxKeyID))")
         }
         let n = min(1 << Int(order.rawValue), 1 << Int(store.peek(h).order))
-        let head = store.page(h)
+        let head = h
         for i in 0..<n {
-            let p = head + i
-            let old = p.pointee.keyid
+            let p = head + UInt64(i)
+            let old = store[p].keyid
             if old != k.rawValue {
                 if policy != .none {
                     if old != 0 { putKeyIDRefs(KeyID(old), 1) }
                     if k.rawValue != 0 { getKeyIDRefs(k, 1) }
                 }
-                switchKeyID(h + UInt64(i), p, to: k.rawValue)
+                switchKeyID(h + UInt64(i), to: k.rawValue)
             }
             if zero { machine.clearPage(PFN(h + UInt64(i)), keyid: k) }
         }

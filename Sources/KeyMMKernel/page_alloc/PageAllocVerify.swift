@@ -43,7 +43,7 @@ extension PageAllocator {
                 out.append("\(label): virtual tail [\(zone.virtNext), \(zone.virtEnd)) is malformed")
             }
             for o in 0...Int(maxPageOrder) {
-                let a = buddy.area(z, o).pointee
+                let a = buddy.areas[buddy.areaIndex(z, o)]
                 var p = a.head, prev = BuddyAllocator.nilLink, n = 0
                 while p != BuddyAllocator.nilLink {
                     guard n <= zone.present, zone.contains(p), store.isMaterialized(p) else {

@@ -39,11 +39,11 @@ public final class PageAllocator {
     let clock: CostClock
     let maxKeyID: UInt16
     /// One page of scratch space (poisoning, verification).
-    let scratchPage: UnsafeMutableRawBufferPointer
+    let scratchPage: OwnedBuffer<UInt8>
     /// Poisoned pages found modified at allocation.
     public internal(set) var poisonCorruptions = 0
     /// `per-keyid` policy: one list per (node, KeyID) of freed order-0 pages (PerKeyIDLists.swift).
-    let keyidLists: UnsafeMutablePointer<FreeArea>
+    let keyidLists: OwnedBuffer<FreeArea>
     let keyidListCount: Int
     /// Pages currently on the per-KeyID lists.
     var keyidListed = 0
@@ -60,15 +60,9 @@ public final class PageAllocator {
         self.maxKeyID = machine.config.maxKeyID
         buddy = BuddyAllocator(frameCount: machine.config.frameCount, nodes: machine.config.nodes)
         store = buddy.store
-        scratchPage = .allocate(byteCount: pageSize, alignment: 64)
+        scratchPage = OwnedBuffer(repeating: 0, count: pageSize)
         keyidListCount = policy == .perKeyID ? machine.config.nodes * (Int(machine.config.maxKeyID) + 1) : 1
-        keyidLists = .allocate(capacity: keyidListCount)
-        keyidLists.initialize(repeating: FreeArea(), count: keyidListCount)
-    }
-
-    deinit {
-        scratchPage.deallocate()
-        keyidLists.deallocate()
+        keyidLists = OwnedBuffer(repeating: FreeArea(), count: keyidListCount)
     }
 
     func anomaly(_ text: String) {
@@ -122,9 +116,9 @@ public final class PageAllocator {
             anomaly("alloc_pages: \(node ?? localNode) does not exist")
             return nil
         }
-        let list = buddy.zonelistFlat + preferred * buddy.zoneCount
+        let list = preferred * buddy.zoneCount
         for i in 0..<buddy.zoneCount {
-            let z = list[i]
+            let z = buddy.zonelistFlat[list + i]
             let zone = buddy.zones[z]
             if gfp.contains(.thisNode) && Int(zone.node) != preferred { continue }
             if gfp.contains(.dma32) && zone.type != .dma32 { continue }
@@ -139,28 +133,22 @@ public final class PageAllocator {
     /// post_alloc_hook + prep_compound_page: fresh metadata for the block's frames.
     func postAllocHook(_ pfn: UInt64, order: Int, gfp: GFPFlags) {
         let n = 1 << order
-        let head = store.page(pfn)
+        let head = pfn
         let compound = gfp.contains(.compound) && order > 0
         let baseFlags: UInt32 = gfp.contains(.movable) ? PageFlags.movable.rawValue : 0
         for i in 0..<n {
-            let p = head + i
-            if poisoning && p.pointee.state & PageState.poisoned != 0 { checkPoison(pfn + UInt64(i), p) }
-            p.pointee.flags = baseFlags
-            p.pointee.refcount = 0
-            p.pointee.mapcount = 0
-            p.pointee.state = 0
-            p.pointee.order = 0
-            p.pointee.mapping = 0
-            p.pointee.index = 0
+            let p = head + UInt64(i)
+            if poisoning && store[p].state & PageState.poisoned != 0 { checkPoison(p) }
+            store[p].reset(flags: baseFlags)
             if compound && i > 0 {
-                p.pointee.flags |= PageFlags.tail.rawValue
-                p.pointee.order = UInt8(order)
+                store[p].flags |= PageFlags.tail.rawValue
+                store[p].order = UInt8(order)
             }
         }
-        head.pointee.refcount = 1
-        head.pointee.order = UInt8(order)
-        head.pointee.state = PageState.allocated
-        if compound { head.pointee.flags |= PageFlags.head.rawValue }
+        store[head].refcount = 1
+        store[head].order = UInt8(order)
+        store[head].state = PageState.allocated
+        if compound { store[head].flags |= PageFlags.head.rawValue }
     }
 
     /// free_pages(): drops one reference on the block's head; when it reaches zero the block is
@@ -168,12 +156,12 @@ public final class PageAllocator {
     /// enabled, returned to the buddy lists (merging). `order` must be the allocation order.
     public func freePages(_ pfn: PFN, order: PageOrder) {
         guard let head = allocatedHead(pfn.rawValue, "free_pages") else { return }
-        let m = store.page(head)
-        if Int(m.pointee.order) != Int(order.rawValue) {
-            anomaly("free_pages: \(pfn) was allocated with order \(m.pointee.order), freed with order \(order.rawValue)")
+        let m = head
+        if Int(store[m].order) != Int(order.rawValue) {
+            anomaly("free_pages: \(pfn) was allocated with order \(store[m].order), freed with order \(order.rawValue)")
         }
-        m.pointee.refcount -= 1
-        if m.pointee.refcount <= 0 { freeBlock(head) }
+        store[m].refcount -= 1
+        if store[m].refcount <= 0 { freeBlock(head) }
     }
 
     /// The head of the allocated block starting at `pfn`, or nil (recorded as an anomaly).
@@ -192,44 +180,38 @@ public final class PageAllocator {
 
     /// free_pages_prepare + free_encrypted_page + __free_one_page for an allocated block.
     func freeBlock(_ pfn: UInt64) {
-        let head = store.page(pfn)
-        let order = Int(head.pointee.order)
+        let head = pfn
+        let order = Int(store[head].order)
         let n = 1 << order
-        if head.pointee.flags & PageFlags.reserved.rawValue != 0 {
+        if store[head].flags & PageFlags.reserved.rawValue != 0 {
             anomaly("bad page: freeing reserved \(PFN(pfn)); not freed")
-            head.pointee.refcount = 1
+            store[head].refcount = 1
             return
         }
         var hwPoisoned = false
         for i in 0..<n {
-            let p = head + i
-            let f = PageFlags(rawValue: p.pointee.flags).subtracting(.clearedAtFree)
-            if p.pointee.mapcount != 0 {
-                anomaly("bad page: \(PFN(pfn + UInt64(i))) freed with mapcount \(p.pointee.mapcount)")
+            let p = head + UInt64(i)
+            let f = PageFlags(rawValue: store[p].flags).subtracting(.clearedAtFree)
+            if store[p].mapcount != 0 {
+                anomaly("bad page: \(PFN(pfn + UInt64(i))) freed with mapcount \(store[p].mapcount)")
             }
             if !f.isDisjoint(with: .checkAtFree) {
                 anomaly("bad page: \(PFN(pfn + UInt64(i))) freed with flags \(f.intersection(.checkAtFree))")
             }
             if f.contains(.hwPoison) { hwPoisoned = true }
-            p.pointee.flags = 0
-            p.pointee.refcount = 0
-            p.pointee.mapcount = 0
-            p.pointee.order = 0
-            p.pointee.state = 0
-            p.pointee.mapping = 0
-            p.pointee.index = 0
+            store[p].reset()
         }
         freeEncryptedPages(pfn, count: n)
         if hwPoisoned {
             // A memory error: the frames are taken out of use for good (as memory_failure does).
-            head.pointee.state = PageState.leaked
-            head.pointee.order = UInt8(order)
+            store[head].state = PageState.leaked
+            store[head].order = UInt8(order)
             return
         }
         if poisoning { poisonPages(pfn, count: n) }
         clock.charge(.buddyFree)
         clock.count(.pagesFreed, n)
-        if policy == .perKeyID && order == 0 && head.pointee.keyid != 0 {
+        if policy == .perKeyID && order == 0 && store[head].keyid != 0 {
             addToKeyIDList(pfn)
             return
         }
@@ -251,16 +233,16 @@ public final class PageAllocator {
             anomaly("get_page: \(pfn) has no references (free page?)")
             return
         }
-        store.page(h).pointee.refcount += 1
+        store[h].refcount += 1
     }
 
     /// put_page(): drops a reference; the whole block (via its head) is freed at zero.
     public func putPage(_ pfn: PFN) {
         let h = compoundHead(pfn).rawValue
         guard allocatedHead(h, "put_page") != nil else { return }
-        let m = store.page(h)
-        m.pointee.refcount -= 1
-        if m.pointee.refcount <= 0 { freeBlock(h) }
+        let m = h
+        store[m].refcount -= 1
+        if store[m].refcount <= 0 { freeBlock(h) }
     }
 
     /// Page-table mappings of this frame.
@@ -269,7 +251,7 @@ public final class PageAllocator {
     /// One more page-table mapping of this frame.
     public func incMapcount(_ pfn: PFN) {
         guard store.isValid(pfn.rawValue) else { return anomaly("incMapcount: \(pfn) is beyond memory") }
-        store.page(pfn.rawValue).pointee.mapcount += 1
+        store[pfn.rawValue].mapcount += 1
     }
 
     /// One page-table mapping fewer.
@@ -277,7 +259,7 @@ public final class PageAllocator {
         guard store.isValid(pfn.rawValue), store.peek(pfn.rawValue).mapcount > 0 else {
             return anomaly("decMapcount: \(pfn) has no mappings")
         }
-        store.page(pfn.rawValue).pointee.mapcount -= 1
+        store[pfn.rawValue].mapcount -= 1
     }
 
     /// The frame's flags.
@@ -286,13 +268,13 @@ public final class PageAllocator {
     /// Sets flags (allocator-owned ones — buddy, head, tail — are ignored).
     public func setFlags(_ pfn: PFN, _ f: PageFlags) {
         guard store.isValid(pfn.rawValue) else { return anomaly("setFlags: \(pfn) is beyond memory") }
-        store.page(pfn.rawValue).pointee.flags |= f.subtracting(.allocatorOwned).rawValue
+        store[pfn.rawValue].flags |= f.subtracting(.allocatorOwned).rawValue
     }
 
     /// Clears flags (allocator-owned ones are ignored).
     public func clearFlags(_ pfn: PFN, _ f: PageFlags) {
         guard store.isValid(pfn.rawValue) else { return anomaly("clearFlags: \(pfn) is beyond memory") }
-        store.page(pfn.rawValue).pointee.flags &= ~f.subtracting(.allocatorOwned).rawValue
+        store[pfn.rawValue].flags &= ~f.subtracting(.allocatorOwned).rawValue
     }
 
     /// page->mapping (anon_vma id or inode id); a compound tail reads its head's (folio->mapping).
@@ -308,9 +290,9 @@ public final class PageAllocator {
     public func setMapping(_ pfn: PFN, mapping: UInt64, index: UInt64) {
         guard store.isValid(pfn.rawValue) else { return anomaly("setMapping: \(pfn) is beyond memory") }
         let h = compoundHead(pfn)
-        let p = store.page(h.rawValue)
-        p.pointee.mapping = mapping
-        p.pointee.index = index &- (pfn.rawValue - h.rawValue)
+        let p = h.rawValue
+        store[p].mapping = mapping
+        store[p].index = index &- (pfn.rawValue - h.rawValue)
     }
 
     /// The NUMA node holding the frame.
@@ -340,18 +322,18 @@ public final class PageAllocator {
     /// KeyID references are already per 4 KiB, so freeing the pieces balances them.
     public func splitPage(_ head: PFN) {
         guard let h = allocatedHead(head.rawValue, "split_page") else { return }
-        let hp = store.page(h)
-        let n = 1 << Int(hp.pointee.order)
-        let flags = hp.pointee.flags & ~PageFlags.allocatorOwned.rawValue
-        let ref = hp.pointee.refcount, mapping = hp.pointee.mapping, index = hp.pointee.index
+        let hp = h
+        let n = 1 << Int(store[hp].order)
+        let flags = store[hp].flags & ~PageFlags.allocatorOwned.rawValue
+        let ref = store[hp].refcount, mapping = store[hp].mapping, index = store[hp].index
         for i in 0..<n {
-            let p = hp + i
-            p.pointee.flags = flags
-            p.pointee.order = 0
-            p.pointee.state = PageState.allocated
-            p.pointee.refcount = ref
-            p.pointee.mapping = mapping
-            p.pointee.index = index &+ UInt64(i)
+            let p = hp + UInt64(i)
+            store[p].flags = flags
+            store[p].order = 0
+            store[p].state = PageState.allocated
+            store[p].refcount = ref
+            store[p].mapping = mapping
+            store[p].index = index &+ UInt64(i)
         }
     }
 

@@ -7,10 +7,10 @@
 // include/linux/gfp_types.h.
 import KeyMMBase
 
-/// How the page allocator handles a page's KeyID (seed 001 and the MKTME series' history).
+/// How the page allocator handles a page's KeyID (docs/sources.md, seed 001 and the MKTME series' history).
 ///
 /// Per-operation actions of each policy are listed in docs/policies.md.
-public enum AllocatorPolicy: String, CaseIterable, Sendable {
+public enum AllocatorPolicy: String, CaseIterable, Sendable, Codable {
     /// MKTME off: every page stays on KeyID 0, requested KeyIDs are ignored, nothing is flushed.
     case none
     /// Hocko's alternative: a KeyID-unaware buddy allocator plus a wrapper that flushes on every

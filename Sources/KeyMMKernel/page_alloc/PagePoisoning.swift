@@ -15,29 +15,29 @@ public let pagePoisonByte: UInt8 = 0xaa
 extension PageAllocator {
     /// kernel_poison_pages(): fills `count` frames from `pfn` with PAGE_POISON.
     func poisonPages(_ pfn: UInt64, count n: Int) {
-        let buf = scratchPage
-        buf.initializeMemory(as: UInt8.self, repeating: pagePoisonByte)
-        let head = store.page(pfn)
+        scratchPage.fill(pagePoisonByte)
         for i in 0..<n {
-            let p = head + i
-            machine.write(PFN(pfn + UInt64(i)).physAddr, keyid: KeyID(p.pointee.keyid), from: UnsafeRawBufferPointer(buf))
-            p.pointee.state |= PageState.poisoned
+            let p = pfn + UInt64(i)
+            unsafe scratchPage.withUnsafeMutableBytes { buf in
+                unsafe machine.write(PFN(p).physAddr, keyid: KeyID(store[p].keyid), from: UnsafeRawBufferPointer(buf))
+            }
+            store[p].state |= PageState.poisoned
         }
     }
 
     /// check_poison_mem(): verifies a poisoned frame at allocation; clears the poisoned state.
-    func checkPoison(_ pfn: UInt64, _ p: UnsafeMutablePointer<PageMeta>) {
-        let buf = scratchPage
-        machine.read(PFN(pfn).physAddr, keyid: KeyID(p.pointee.keyid), into: buf)
+    func checkPoison(_ pfn: UInt64) {
+        let p = pfn
+        unsafe scratchPage.withUnsafeMutableBytes { buf in unsafe machine.read(PFN(pfn).physAddr, keyid: KeyID(store[p].keyid), into: buf) }
         var first = -1, bad = 0
-        for i in 0..<buf.count where buf[i] != pagePoisonByte {
+        for i in 0..<scratchPage.count where scratchPage[i] != pagePoisonByte {
             if first < 0 { first = i }
             bad += 1
         }
         if bad > 0 {
-            anomaly("page poison corruption: \(PFN(pfn)) (\(KeyID(p.pointee.keyid))) has \(bad) byte(s) changed while free, first at offset \(first) (write after free)")
+            anomaly("page poison corruption: \(PFN(pfn)) (\(KeyID(store[p].keyid))) has \(bad) byte(s) changed while free, first at offset \(first) (write after free)")
             poisonCorruptions += 1
         }
-        p.pointee.state &= ~PageState.poisoned
+        store[p].state &= ~PageState.poisoned
     }
 }

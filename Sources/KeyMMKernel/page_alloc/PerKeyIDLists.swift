@@ -30,37 +30,37 @@ extension PageAllocator {
 
     /// Pushes a freed order-0 page on its (node, KeyID) list, spilling the oldest if over the bound.
     func addToKeyIDList(_ pfn: UInt64) {
-        let p = store.page(pfn)
+        let p = pfn
         let node = Int(machine.config.node(of: PFN(pfn)).rawValue)
-        let list = keyidLists + keyidListIndex(node: node, keyid: p.pointee.keyid)
-        p.pointee.state |= PageState.keyidListed
-        p.pointee.mapping = list.pointee.head
-        p.pointee.index = BuddyAllocator.nilLink
-        if list.pointee.head != BuddyAllocator.nilLink { store.page(list.pointee.head).pointee.index = pfn } else { list.pointee.tail = pfn }
-        list.pointee.head = pfn
-        list.pointee.count += 1
+        let list = keyidListIndex(node: node, keyid: store[p].keyid)
+        store[p].state |= PageState.keyidListed
+        store[p].mapping = keyidLists[list].head
+        store[p].index = BuddyAllocator.nilLink
+        if keyidLists[list].head != BuddyAllocator.nilLink { store[keyidLists[list].head].index = pfn } else { keyidLists[list].tail = pfn }
+        keyidLists[list].head = pfn
+        keyidLists[list].count += 1
         keyidListed += 1
-        if list.pointee.count > PageAllocator.keyidListHigh {
+        if keyidLists[list].count > PageAllocator.keyidListHigh {
             for _ in 0..<PageAllocator.keyidListBatch { spillOldest(list) }
         }
     }
 
     /// Takes `pfn` off its list (it must be on `list`).
-    private func unlinkKeyIDListed(_ list: UnsafeMutablePointer<FreeArea>, _ pfn: UInt64) {
-        let p = store.page(pfn)
-        let next = p.pointee.mapping, prev = p.pointee.index
-        if prev != BuddyAllocator.nilLink { store.page(prev).pointee.mapping = next } else { list.pointee.head = next }
-        if next != BuddyAllocator.nilLink { store.page(next).pointee.index = prev } else { list.pointee.tail = prev }
-        list.pointee.count -= 1
+    private func unlinkKeyIDListed(_ list: Int, _ pfn: UInt64) {
+        let p = pfn
+        let next = store[p].mapping, prev = store[p].index
+        if prev != BuddyAllocator.nilLink { store[prev].mapping = next } else { keyidLists[list].head = next }
+        if next != BuddyAllocator.nilLink { store[next].index = prev } else { keyidLists[list].tail = prev }
+        keyidLists[list].count -= 1
         keyidListed -= 1
-        p.pointee.state &= ~PageState.keyidListed
-        p.pointee.mapping = 0
-        p.pointee.index = 0
+        store[p].state &= ~PageState.keyidListed
+        store[p].mapping = 0
+        store[p].index = 0
     }
 
     /// Returns a list's oldest page to the buddy lists (it keeps its KeyID, as under `integrated`).
-    private func spillOldest(_ list: UnsafeMutablePointer<FreeArea>) {
-        let pfn = list.pointee.tail
+    private func spillOldest(_ list: Int) {
+        let pfn = keyidLists[list].tail
         guard pfn != BuddyAllocator.nilLink else { return }
         unlinkKeyIDListed(list, pfn)
         buddy.freeOne(pfn, 0, zone: buddy.zoneIndex(of: pfn))
@@ -70,7 +70,7 @@ extension PageAllocator {
     func drainKeyIDLists() {
         guard keyidListed > 0 else { return }
         for i in 0..<keyidListCount {
-            while keyidLists[i].count > 0 { spillOldest(keyidLists + i) }
+            while keyidLists[i].count > 0 { spillOldest(i) }
         }
     }
 
@@ -79,8 +79,8 @@ extension PageAllocator {
         guard policy == .perKeyID, order == 0, keyid.rawValue != 0, !gfp.contains(.dma32) else { return nil }
         let n = Int((node ?? localNode).rawValue)
         guard n < machine.config.nodes else { return nil }
-        let list = keyidLists + keyidListIndex(node: n, keyid: keyid.rawValue)
-        let pfn = list.pointee.head
+        let list = keyidListIndex(node: n, keyid: keyid.rawValue)
+        let pfn = keyidLists[list].head
         guard pfn != BuddyAllocator.nilLink else { return nil }
         unlinkKeyIDListed(list, pfn)
         clock.charge(.buddyAlloc)

@@ -1,6 +1,6 @@
 // change_protection(): mprotect / pkey_mprotect rewriting the entries of a range with a
 // new protection. Each entry keeps its frame and the _PAGE_CHG_MASK bits — the KeyID /
-// encryption bits included (seed 003: a vvar-like VMA may hold a PTE whose encryption
+// encryption bits included (docs/sources.md, seed 003: a vvar-like VMA may hold a PTE whose encryption
 // differs from vm_page_prot) — and takes the new permission and pkey bits.
 //
 // Invariants: entries are changed in place, never removed; a huge PMD wholly inside the

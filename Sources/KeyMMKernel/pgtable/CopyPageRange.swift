@@ -1,8 +1,8 @@
 // copy_page_range(): fork copying one VMA's entries into the child's page tables.
 //
 // Rules (mm/memory.c): VM_WIPEONFORK → the child gets nothing; a VMA with neither an
-// anon_vma nor VM_PFNMAP/VM_MIXEDMAP is not copied (the child refaults from the page
-// cache); in a COW mapping (private, may-write) writable entries are write-protected in
+// anon_vma nor VM_PFNMAP/VM_MIXEDMAP/VM_MAYBE_GUARD is not copied (the child refaults from
+// the page cache); guard markers are copied as they are; in a COW mapping (private, may-write) writable entries are write-protected in
 // parent and child, so the first write in either copies (do_wp_page); shared mappings share
 // the entries (the child's are clean); child entries start old (not accessed). A pinned
 // anonymous page (FOLL_PIN) is copied for the child at once (copy_present_page), so the
@@ -19,7 +19,7 @@ extension Kernel {
     public func copyPageRange(dst: MM, src: MM, dstVMA: VMA, srcVMA: VMA) {
         let f = srcVMA.vmFlags
         if f.contains(.wipeOnFork) { return }
-        if f.isDisjoint(with: [.pfnMap, .mixedMap]) && srcVMA.anonVMA == nil { return }
+        if f.isDisjoint(with: [.pfnMap, .mixedMap, .maybeGuard]) && srcVMA.anonVMA == nil { return }
         let cow = f.contains(.mayWrite) && !f.contains(.shared)
         let spt = src.pageTable, dpt = dst.pageTable
         var wrprotected = false

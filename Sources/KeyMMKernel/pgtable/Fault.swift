@@ -16,6 +16,13 @@ import KeyMMHardware
 /// vm_page_prot), or nil for SIGBUS.
 public protocol VMFaultHandler: VMOperations {
     func fault(_ vma: VMA, address: VirtAddr, pageIndex: UInt64, write: Bool) -> (pfn: PFN, prot: PageProt)?
+    /// Called after the entry `fault` returned was installed (the driver's work after
+    /// vmf_insert_pfn, still inside the fault).
+    func faultCompleted(_ vma: VMA, mm: MM, address: VirtAddr)
+}
+
+public extension VMFaultHandler {
+    func faultCompleted(_ vma: VMA, mm: MM, address: VirtAddr) {}
 }
 
 extension Kernel {
@@ -95,6 +102,8 @@ extension Kernel {
             return .ok
         }
         if !pte.isPresent {
+            // handle_pte_marker(): a guard region page is SIGSEGV (SEGV_MAPERR, measured).
+            if pte.isGuardMarker { return .sigsegv(.mapErr) }
             return pgtable.swapIn?(mm, vma, addr, slot) ?? .sigbus
         }
         if write && !pte.isWritable { return doWPPage(mm, vma, addr, slot, pte) }
@@ -264,11 +273,12 @@ extension Kernel {
             return .sigbus
         }
         insertPFNProt(mm, vma, addr, pfn, prot)
+        handler.faultCompleted(vma, mm: mm, address: addr.pageDown)
         return .ok
     }
 
     /// vmf_insert_pfn_prot(): maps `pfn` at `addr` as a special entry with `prot` (its KeyID /
-    /// encryption bit may differ from vm_page_prot's: seed 003's vvar page).
+    /// encryption bit may differ from vm_page_prot's: docs/sources.md, seed 003's vvar page).
     public func insertPFNProt(_ mm: MM, _ vma: VMA, _ addr: VirtAddr, _ pfn: PFN, _ prot: PageProt) {
         let pt = mm.pageTable
         guard let slot = pt.allocPTESlot(addr) else { return }

@@ -105,13 +105,13 @@ extension Kernel {
         var signal: MemSignal?
         var done = 0
         let n = bytes.count
-        bytes.withUnsafeBytes { buf in
+        unsafe bytes.withUnsafeBytes { buf in
             while done < n {
                 guard let va = userAddress(addr, plus: UInt64(done)) else { signal = .sigsegv(.mapErr); return }
                 let e = userAccess(task, va, .write, &signal)
                 if signal != nil { return }
                 let chunk = min(n - done, pageSize - va.pageOffset)
-                machine.write(leafPhysAddr(e, va), keyid: layout.decodeKeyID(e),
+                unsafe machine.write(leafPhysAddr(e, va), keyid: layout.decodeKeyID(e),
                               from: UnsafeRawBufferPointer(rebasing: buf[done..<(done + chunk)]))
                 // A poisoned line consumed (cvm/CVMAccess.swift): the machine check kills the access.
                 if machine.integrity != nil, machine.takeMachineCheck() != nil { signal = .sigbus; return }
@@ -126,7 +126,7 @@ extension Kernel {
     public func memRead(_ task: TaskStruct, _ addr: VirtAddr, _ length: Int) -> MemReadResult {
         guard length > 0 else { return .ok([]) }
         var signal: MemSignal?
-        let out = [UInt8](unsafeUninitializedCapacity: length) { buf, initialized in
+        let out = unsafe [UInt8](unsafeUninitializedCapacity: length) { buf, initialized in
             let raw = UnsafeMutableRawBufferPointer(buf)
             var done = 0
             while done < length {
@@ -134,12 +134,12 @@ extension Kernel {
                 let e = userAccess(task, va, .read, &signal)
                 if signal != nil { break }
                 let chunk = min(length - done, pageSize - va.pageOffset)
-                machine.read(leafPhysAddr(e, va), keyid: layout.decodeKeyID(e),
+                unsafe machine.read(leafPhysAddr(e, va), keyid: layout.decodeKeyID(e),
                              into: UnsafeMutableRawBufferPointer(rebasing: raw[done..<(done + chunk)]))
                 if machine.integrity != nil, machine.takeMachineCheck() != nil { signal = .sigbus; break }
                 done += chunk
             }
-            if done < length { raw[done..<length].initializeMemory(as: UInt8.self, repeating: 0) }
+            if done < length { unsafe raw[done..<length].initializeMemory(as: UInt8.self, repeating: 0) }
             initialized = length
         }
         if let signal { return .signal(signal) }
@@ -164,9 +164,9 @@ extension Kernel {
             if signal != nil { return touched }
             let pa = leafPhysAddr(e, va)
             let keyid = layout.decodeKeyID(e)
-            withUnsafeMutableBytes(of: &byte) { b in
-                if kind != .exec { machine.read(pa, keyid: keyid, into: b) }
-                if kind == .write { machine.write(pa, keyid: keyid, from: UnsafeRawBufferPointer(b)) }
+            unsafe withUnsafeMutableBytes(of: &byte) { b in
+                if kind != .exec { unsafe machine.read(pa, keyid: keyid, into: b) }
+                if kind == .write { unsafe machine.write(pa, keyid: keyid, from: UnsafeRawBufferPointer(b)) }
             }
             touched += 1
             if va.pageNumber >= endPage { return touched }

@@ -34,9 +34,7 @@ extension Kernel {
         let head = allocator.compoundHead(page)
         let index = allocator.index(head)
         let file = mapping & PageCache.fileMappingBit != 0 ? pageCache.mapping(id: mapping)?.file : nil
-        var seen = Set<ObjectIdentifier>()
-        for pid in tasks.keys.sorted() {
-            guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
+        for (_, mm) in distinctMMs {
             for vma in mm.vmas {
                 if let file {
                     guard vma.vmFile === file else { continue }
@@ -83,13 +81,13 @@ extension Kernel {
         rmapWalk(old) { mm, _, addr in replace(mm, addr) }
         if remapped < allocator.mapcount(old) {
             // Mappings the rmap could not reach (e.g. KSM pages): search every page table.
-            var seen = Set<ObjectIdentifier>()
-            for pid in tasks.keys.sorted() {
-                guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
+            for (_, mm) in distinctMMs {
                 for vma in mm.vmas {
-                    forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { addr, e, _ in
-                        if e.pfn(self.layout) == old || (e.isHuge && e.hugePFN(self.layout) == old) { replace(mm, addr) }
+                    var hits: [VirtAddr] = []
+                    PageWalk.forEachEntry(of: vma, in: mm) { e in
+                        if e.pte.pfn(self.layout) == old || (e.pte.isHuge && e.pte.hugePFN(self.layout) == old) { hits.append(e.address) }
                     }
+                    for addr in hits { replace(mm, addr) }
                 }
             }
         }
@@ -104,27 +102,6 @@ extension Kernel {
         }
         pgtable.migrated &+= 1
         return true
-    }
-
-    /// Calls `body(address, entry, isPMD)` for every entry that maps a frame in [start, end).
-    func forEachMappedEntry(_ mm: MM, _ start: VirtAddr, _ end: VirtAddr, _ body: (VirtAddr, PTE, Bool) -> Void) {
-        let pt = mm.pageTable
-        pt.forEachPMD(start, end) { ps, a, e in
-            let pmd = pt.raw(ps)
-            if pmd == 0 { return }
-            if pmd & PTEFlags.pse.rawValue != 0 {
-                body(VirtAddr(a & ~pmdMask), PTE(raw: pmd), true)
-                return
-            }
-            guard PageTable.isTable(pmd) else { return }
-            let base = pt.pteTableBase(pmd)
-            var v = a
-            while v < e {
-                let entry = pt[base | PageTable.pteIndex(v)]
-                if entry.mapsFrame { body(VirtAddr(v), entry, false) }
-                v &+= UInt64(pageSize)
-            }
-        }
     }
 
     // MARK: entry points
@@ -146,6 +123,9 @@ extension Kernel {
             page = e.pfn(layout)
         }
         if isZeroPFN(page) || isHugeZeroPFN(page) { return .error(.EFAULT) }
+        // A raw PFN (vmf_insert_pfn: vvar, an SGX EPC page) has no struct page to migrate:
+        // vm_normal_page() returns NULL for it.
+        if case .pte(_, let slot) = pt.walk(addr), pt[slot].isSpecial { return .error(.EFAULT) }
         let f = allocator.flags(page)
         if f.contains(.reserved) { return .error(.EFAULT) }
         let head = allocator.compoundHead(page)
@@ -166,7 +146,7 @@ extension Kernel {
                              moveShared: Bool) -> Int {
         var failed = 0
         var addrs: [(VirtAddr, Bool)] = []
-        forEachMappedEntry(mm, max(start, vma.vmStart), min(end, vma.vmEnd)) { a, _, huge in addrs.append((a, huge)) }
+        PageWalk.forEachEntry(of: vma, in: mm, from: start, to: end) { e in addrs.append((e.address, e.isHuge)) }
         for (a, huge) in addrs {
             switch migrateMappedPage(mm, a, to: node, moveShared: moveShared) {
             case .node: break
@@ -183,12 +163,10 @@ extension Kernel {
     public func numaBalance() -> Int {
         guard machine.config.nodes > 1 else { return 0 }
         var moved = 0
-        var seen = Set<ObjectIdentifier>()
-        for pid in tasks.keys.sorted() {
-            guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
+        for (_, mm) in distinctMMs {
             for vma in mm.allVMAs {
                 var addrs: [(VirtAddr, Bool)] = []
-                forEachMappedEntry(mm, vma.vmStart, vma.vmEnd) { a, _, huge in addrs.append((a, huge)) }
+                PageWalk.forEachEntry(of: vma, in: mm) { e in addrs.append((e.address, e.isHuge)) }
                 for (a, huge) in addrs {
                     let want = targetNode(vma, a, order: huge ? .pmd : .base)
                     let before = virtToPhys(mm, a)

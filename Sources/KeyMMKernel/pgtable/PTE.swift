@@ -165,7 +165,7 @@ extension PTE {
         return PTE(raw: (raw & keep) | (newProt.flags.rawValue & ~keep))
     }
 
-    /// The pre-fix pgprot_modify (seed 003's bug): the encryption bits come from `newProt`.
+    /// The pre-fix pgprot_modify (docs/sources.md, seed 003's bug): the encryption bits come from `newProt`.
     @inlinable public func modifiedDroppingEncryption(_ newProt: PageProt, layout: PTELayout) -> PTE {
         let keep = layout.pfnMask | PTEFlags.changeMask.rawValue
         return PTE(raw: (raw & keep) | (newProt.flags.rawValue & ~keep) | layout.encode(keyid: newProt.keyid))
@@ -214,7 +214,7 @@ extension PTE {
     /// The 4 KiB entry for subpage `index` of a huge PMD leaf (split_huge_pmd):
     /// permission bits (present/user/NX/pkey/PROT_NONE) from `vmPageProt`; RW, accessed,
     /// dirty and soft-dirty from the PMD; the KeyID / encryption bits and the cacheability
-    /// bits (PWT, PCD, PAT) copied from the source PMD, not from vm_page_prot (seed 003).
+    /// bits (PWT, PCD, PAT) copied from the source PMD, not from vm_page_prot (docs/sources.md, seed 003).
     @inlinable public func splitEntry(index: Int, vmPageProt: PageProt, layout: PTELayout) -> PTE {
         let fromPMD: UInt64 = PTEFlags([.rw, .accessed, .dirty, .softDirty, .pwt, .pcd, .special]).rawValue
         var f = (vmPageProt.flags.rawValue & ~fromPMD & ~PTEFlags.pse.rawValue & ~PTEFlags.rw.rawValue)
@@ -224,7 +224,7 @@ extension PTE {
         return PTE(raw: (frame & layout.pfnMask) | (raw & layout.encryptionMask) | (f & ~layout.encryptionMask & ~layout.pfnMask))
     }
 
-    /// The pre-fix split (seed 003's concern): encryption and cacheability from vm_page_prot.
+    /// The pre-fix split (docs/sources.md, seed 003's concern): encryption and cacheability from vm_page_prot.
     @inlinable public func splitEntryFromVMAProt(index: Int, vmPageProt: PageProt, layout: PTELayout) -> PTE {
         let fromPMD: UInt64 = PTEFlags([.rw, .accessed, .dirty, .softDirty, .special]).rawValue
         let f = (vmPageProt.flags.rawValue & ~fromPMD & ~PTEFlags.pse.rawValue) | (raw & fromPMD)
@@ -250,10 +250,25 @@ public struct SwapEntry: Hashable, Sendable {
         PTE(raw: (UInt64(type & 0x1F) << 59) | (((~offset) & SwapEntry.offsetMask) << 9))
     }
 
-    /// Decodes a swap PTE (nil if `pte` is not a swap entry).
+    /// Decodes a swap PTE (nil if `pte` is not a swap entry, or is a PTE marker).
     public init?(_ pte: PTE) {
-        guard pte.isSwap else { return nil }
+        guard pte.isSwap, !pte.isMarker else { return nil }
         type = UInt8(truncatingIfNeeded: pte.raw >> 59)
         offset = (~(pte.raw >> 9)) & SwapEntry.offsetMask
     }
+
+    /// SWP_PTE_MARKER: the swap type of PTE markers (the model puts it at the top of the range;
+    /// Linux's number depends on its configuration and is not visible to programs).
+    public static let markerType: UInt8 = 31
+    /// PTE_MARKER_GUARD (bit 2 of the marker): a guard region page (MADV_GUARD_INSTALL).
+    public static let guardMarkerBits: UInt64 = 1 << 2
+}
+
+extension PTE {
+    /// make_pte_marker(PTE_MARKER_GUARD): an access is SIGSEGV; ordinary zaps keep it.
+    public static let guardMarker = SwapEntry(type: SwapEntry.markerType, offset: SwapEntry.guardMarkerBits).pte
+    /// is_pte_marker(): a non-present entry of the marker swap type.
+    @inlinable public var isMarker: Bool { isSwap && UInt8(truncatingIfNeeded: raw >> 59) == SwapEntry.markerType }
+    /// is_guard_pte_marker().
+    @inlinable public var isGuardMarker: Bool { raw == PTE.guardMarker.raw }
 }

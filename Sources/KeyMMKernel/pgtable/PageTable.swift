@@ -1,6 +1,6 @@
 // PageTable: one mm's x86-64 4-level radix tree (PGD → PUD → PMD → PTE, 512 entries each).
 //
-// Storage: every table is 512 `UInt64` entries in one flat pool (`storage`); table 0 is the
+// Storage: every table is 512 `UInt64` entries in one flat pool (`storage`, an OwnedBuffer); table 0 is the
 // PGD. Entries hold the real bit layout of `PTE` (present, RW, user, A, D, PSE, NX, pkey bits
 // 62:59, the physical-address field with the KeyID bits). A non-leaf entry is
 // `_PAGE_TABLE` (present|RW|user|accessed|dirty) with the *pool index* of the next table
@@ -28,8 +28,8 @@ public final class PageTable {
     /// The mm's TLB (translations cached by the CPUs running this mm).
     public let tlb: TLB
 
-    @usableFromInline var storage: UnsafeMutablePointer<UInt64>
-    @usableFromInline var used: UnsafeMutablePointer<UInt16>
+    @usableFromInline var storage: OwnedBuffer<UInt64>
+    @usableFromInline var used: OwnedBuffer<UInt16>
     @usableFromInline var capacity: Int        // tables the pool can hold
     @usableFromInline var highWater: Int       // tables ever handed out (next fresh index)
     @usableFromInline var freeTables: [Int32] = []
@@ -44,16 +44,9 @@ public final class PageTable {
         self.layout = layout
         self.tlb = TLB()
         capacity = 16
-        storage = .allocate(capacity: capacity * ptrsPerTable)
-        storage.initialize(repeating: 0, count: capacity * ptrsPerTable)
-        used = .allocate(capacity: capacity)
-        used.initialize(repeating: 0, count: capacity)
+        storage = OwnedBuffer(repeating: 0, count: capacity * ptrsPerTable)
+        used = OwnedBuffer(repeating: 0, count: capacity)
         highWater = 1
-    }
-
-    deinit {
-        storage.deallocate()
-        used.deallocate()
     }
 
     // MARK: indices
@@ -190,22 +183,14 @@ public final class PageTable {
 
     private func grow() {
         let newCap = capacity * 2
-        let s = UnsafeMutablePointer<UInt64>.allocate(capacity: newCap * ptrsPerTable)
-        s.moveInitialize(from: storage, count: capacity * ptrsPerTable)
-        (s + capacity * ptrsPerTable).initialize(repeating: 0, count: (newCap - capacity) * ptrsPerTable)
-        storage.deallocate()
-        storage = s
-        let u = UnsafeMutablePointer<UInt16>.allocate(capacity: newCap)
-        u.moveInitialize(from: used, count: capacity)
-        (u + capacity).initialize(repeating: 0, count: newCap - capacity)
-        used.deallocate()
-        used = u
+        storage.grow(to: newCap * ptrsPerTable, filling: 0)
+        used.grow(to: newCap, filling: 0)
         capacity = newCap
     }
 
     /// Frees an (empty) table and clears the entry pointing at it.
     func freeTable(_ table: Int, parentSlot: Int) {
-        (storage + table << 9).update(repeating: 0, count: ptrsPerTable)
+        storage.fill(0, from: table << 9, count: ptrsPerTable)
         used[table] = 0
         set(parentSlot, .none)
         freeTables.append(Int32(table))
@@ -246,8 +231,8 @@ public final class PageTable {
 
     /// Drops every table and entry (exit_mmap's free_pgtables for the whole mm).
     public func reset() {
-        storage.update(repeating: 0, count: capacity * ptrsPerTable)
-        used.update(repeating: 0, count: capacity)
+        storage.fill(0)
+        used.fill(0)
         highWater = 1
         freeTables.removeAll(keepingCapacity: true)
         tableCount = 1

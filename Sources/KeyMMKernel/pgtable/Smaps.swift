@@ -1,4 +1,4 @@
-// The page walk behind /proc/PID/smaps (smaps_pte_range / smaps_account): per-VMA Rss,
+// The page walk behind /proc/PID/smaps (smaps_pte_range / smaps_account, through PageWalk): per-VMA Rss,
 // Pss, shared/private clean/dirty, Referenced, Anonymous, AnonHugePages, Swap, Locked.
 //
 // Invariants: special entries (the zero pages, raw PFNs) count nowhere, as vm_normal_page()
@@ -14,11 +14,12 @@ extension Kernel {
         let pssShift: UInt64 = 12
         var pss: UInt64 = 0, pssDirty: UInt64 = 0, pssAnon: UInt64 = 0, pssFile: UInt64 = 0, pssLocked: UInt64 = 0
         let locked = !vma.vmFlags.isDisjoint(with: .lockedMask)
-        let pt = mm.pageTable
-        func account(_ e: PTE, _ size: UInt64) {
-            if e.isSwap { st.swap &+= size; return }
+        // smaps_pte_entry / smaps_pmd_entry: every non-none entry of the VMA.
+        PageWalk.forEachEntry(of: vma, in: mm, visit: .nonNone) { e in
+            let size = e.size
+            if e.isSwap { if !e.isMarker { st.swap &+= size }; return }   // guard markers are not swap
             guard e.mapsFrame, !e.isSpecial else { return }
-            let page = size == pmdSize ? e.hugePFN(layout) : e.pfn(layout)
+            let page = e.pfn
             if isZeroPFN(page) || isHugeZeroPFN(page) { return }
             let f = allocator.flags(page)
             let anon = f.contains(.anon)
@@ -26,7 +27,7 @@ extension Kernel {
             st.rss &+= size
             if anon {
                 st.anonymous &+= size
-                if size == pmdSize { st.anonHuge &+= size }
+                if e.isHuge { st.anonHuge &+= size }
             }
             if e.isAccessed || f.contains(.referenced) { st.referenced &+= size }
             let mapcount = max(allocator.mapcount(page), 1)
@@ -40,21 +41,6 @@ extension Kernel {
                 if dirty { st.privateDirty &+= size } else { st.privateClean &+= size }
             } else {
                 if dirty { st.sharedDirty &+= size } else { st.sharedClean &+= size }
-            }
-        }
-        pt.forEachPMD(vma.vmStart, vma.vmEnd) { ps, a, next in
-            let pmd = pt.raw(ps)
-            if pmd == 0 { return }
-            if pmd & PTEFlags.pse.rawValue != 0 {
-                account(PTE(raw: pmd), pmdSize)
-            } else if PageTable.isTable(pmd) {
-                let base = pt.pteTableBase(pmd)
-                var v = a
-                while v < next {
-                    let e = pt[base | PageTable.pteIndex(v)]
-                    if !e.isNone { account(e, UInt64(pageSize)) }
-                    v &+= UInt64(pageSize)
-                }
             }
         }
         st.pss = pss >> pssShift

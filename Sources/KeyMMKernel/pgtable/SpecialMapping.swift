@@ -1,4 +1,4 @@
-// A vvar-like special mapping (arch/x86/entry/vdso/vma.c's vvar_fault, seed 003): a VMA
+// A vvar-like special mapping (arch/x86/entry/vdso/vma.c's vvar_fault, docs/sources.md, seed 003): a VMA
 // whose pages are raw frames inserted at fault time with vmf_insert_pfn_prot(), each with
 // its own encryption state — e.g. one decrypted (KeyID 0 / no C-bit) page among pages
 // mapped with the VMA's KeyID. mprotect must keep each entry's encryption bits.
@@ -21,13 +21,15 @@ public final class MixedEncryptionMapping: VMFaultHandler {
 
     public var name: String? { mappingName }
 
-    /// The frame of page `pageIndex - vm_pgoff`, with vm_page_prot carrying that page's KeyID.
+    /// The frame of page `pageIndex` (vmf->pgoff: the offset in the whole mapping, not in the
+    /// VMA, which may be a piece of it), with vm_page_prot carrying that page's KeyID.
     public func fault(_ vma: VMA, address: VirtAddr, pageIndex: UInt64, write: Bool) -> (pfn: PFN, prot: PageProt)? {
-        guard pageIndex >= vma.vmPgoff else { return nil }
-        let i = pageIndex - vma.vmPgoff
-        guard i < UInt64(pages.count) else { return nil }
+        guard pageIndex < UInt64(pages.count) else { return nil }
         var prot = vma.vmPageProt
-        prot.keyid = pages[Int(i)].keyid
-        return (pages[Int(i)].pfn, prot)
+        prot.keyid = pages[Int(pageIndex)].keyid
+        return (pages[Int(pageIndex)].pfn, prot)
     }
+
+    /// special_mapping_split(): special mappings are never split (their size is fixed).
+    public func maySplit(_ vma: VMA, at address: VirtAddr) -> Errno? { .EINVAL }
 }

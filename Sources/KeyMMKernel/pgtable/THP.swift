@@ -1,6 +1,6 @@
 // Transparent huge pages for anonymous memory: the PMD fault (huge page or huge zero page),
 // write faults on huge PMDs, split_huge_pmd (the new PTEs take the KeyID/encryption and
-// cacheability bits from the source PMD, seed 003), and collapse (khugepaged and
+// cacheability bits from the source PMD, docs/sources.md, seed 003), and collapse (khugepaged and
 // MADV_COLLAPSE: the huge page is allocated with KeyID 0, then prep_encrypted_page applies
 // the VMA's KeyID before the copy, as the MKTME series does).
 //
@@ -158,7 +158,7 @@ extension Kernel {
     /// __split_huge_pmd_locked() + the immediate folio split.
     func splitHugePMD(_ mm: MM, _ vma: VMA, pmdSlot: Int, haddr: VirtAddr) {
         let pt = mm.pageTable
-        // Seed 003: the 4 KiB entries take their encryption bits from the source PMD; the seeded
+        // docs/sources.md, seed 003: the 4 KiB entries take their encryption bits from the source PMD; the seeded
         // bug builds them from vm_page_prot (the huge zero PMD's entries too).
         let fromVMAProt = config.bugs.contains(.splitFromVMPageProt)   // seeded bug
         let pmd = pt[pmdSlot]
@@ -208,10 +208,8 @@ extension Kernel {
     /// Returns the number of huge pages made.
     @discardableResult
     public func khugepagedScan() -> Int {
-        var seen = Set<ObjectIdentifier>()
         var made = 0
-        for pid in tasks.keys.sorted() {
-            guard let mm = tasks[pid]?.mm, seen.insert(ObjectIdentifier(mm)).inserted else { continue }
+        for (_, mm) in distinctMMs {
             for vma in mm.allVMAs where vma.isAnonymous && !vma.vmFlags.contains(.shared) && thpModeAllows(vma.vmFlags) {
                 var h = (vma.vmStart.rawValue &+ pmdMask) & ~pmdMask
                 while h &+ pmdSize <= vma.vmEnd.rawValue {
@@ -256,32 +254,35 @@ extension Kernel {
     /// hpage_collapse_scan_pmd + collapse_huge_page for the 2 MiB at `haddr`.
     func collapseRange(_ mm: MM, _ vma: VMA, _ haddr: VirtAddr, khugepaged: Bool) -> CollapseResult {
         let pt = mm.pageTable
-        guard let ps = pt.pmdSlot(haddr) else { return .pmdNull }
-        let pmd = pt.raw(ps)
-        if pmd == 0 { return .pmdNull }
-        if pmd & PTEFlags.pse.rawValue != 0 { return .pmdMapped }
-        let base = pt.pteTableBase(pmd)
+        // hpage_collapse_scan_pmd(): read the 512 entries (a read-only walk) before touching anything.
         var none = 0, shared = 0, referenced = 0
-        for i in 0..<hpagePMDNr {
-            let e = pt[base + i]
+        var refused: CollapseResult? = nil
+        PageWalk.walk(of: vma, in: mm, from: haddr, to: haddr.advanced(by: pmdSize), visit: .all,
+                      hole: { _, _, _ in refused = .pmdNull; return .stop }) { w, _ in
+            if w.isHuge { refused = .pmdMapped; return .stop }
+            let e = w.pte
             if e.isNone || (e.isPresent && e.isSpecial && isZeroPFN(e.pfn(layout))) {
                 none += 1
-                if khugepaged && none > khugepagedMaxPtesNone { return .exceedNonePTE }
-                continue
+                if khugepaged && none > khugepagedMaxPtesNone { refused = .exceedNonePTE; return .stop }
+                return .proceed
             }
-            guard e.isPresent else { return .pteNonPresent }
-            guard !e.isSpecial else { return .pageNotAnon }
+            guard e.isPresent else { refused = .pteNonPresent; return .stop }
+            guard !e.isSpecial else { refused = .pageNotAnon; return .stop }
             let page = e.pfn(layout)
             let f = allocator.flags(page)
-            guard f.contains(.anon), !f.contains(.ksm), allocator.compoundHead(page) == page else { return .pageNotAnon }
+            guard f.contains(.anon), !f.contains(.ksm), allocator.compoundHead(page) == page else { refused = .pageNotAnon; return .stop }
             let mc = allocator.mapcount(page)
             if mc > 1 {
                 shared += 1
-                if khugepaged && shared > khugepagedMaxPtesShared { return .exceedSharedPTE }
+                if khugepaged && shared > khugepagedMaxPtesShared { refused = .exceedSharedPTE; return .stop }
             }
-            if allocator.refcount(page) != mc || f.contains(.pinned) { return .pageCount }
+            if allocator.refcount(page) != mc || f.contains(.pinned) { refused = .pageCount; return .stop }
             if e.isAccessed || f.contains(.referenced) { referenced += 1 }
+            return .proceed
         }
+        if let refused { return refused }
+        guard let ps = pt.pmdSlot(haddr) else { return .pmdNull }
+        let base = pt.pteTableBase(pt.raw(ps))
         if khugepaged && referenced == 0 { return .lackReferencedPage }
         guard let anon = anonVMA(for: vma, in: mm) else { return .allocHugePageFail }
         // The series: allocate with KeyID 0, then prep_encrypted_page() with the VMA's KeyID.

@@ -16,9 +16,9 @@ import KeyMMBase
 public final class TLB {
     /// Translations cached (a power of two).
     public static let entries = 64
-    // Raw storage (no array exclusivity checks on the access path).
-    let tags: UnsafeMutablePointer<UInt64>     // vpn + 1; 0 = invalid
-    let values: UnsafeMutablePointer<UInt64>   // leaf entry for the 4 KiB page
+    // Flat storage (no array exclusivity checks on the access path).
+    let tags: OwnedBuffer<UInt64>     // vpn + 1; 0 = invalid
+    let values: OwnedBuffer<UInt64>   // leaf entry for the 4 KiB page
     /// CPUs that may hold this mm's translations (weight of mm_cpumask).
     public var cpus: Int = 1
     /// Local flushes (flush_tlb_range/flush_tlb_mm on the current CPU).
@@ -30,15 +30,8 @@ public final class TLB {
     public private(set) var misses: UInt64 = 0
 
     public init() {
-        tags = .allocate(capacity: TLB.entries)
-        tags.initialize(repeating: 0, count: TLB.entries)
-        values = .allocate(capacity: TLB.entries)
-        values.initialize(repeating: 0, count: TLB.entries)
-    }
-
-    deinit {
-        tags.deallocate()
-        values.deallocate()
+        tags = OwnedBuffer(repeating: 0, count: TLB.entries)
+        values = OwnedBuffer(repeating: 0, count: TLB.entries)
     }
 
     /// The cached leaf entry for a virtual page, if any.
@@ -94,7 +87,7 @@ public final class TLB {
     }
 
     private func invalidateAll() {
-        tags.update(repeating: 0, count: TLB.entries)
+        tags.fill(0)
     }
 }
 

@@ -10,7 +10,9 @@ import KeyMMBase
 extension Kernel {
     /// zap_page_range_single(): unmaps every page of [start, end) ∩ vma. Huge PMDs partly in
     /// the range are split first. PTE tables left empty and wholly inside the range are freed.
-    public func zapPageRange(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr) {
+    /// Guard markers go only with `dropMarkers` (unmap, exit: ZAP_FLAG_DROP_MARKER); an
+    /// ordinary zap (MADV_DONTNEED, MADV_REMOVE, truncation, guard install) keeps them.
+    public func zapPageRange(_ mm: MM, _ vma: VMA, _ start: VirtAddr, _ end: VirtAddr, dropMarkers: Bool = true) {
         let s = max(start, vma.vmStart), e = min(end, vma.vmEnd)
         guard s < e else { return }
         let pt = mm.pageTable
@@ -37,7 +39,7 @@ extension Kernel {
             while v < next {
                 let slot = base | PageTable.pteIndex(v)
                 let entry = pt[slot]
-                if !entry.isNone {
+                if !entry.isNone && (dropMarkers || !entry.isMarker) {
                     pt.set(slot, .none)
                     if releaseEntry(entry) { removedPresent = true }
                     updates += 1

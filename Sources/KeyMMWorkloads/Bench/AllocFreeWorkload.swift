@@ -1,4 +1,4 @@
-// The `alloc-free` workload (seed 001's microbenchmark): order-0 alloc_pages(__GFP_ZERO, as an
+// The `alloc-free` workload (docs/sources.md, seed 001's microbenchmark): order-0 alloc_pages(__GFP_ZERO, as an
 // anonymous fault asks) immediately followed by free_pages, repeated, under one allocator policy.
 // Three phases on one fresh machine, each measured as a delta of the cost clock:
 //   keyid0      - KeyID 0, the unencrypted baseline of this policy;
@@ -20,7 +20,7 @@ import KeyMMKernel
 public struct AllocFreeWorkload: BenchWorkload {
     public init() {}
     public var name: String { "alloc-free" }
-    public var summary: String { "order-0 alloc_pages(__GFP_ZERO)+free_pages: KeyID 0, one KeyID, alternating KeyIDs (seed 001)" }
+    public var summary: String { "order-0 alloc_pages(__GFP_ZERO)+free_pages: KeyID 0, one KeyID, alternating KeyIDs (seed 001, the 2018 page-allocator KeyID thread: docs/sources.md)" }
     public var policyIndependent: Bool { false }
 
     /// Measured operations per phase (each an alloc+free pair).

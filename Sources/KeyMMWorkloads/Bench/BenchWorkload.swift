@@ -1,8 +1,8 @@
 // The bench's workload registry and runner. A workload is a value conforming to `BenchWorkload`;
-// `BenchRegistry.workloads` lists them (append yours in the marked section). The runner runs every
-// selected workload under every selected policy on a fresh machine each time (policy-independent
-// workloads run once, as policy `all`), always includes `none` so ratios exist, and computes
-// ratio_vs_none.
+// `BenchRegistry.workloads` lists them (append yours in the marked section). The runner runs the
+// units of a BenchPlan (BenchPlan.swift: every selected workload under every selected policy, or a
+// sweep's points) on a fresh machine each time, all of them or one shard's, and the report is
+// assembled from the units' results (BenchReport.assemble), with ratio_vs_none.
 //
 // Invariant: a workload's modeled result (cycles, counters) depends only on its context
 // (config, costs, policy, seed) — never on the host or on other workloads.
@@ -21,12 +21,16 @@ public struct BenchContext: Sendable {
     public var policy: AllocatorPolicy?
     /// Shorter runs (tests, smoke checks): workloads scale their iteration counts / durations down.
     public var quick: Bool
+    /// The case of a workload with variants (`BenchWorkload.variants`), nil otherwise.
+    public var variant: String?
 
-    public init(config: ModelConfig = ModelConfig(), costs: CostProfile = .default, policy: AllocatorPolicy? = nil, quick: Bool = false) {
+    public init(config: ModelConfig = ModelConfig(), costs: CostProfile = .default, policy: AllocatorPolicy? = nil, quick: Bool = false,
+                variant: String? = nil) {
         self.config = config
         self.costs = costs
         self.policy = policy
         self.quick = quick
+        self.variant = variant
     }
 
     /// A fresh machine for this run.
@@ -50,6 +54,14 @@ public protocol BenchWorkload: Sendable {
     var policyIndependent: Bool { get }
     /// Runs once in `context` and returns its row (the runner fills ratio_vs_none).
     func run(_ context: BenchContext) throws -> BenchResult
+    /// The cases a workload runs as units of their own, each giving one row named
+    /// `NAME/CASE...` (`sgx`: a scenario under one design); `run` finds its case in
+    /// `context.variant`. Empty (the default): one unit, `context.variant` nil.
+    func variants(quick: Bool) -> [String]
+}
+
+extension BenchWorkload {
+    public func variants(quick: Bool) -> [String] { [] }
 }
 
 /// Every workload `keymm bench` knows, in the order it runs them by default.
@@ -65,6 +77,9 @@ public enum BenchRegistry {
         TenantsWorkload(),
         KeyIDPressureWorkload(),
         CVMChurnWorkload(),
+        ParserWorkload(),
+        FaultsWorkload(evicting: true),
+        SGXWorkload(),
     ]
 
     /// The workload with this name, if any.
@@ -82,23 +97,28 @@ public enum BenchRunner {
     /// `progress` is told the workload/policy about to run.
     public static func run(_ workloads: [any BenchWorkload], policies: [AllocatorPolicy], base: BenchContext,
                            progress: ((String) -> Void)? = nil) throws -> BenchReport {
-        var report = BenchReport(host: BenchHost.facts())
-        var pols = policies.isEmpty ? AllocatorPolicy.allCases : policies
-        if !pols.contains(.none) { pols.insert(.none, at: 0) }
-        for w in workloads {
-            let runs: [AllocatorPolicy?] = w.policyIndependent ? [nil] : pols
-            for p in runs {
-                var ctx = base
-                ctx.policy = p
-                if let p { ctx.config.kernel.policy = p }
-                progress?("\(w.name) / \(p?.rawValue ?? "all")")
-                let result = try w.run(ctx)
-                report.results.append(result.row)
-                for (k, v) in result.host { report.host[k] = v }
-            }
+        let plan = BenchPlan.bench(workloads, policies: policies, config: base.config, costs: base.costs, quick: base.quick)
+        return try run(plan, progress: progress)
+    }
+
+    /// Runs every unit of `plan` and assembles the report.
+    package static func run(_ plan: BenchPlan, progress: ((String) -> Void)? = nil) throws -> BenchReport {
+        var results: [(index: Int, result: BenchResult)] = []
+        try run(plan, shard: .whole, progress: progress) { results.append(($0, $1)) }
+        return BenchReport.assemble(host: BenchHost.facts(), results: results)
+    }
+
+    /// Runs the units of `shard` in order, handing each result to `emit` as it is produced.
+    package static func run(_ plan: BenchPlan, shard: Shard, progress: ((String) -> Void)? = nil,
+                           emit: (Int, BenchResult) throws -> Void) throws {
+        for u in shard.units(of: plan.units.count) {
+            let unit = plan.units[u]
+            let context = BenchContext(config: unit.config, costs: plan.costs, policy: unit.policy, quick: plan.quick, variant: unit.variant)
+            progress?("\(unit.workload.name)" + (unit.variant.map { "/\($0)" } ?? "") + " / \(unit.policy?.rawValue ?? "all")" + (unit.point.map { " [\($0.label)]" } ?? ""))
+            var result = try unit.workload.run(context)
+            result.row.point = unit.point
+            try emit(u, result)
         }
-        report.computeRatios()
-        return report
     }
 }
 
@@ -124,18 +144,10 @@ public enum BenchHost {
     }
 
     /// CPU time of the calling thread in seconds (what `openssl speed` divides by: CPU, not wall, time).
-    public static func threadCPUSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    public static func threadCPUSeconds() -> Double { HostClock.threadCPUSeconds() }
 
     /// Monotonic wall-clock seconds.
-    public static func wallSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    public static func wallSeconds() -> Double { HostClock.wallSeconds() }
 
     /// Runs a program found on PATH; returns its stdout+stderr, or nil when it cannot run or fails.
     public static func runProgram(_ name: String, _ args: [String]) -> String? {

@@ -1,4 +1,4 @@
-// The `keyid-pressure` workload: more keys than KeyIDs (seed 000: a KeyID is free only when its
+// The `keyid-pressure` workload: more keys than KeyIDs (docs/sources.md, seed 000: a KeyID is free only when its
 // key is destroyed AND the last VMA and page using it are gone). keyid-bits=3 gives 7 KeyIDs; 20
 // tenants take turns. A tenant without a key first adds an mktme key (ENOKEY when every KeyID is
 // in use or dead: counted as a refusal, the turn is lost, the tenant retries at its next turn).

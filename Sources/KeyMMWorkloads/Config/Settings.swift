@@ -18,7 +18,8 @@ public struct ModelConfig: Sendable {
     /// Cost profile file (`costs=FILE`), or nil for the documented defaults.
     public var costsFile: String?
 
-    public init() {}
+    /// KeyMM's default machine: MachineConfig's defaults plus a 32 MiB EPC (the contract's `epc`).
+    public init() { machine.epc = .mib(32) }
 
     /// A setting that could not be applied: the message names the key and the accepted forms.
     public struct SettingError: Error, CustomStringConvertible, Sendable {
@@ -42,6 +43,7 @@ public struct ModelConfig: Sendable {
         ("thp", "always, madvise or never"),
         ("max-map-count", "a positive integer (Linux default 65530)"),
         ("user-keys", "on or off (off models PATCHv2, which dropped user keys)"),
+        ("pkeys", "16 (a CPU with protection keys, PKU/OSPKE) or 1 (none: pkey_alloc fails with EINVAL, then ENOSPC)"),
         ("costs", "a cost-profile JSON file written by `keymm calibrate`"),
         ("encrypt-anon", "on or off (on: every new anonymous private mapping gets the KeyID of a boot-time mktme key, the series' kernel-build experiment)"),
         ("packages", "physical packages (sockets), 1 .. 64: PCONFIG, TDX key configuration and TDH.PHYMEM.CACHE.WB run once per package"),
@@ -51,6 +53,10 @@ public struct ModelConfig: Sendable {
         ("sev-snp", "on or off: SEV-SNP (the RMP, SNP_DF_FLUSH)"),
         ("coherency-sfw-no", "on or off: CPUID 0x8000001F EBX[31] COHERENCY_SFW_NO (no software eviction when a page becomes private)"),
         ("sev-asid-flush", SEVASIDFlush.allCases.map(\.rawValue).joined(separator: " or ") + " (lazy: KVM's recycling when allocation runs dry; eager: WBINVD + DF_FLUSH at every free)"),
+        ("epc", "the SGX EPC size, a multiple of 4K such as 32M (default 32M; 0: no SGX)"),
+        ("sgx-mm-tracking", "notifier (the merged driver: mmu_notifier + SRCU mm_list) or vma-refcount (the 2019 RFC: vm_ops open/close)"),
+        ("sgx-vma-flags", "special (VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP|VM_IO, as merged) or plain (none: enclave VMAs may merge)"),
+        ("vm-close-merge", "6.18 (a VMA with vm_ops->close is never removed by a merge) or 2019 (it never merges: is_mergeable_vma)"),
         ("inject-bug", "a seeded bug (docs/invariants.md), comma-separated for several, or none: " + SeededBug.names),
     ]
 
@@ -109,6 +115,10 @@ public struct ModelConfig: Sendable {
             kernel.thp = t
         case "max-map-count": kernel.maxMapCount = try int(1...Int(Int32.max))
         case "user-keys": kernel.userKeys = try onOff()
+        case "pkeys":
+            let n = try int(1...16)
+            guard n == 1 || n == 16 else { throw bad() }
+            kernel.pkeyCount = n
         case "encrypt-anon": kernel.encryptAnon = try onOff()
         case "packages": machine.packages = try int(1...64)
         case "tdx-pw-mce": machine.tdxPartialWriteErratum = try onOff()
@@ -119,6 +129,16 @@ public struct ModelConfig: Sendable {
         case "sev-asid-flush":
             guard let f = SEVASIDFlush(rawValue: value) else { throw bad() }
             kernel.cvm.sevASIDFlush = f
+        case "epc": machine.epc = try size()
+        case "sgx-mm-tracking":
+            guard let t = SGXMMTracking(rawValue: value) else { throw bad() }
+            kernel.sgxMMTracking = t
+        case "sgx-vma-flags":
+            guard let f = SGXVMAFlags(rawValue: value) else { throw bad() }
+            kernel.sgxVMAFlags = f
+        case "vm-close-merge":
+            guard let r = CloseMergeRule(rawValue: value) else { throw bad() }
+            kernel.closeMergeRule = r
         case "costs":
             guard !value.isEmpty else { throw bad() }
             costsFile = value

@@ -2,7 +2,7 @@
 //
 // Every figure printed comes from executing calls on a fresh machine (the same calls a
 // scenario file could hold) or from the bench's alloc-free workload; nothing is canned.
-// Key material is never printed: the user key's hex is shown as <32 hex digits>.
+// Key material is never printed: the user key's hex is shown as <redacted, 32 hex>.
 //
 // Invariant: deterministic (seeded machine, modeled time only) except the policy table's
 // "this host" column, which prices the same modeled work with costs measured on the host
@@ -24,15 +24,18 @@ public struct Demo {
     public struct Findings: Sendable {
         public var secretVisibleToOwner = false
         public var secretInDRAM = true
+        /// phys_read right after the write showed DRAM's old zeros (the line still cached).
+        public var dramStaleBeforeFlush = false
         public var secretVisibleThroughWrongKeyID = true
         public var movedCiphertextDecrypts = true
         public var keyidHeldByPinAfterKeyDied = false
         public var keyidReleasedAfterUnpin = false
         public var policyRows: [BenchRow] = []
-        /// Section 6: the correct TD teardown breaks no invariant; returning the KeyID before the
+        /// Section 7: the correct TD teardown breaks no invariant; returning the KeyID before the
         /// cache write-back is named by the checker.
         public var tdTeardownClean = false
         public var wrongTeardownCaught: Violation?
+        public var sgx = SGXFindings()
     }
 
     static let secret = "TENANT-A SECRET: launch code 42!"
@@ -74,7 +77,7 @@ public struct Demo {
         let serialB = try value(call("add_key(\"mktme\", \"tenant-b\", \"type=cpu algorithm=aes-xts-128\", 0, KEY_SPEC_PROCESS_KEYRING)", pid: 200))
         let keyidA = kernel.keys.snapshot().keys.first { $0.serial == Int32(truncatingIfNeeded: serialA) }?.keyid ?? 0
         let keyidB = kernel.keys.snapshot().keys.first { $0.serial == Int32(truncatingIfNeeded: serialB) }?.keyid ?? 0
-        out("   tenant A (pid 100): add_key(\"mktme\", \"tenant-a\", \"type=user algorithm=aes-xts-128 key=<32 hex digits> tweak=<32 hex digits>\") = \(serialA)  -> KeyID \(keyidA)")
+        out("   tenant A (pid 100): add_key(\"mktme\", \"tenant-a\", \"type=user algorithm=aes-xts-128 key=<redacted, 32 hex> tweak=<redacted, 32 hex>\") = \(serialA)  -> KeyID \(keyidA)")
         out("   tenant B (pid 200): add_key(\"mktme\", \"tenant-b\", \"type=cpu algorithm=aes-xts-128\") = \(serialB)  -> KeyID \(keyidB)")
         for (pid, page, serial) in [(Int32(100), Self.pageA, serialA), (Int32(200), Self.pageB, serialB)] {
             _ = try value(call("mmap(0x\(String(page, radix: 16)), 4096, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)", pid: pid))
@@ -86,12 +89,20 @@ public struct Demo {
         _ = try call("mem_write(0x\(String(Self.pageA, radix: 16)), \"\(Self.secret)\")", pid: 100)
         _ = try call("mem_write(0x\(String(Self.pageB, radix: 16)), \"tenant B's own data\")", pid: 200)
         let pa = try value(call("virt_to_phys(0x\(String(Self.pageA, radix: 16)))", pid: 100))
+        let n = Self.secret.utf8.count
         out("   tenant A writes \"\(Self.secret)\" at 0x\(String(Self.pageA, radix: 16)) (physical 0x\(String(pa, radix: 16)))")
+        // DRAM sees a write only when the line leaves the cache: phys_read right after the
+        // write still shows the old DRAM (the fresh page's zeros); after clflush, ciphertext.
+        guard case .bytes(let early) = try call("phys_read(0x\(String(pa, radix: 16)), \(n))", pid: 100) else { throw DemoError("phys_read failed") }
+        f.dramStaleBeforeFlush = early.allSatisfy { $0 == 0 }
+        out("   phys_read(0x\(String(pa, radix: 16)), \(n)) right after the write: \(Self.show(early)) -> DRAM still holds what it held before (zeros): the new line is in the cache, not yet written back")
+        _ = try call("clflush(0x\(String(Self.pageA, radix: 16)), \(n))", pid: 100)
+        guard case .bytes(let flushed) = try call("phys_read(0x\(String(pa, radix: 16)), \(n))", pid: 100) else { throw DemoError("phys_read failed") }
+        out("   clflush(0x\(String(Self.pageA, radix: 16)), \(n)) writes the line back through the engine; phys_read now: \(Self.show(flushed)) -> ciphertext")
         _ = try call("wbinvd()", pid: 100)
         out("")
 
         // 2. Views of A's frame.
-        let n = Self.secret.utf8.count
         guard case .bytes(let own) = try call("mem_read(0x\(String(Self.pageA, radix: 16)), \(n))", pid: 100) else { throw DemoError("mem_read failed") }
         let wrong = kernel.machine.read(PhysAddr(pa), keyid: KeyID(keyidB), count: n)
         guard case .bytes(let dram) = try call("phys_read(0x\(String(pa, radix: 16)), \(n))", pid: 100) else { throw DemoError("phys_read failed") }
@@ -118,7 +129,9 @@ public struct Demo {
         out("")
 
         // 4. Key destroyed while a pinned page holds its KeyID.
-        out("4. A key destroyed while a driver still pins a page that uses its KeyID (seed 000)")
+        out("4. A key destroyed while a driver still pins a page that uses its KeyID")
+        out("   (seed 000: the 2019 MKTME review thread on KeyID reference counts per VMA and per page; the five")
+        out("    upstream threads KeyMM models are numbered seed 000-004, docs/sources.md)")
         let handle = try value(call("gup_pin(0x\(String(Self.pageA, radix: 16)), 1)", pid: 100))
         _ = try call("munmap(0x\(String(Self.pageA, radix: 16)), 4096)", pid: 100)
         _ = try call("keyctl(KEYCTL_INVALIDATE, \(serialA))", pid: 100)
@@ -134,8 +147,12 @@ public struct Demo {
         out("   gup_unpin(\(handle)): references \(after) -> KeyID \(keyidA) released and cleared (PCONFIG CLEAR_KEY), free for the next key")
         out("")
 
-        // 5. Policies side by side.
-        out("5. The allocator flush policies side by side (alloc+free of order-0 pages, seed 001)")
+        // 5. SGX enclaves under both mm-tracking designs (DemoSGX.swift).
+        f.sgx = try runSGX(section: 5)
+
+        // 6. Policies side by side.
+        out("6. The allocator flush policies side by side (alloc+free of order-0 pages)")
+        out("   (seed 001: the 2018 thread on passing the KeyID through the page allocator, docs/sources.md)")
         // Two price lists: the documented defaults, and this host measured now (a quick
         // `keymm calibrate`): the modeled work (flushes, zeroings, switches) is the same.
         let hostCosts = HostCalibration.run(quick: true).0
@@ -171,9 +188,9 @@ public struct Demo {
         return f
     }
 
-    /// 6. A TD torn down in the right order, then with its KeyID returned before the write-back.
+    /// 7. A TD torn down in the right order, then with its KeyID returned before the write-back.
     func teardown(_ f: inout Findings) throws {
-        out("6. Confidential VMs: a TD's KeyID must not go back before its cache lines (TDX host, docs/tdx-sev.md)")
+        out("7. Confidential VMs: a TD's KeyID must not go back before its cache lines (TDX host, docs/tdx-sev.md)")
         let setup = "#@ set memory=128M\n#@ set keyid-bits=3\n#@ set tdx-keyids=3\n#@ set cache=1M\n"
             + "tdx_enable() = 0\ntdx_td_init() = 1\ntdx_init_mem_region(1, 0x0, 4) = 0\ntdx_finalize_vm(1) = 0\n"
             + "guest_write(1, 0x10, \"TD data\") = 7\ntdx_td_destroy(1) = 0\n"

@@ -1,14 +1,21 @@
 // `keymm fuzz`: random programs (ProgramGenerator) executed through the ScenarioRunner with the
-// invariant checker after every call, policy after policy; on a violation the episode's program
-// is shrunk (Shrinker.swift) to a small scenario file that reproduces it with `keymm run`.
+// invariant checker after every call, policy after policy; on a violation the program is shrunk
+// (Shrinker.swift) to a small scenario file that reproduces it with `keymm run`.
 //
-// A run of N ops per policy is a sequence of episodes: each a fresh machine (seeded from the
-// fuzz seed, the policy and the episode number) and a program of up to `episodeLength` calls.
-// Episodes keep shrinking cheap (only the failing episode is shrunk) and memory bounded.
+// The work is a numbered list of programs. `--ops N` calls per policy make P = ceil(N / L)
+// programs of L = `--episode` calls (the last one shorter); program k is a fresh machine and a
+// generator both seeded from (seed, k) alone, so program k is the same program whichever shard
+// runs it, and the same random program under every policy (the generator reads the kernel's
+// state, so it can drift once policies' states differ). Units are numbered policy-major,
+// u = (position of the policy among those that run) * P + k; `--shard I/N` runs the units with
+// u % N == I (Campaign/Shard.swift). Each program's summary and each shrunk violation go to a
+// sink as they happen (JSON Lines); FuzzSummary.swift assembles the result from those records
+// alone, the same way for one unsharded run and for `keymm merge` of its shards.
 //
-// Invariants: deterministic — the same options give the same programs, the same finding and the
-// same shrunk file, bit for bit (modeled time only; wall time is only reported); the model runs
-// exactly as `keymm run` would run the written file (the file pins every setting with `#@ set`).
+// Invariants: deterministic — the same options give the same programs, findings and shrunk
+// files, bit for bit (modeled time only; wall time is only reported, apart); a program's result
+// never depends on other programs; the model runs exactly as `keymm run` would run the written
+// file (the file pins every setting with `#@ set`).
 import Foundation
 import KeyMMBase
 import KeyMMChecker
@@ -26,9 +33,9 @@ public struct FuzzOptions: Sendable {
     /// A seeded bug to inject (nil: the unmodified model).
     public var injectBug: SeededBug?
     /// The model configuration (fuzz defaults plus the user's settings); policy and seed are
-    /// set per episode.
+    /// set per program.
     public var model: ModelConfig = Fuzzer.defaultModel()
-    /// Calls per episode (a fresh machine each).
+    /// Calls per program (a fresh machine each; `--episode`).
     public var episodeLength = 500
     /// Re-runs the shrinker may spend.
     public var maxShrinkRuns = 3000
@@ -36,8 +43,8 @@ public struct FuzzOptions: Sendable {
     public var sweepEvery = 1
     /// Calls the generator never makes (e.g. to get past a known model bug).
     public var without: Set<String> = []
-    /// Campaign mode: after a violation go on with the next episode (and policy); the first
-    /// violation of each policy is shrunk at the end, the rest are counted by invariant.
+    /// Campaign mode: after a violation go on with the next program (and policy); the first
+    /// violating program of each policy is shrunk, the rest are counted by invariant.
     public var keepGoing = false
     /// Confidential-VM calls mixed in (`--mode tdx|sev`); nil: none (an injected bug that needs a
     /// mode picks it).
@@ -45,15 +52,78 @@ public struct FuzzOptions: Sendable {
     public init() {}
 }
 
-/// A violation the fuzzer found, and its shrunk reproduction.
-public struct FuzzFinding: Sendable {
+/// The numbered work of a fuzz run: which policies run, how many programs each, how long each.
+public struct FuzzPlan: Sendable, Hashable {
+    /// Every requested policy, in order.
+    public let policies: [AllocatorPolicy]
+    /// The requested policies the injected bug cannot show under (not run).
+    public let skipped: [AllocatorPolicy]
+    /// The policies that run, in order (units are numbered over these).
+    public let running: [AllocatorPolicy]
+    /// Programs per policy: ceil(ops / episodeLength).
+    public let programsPerPolicy: Int
+    public let ops: Int
+    public let episodeLength: Int
+
+    public init(_ o: FuzzOptions) {
+        policies = o.policies
+        let skipped = o.policies.filter { p in
+            o.injectBug.map { !$0.applies(policy: p.rawValue, encryption: o.model.machine.encryption.rawValue,
+                                          sgxTracking: o.model.kernel.sgxMMTracking.rawValue) } ?? false
+        }
+        self.skipped = skipped
+        running = o.policies.filter { !skipped.contains($0) }
+        ops = max(o.ops, 0)
+        episodeLength = max(o.episodeLength, 1)
+        programsPerPolicy = (ops + episodeLength - 1) / episodeLength
+    }
+
+    /// Number of units (programs across the policies that run).
+    public var units: Int { running.count * programsPerPolicy }
+    /// The policy and program number of unit `u`.
+    public func unit(_ u: Int) -> (policy: AllocatorPolicy, program: Int) {
+        (running[u / programsPerPolicy], u % programsPerPolicy)
+    }
+    /// The unit of program `k` under `policy` (nil if the policy does not run).
+    public func index(policy: AllocatorPolicy, program k: Int) -> Int? {
+        running.firstIndex(of: policy).map { $0 * programsPerPolicy + k }
+    }
+    /// Calls generated for program `k` (the last program of a policy takes the remainder).
+    public func length(_ k: Int) -> Int { min(episodeLength, ops - k * episodeLength) }
+}
+
+/// One program's summary (a JSON Lines result line).
+public struct FuzzProgramRecord: Sendable, Hashable, Codable {
+    public var program: Int
+    public var policy: String
+    /// Calls executed (generated lines the runner accepted).
+    public var calls: Int
+    /// Generated lines the runner rejected as input errors (not part of the program).
+    public var rejected: Int
+    /// The cost clock at the program's end.
+    public var modeledCycles: UInt64
+    public var counters: [String: UInt64]
+    /// The first violation, if one fired (the program stops there).
+    public var violation: Violation?
+    /// With an injected bug: the same invariant fires without the bug too (not the bug's doing).
+    public var unrelated: Bool
+    /// Host wall-clock seconds (informational).
+    public var wallSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case program, policy, calls, rejected, counters, violation, unrelated
+        case modeledCycles = "modeled_cycles", wallSeconds = "wall_seconds"
+    }
+}
+
+/// A violation the fuzzer found and shrank (a JSON Lines violation line).
+public struct FuzzFinding: Sendable, Hashable, Codable {
     public var policy: AllocatorPolicy
-    /// Calls executed under this policy up to and including the violating one.
-    public var opsToFind: Int
-    public var episode: Int
+    /// The program it fired in; `violation.site.index` is the call's index in that program.
+    public var program: Int
     /// The violation as first seen (site: the call's place in the generated program).
     public var violation: Violation
-    /// Calls of the failing episode up to the violation, and after shrinking.
+    /// Calls of the failing program up to the violation, and after shrinking.
     public var originalCalls: Int
     public var shrunkCalls: Int
     public var shrinkRuns: Int
@@ -63,28 +133,25 @@ public struct FuzzFinding: Sendable {
     public var reproduced: Violation?
     /// Divergences the written file produces (0 expected).
     public var reproducedDivergences: Int
+
+    enum CodingKeys: String, CodingKey {
+        case policy, program, violation, scenario, reproduced
+        case originalCalls = "original_calls", shrunkCalls = "shrunk_calls", shrinkRuns = "shrink_runs"
+        case reproducedDivergences = "reproduced_divergences"
+    }
 }
 
-/// The outcome of one policy.
-public struct FuzzPolicyResult: Sendable {
-    public var policy: AllocatorPolicy
-    public var ops: Int
-    public var episodes: Int
-    public var seconds: Double
-    public var finding: FuzzFinding?
-    /// True when the injected bug cannot show under this policy (skipped).
-    public var skipped = false
-    /// With an injected bug: violations that fire on the unmodified model too (so they are not
-    /// the bug's), as (episode, violation); fuzzing went on after them.
-    public var unrelated: [(episode: Int, violation: Violation)] = []
-    /// Keep-going mode: episodes that broke an invariant, counted by the invariant's name.
-    public var violationsByInvariant: [String: Int] = [:]
+/// A violation that fires on the unmodified model too (with --inject-bug: not the bug's).
+public struct FuzzUnrelated: Sendable, Hashable, Codable {
+    public var program: Int
+    public var violation: Violation
 }
 
 /// The fuzzer.
 public final class Fuzzer {
     public let options: FuzzOptions
-    /// Called with (calls done, calls planned) every few hundred calls.
+    public let plan: FuzzPlan
+    /// Called with (calls done, calls planned for this shard) every few hundred calls.
     public var progress: ((Int, Int) -> Void)?
 
     public init(options: FuzzOptions) {
@@ -92,6 +159,7 @@ public final class Fuzzer {
         if o.mode == nil, let m = o.injectBug?.cvmMode { o.mode = CVMFuzzMode(rawValue: m) }
         if let mode = o.mode { mode.apply(to: &o.model) }
         self.options = o
+        plan = FuzzPlan(o)
     }
 
     /// The fuzz defaults: a small machine (128 MiB, 2 nodes, 1 MiB cache so lines get evicted
@@ -102,20 +170,19 @@ public final class Fuzzer {
         m.machine.nodes = 2
         m.machine.cacheSize = .mib(1)
         m.machine.keyidBits = 3
+        m.machine.epc = .mib(1)      // 256 EPC pages: enclaves oversubscribe it, ksgxd and direct reclaim run
         return m
     }
 
-    /// The model of one episode.
-    func model(_ policy: AllocatorPolicy, episode: Int, bug: Bool = true) -> ModelConfig {
+    /// The model of program `k` under `policy`: its machine seed comes from (seed, k) only.
+    func model(_ policy: AllocatorPolicy, program k: Int, bug: Bool = true) -> ModelConfig {
         var m = options.model
         m.kernel.policy = policy
         if bug, let b = options.injectBug { m.kernel.bugs.insert(b.bug) }
-        var g = SeededGenerator.derived(seed: options.seed, purpose: UInt64(episode) << 8 | UInt64(policyIndex(policy)))
+        var g = SeededGenerator.derived(seed: options.seed, purpose: UInt64(k))
         m.machine.seed = g.next() >> 1
         return m
     }
-
-    func policyIndex(_ p: AllocatorPolicy) -> Int { AllocatorPolicy.allCases.firstIndex(of: p) ?? 0 }
 
     func runOptions() -> RunOptions {
         var o = RunOptions()
@@ -125,80 +192,97 @@ public final class Fuzzer {
         return o
     }
 
-    /// Runs every policy in turn; stops at the first finding.
-    public func run() -> [FuzzPolicyResult] {
-        var results: [FuzzPolicyResult] = []
-        var done = 0
-        let total = options.ops * options.policies.count
-        for policy in options.policies {
-            if let bug = options.injectBug, !bug.applies(policy: policy.rawValue, encryption: options.model.machine.encryption.rawValue) {
-                results.append(FuzzPolicyResult(policy: policy, ops: 0, episodes: 0, seconds: 0, finding: nil, skipped: true))
-                done += options.ops
-                continue
-            }
-            let start = Date()
-            var ops = 0
-            var episode = 0
-            var finding: FuzzFinding?
-            var unrelated: [(Int, Violation)] = []
-            var first: (episode: Int, lines: [String], violation: Violation, ops: Int)?
-            var counts: [String: Int] = [:]
-            while ops < options.ops && finding == nil {
-                let len = min(options.episodeLength, options.ops - ops)
-                let r = runEpisode(policy, episode: episode, calls: len) { n in
-                    self.progress?(done + ops + n, total)
-                }
-                ops += r.executed
-                if let v = r.violation {
-                    if options.injectBug != nil,
-                       firstFiring(r.lines, config: model(policy, episode: episode, bug: false), target: v.invariant) != nil {
-                        // The unmodified model breaks the same invariant here: not the bug's doing.
-                        unrelated.append((episode, v))
-                    } else if options.keepGoing {
-                        counts[v.invariant.rawValue, default: 0] += 1
-                        if first == nil { first = (episode, r.lines, v, ops) }
-                    } else {
-                        finding = shrink(policy, episode: episode, lines: r.lines, violation: v, opsToFind: ops)
-                    }
-                }
-                episode += 1
-            }
-            if let f = first { finding = shrink(policy, episode: f.episode, lines: f.lines, violation: f.violation, opsToFind: f.ops) }
-            var result = FuzzPolicyResult(policy: policy, ops: ops, episodes: episode,
-                                          seconds: Date().timeIntervalSince(start), finding: finding)
-            result.unrelated = unrelated
-            result.violationsByInvariant = counts
-            results.append(result)
-            done += options.ops
-            if finding != nil && !options.keepGoing { break }
-        }
-        progress?(total, total)
-        return results
+    /// The run's identity (JSONL headers, config hash): every option that decides the work.
+    package var identity: RunIdentity {
+        let o = options
+        let planJSON: JSONValue = .object([
+            "seed": .string(String(o.seed)), "ops": .int(Int64(o.ops)), "episode": .int(Int64(plan.episodeLength)),
+            "policies": .array(o.policies.map { .string($0.rawValue) }),
+            "inject_bug": o.injectBug.map { .string($0.name) } ?? .null,
+            "sweep_every": .int(Int64(max(o.sweepEvery, 1))), "without": .array(o.without.sorted().map { .string($0) }),
+            "keep_going": .bool(o.keepGoing), "max_shrink_runs": .int(Int64(o.maxShrinkRuns)),
+            "settings": o.model.planJSON,
+        ])
+        return RunIdentity(kind: "fuzz", plan: planJSON, units: plan.units)
     }
 
-    /// One episode: generates and executes up to `calls` lines; stops at the first violation.
-    func runEpisode(_ policy: AllocatorPolicy, episode: Int, calls: Int,
-                    progress: (Int) -> Void) -> (lines: [String], executed: Int, violation: Violation?) {
-        let m = model(policy, episode: episode)
+    /// Runs the whole campaign (every policy in turn; stops at the first finding unless
+    /// keep-going) and returns each policy's result.
+    public func run() -> [FuzzPolicyResult] { runSummary().policies }
+
+    /// Runs the whole campaign and assembles its summary.
+    public func runSummary() -> FuzzSummary {
+        var programs: [Int: FuzzProgramRecord] = [:]
+        var findings: [Int: FuzzFinding] = [:]
+        let start = BenchHost.wallSeconds()
+        let stopped = runShard(.whole, result: { programs[$0] = $1 }, violation: { findings[$0] = $1 })
+        return FuzzSummary.assemble(plan: plan, identity: identity, options: options, programs: programs, findings: findings,
+                                    stoppedAt: stopped, shardSeconds: [BenchHost.wallSeconds() - start])
+    }
+
+    /// Runs the units of `shard` in order. Each program's summary goes to `result` (with its
+    /// unit) when it ends; a shrunk violation to `violation` after it. Without keep-going the
+    /// shard stops at its first finding and returns that unit (nil: it did all its units).
+    package func runShard(_ shard: Shard, result: (Int, FuzzProgramRecord) -> Void,
+                         violation: (Int, FuzzFinding) -> Void) -> Int? {
+        let mine = Array(shard.units(of: plan.units))
+        let total = mine.reduce(0) { $0 + plan.length(plan.unit($1).program) }
+        var done = 0
+        var shrunk: Set<AllocatorPolicy> = []
+        for u in mine {
+            let (policy, k) = plan.unit(u)
+            let wall0 = BenchHost.wallSeconds()
+            let r = runProgram(policy, program: k, calls: plan.length(k)) { n in self.progress?(done + n, total) }
+            done += plan.length(k)
+            var record = FuzzProgramRecord(program: k, policy: policy.rawValue, calls: r.executed, rejected: r.rejected,
+                                           modeledCycles: r.cycles, counters: r.counters, violation: r.violation,
+                                           unrelated: false, wallSeconds: 0)
+            if let v = r.violation, options.injectBug != nil,
+               firstFiring(r.lines, config: model(policy, program: k, bug: false), target: v.invariant) != nil {
+                // The unmodified model breaks the same invariant here: not the bug's doing.
+                record.unrelated = true
+            }
+            record.wallSeconds = BenchHost.wallSeconds() - wall0
+            result(u, record)
+            // The first violating program of each policy in this shard is shrunk (the merge keeps
+            // the lowest program of each policy over all shards: the one an unsharded run shrinks).
+            if let v = r.violation, !record.unrelated, !shrunk.contains(policy) {
+                shrunk.insert(policy)
+                let finding = shrink(policy, program: k, lines: r.lines, violation: v)
+                violation(u, finding)
+                if !options.keepGoing { progress?(total, total); return u }
+            }
+        }
+        progress?(total, total)
+        return nil
+    }
+
+    /// One program: generates and executes up to `calls` lines; stops at the first violation.
+    func runProgram(_ policy: AllocatorPolicy, program k: Int, calls: Int, progress: (Int) -> Void)
+        -> (lines: [String], executed: Int, rejected: Int, violation: Violation?, cycles: UInt64, counters: [String: UInt64]) {
+        let m = model(policy, program: k)
         let runner = ScenarioRunner(config: m, options: runOptions())
         var gen = ProgramGenerator(seed: m.machine.seed, nodes: m.machine.nodes, memory: m.machine.memory.rawValue)
         gen.without = options.without
         gen.cvm = options.mode.map { CVMGenerator(mode: $0, seed: m.machine.seed, memory: m.machine.memory.rawValue) }
         var lines: [String] = []
         lines.reserveCapacity(calls)
-        var executed = 0
+        var rejected = 0
+        var found: Violation?
         for i in 0..<calls {
             if i & 255 == 255 { progress(i) }
             let line = gen.next(runner.kernel)
             do {
                 try runner.execute(text: line, file: "<fuzz>")
             } catch {
+                rejected += 1
                 continue   // an input error: the line is not part of the program
             }
             lines.append(line)
-            executed += 1
-            if let v = runner.violations.first { return (lines, executed, v) }
+            if let v = runner.violations.first { found = v; break }
         }
-        return (lines, executed, nil)
+        let clock = runner.kernel?.machine.clock
+        let counters = (clock?.snapshot ?? [:]).filter { $0.value != 0 }
+        return (lines, lines.count, rejected, found, clock?.cycles ?? 0, counters)
     }
 }

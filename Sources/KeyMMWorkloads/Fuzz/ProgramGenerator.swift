@@ -37,6 +37,9 @@ struct ProgramGenerator {
     var queue: [String] = []
     /// TDX or SEV calls mixed in (`keymm fuzz --mode`; CVMGenerator.swift), nil: none.
     var cvm: CVMGenerator?
+    /// Enclave operations (SGXProgramGenerator.swift): percent of calls, and their state.
+    var sgxWeight = 12
+    var sgx = SGXFuzzState()
     static let base: UInt64 = 0x7e00_0000_0000
     static let slot: UInt64 = 8 << 20
     static let slots: UInt64 = 24
@@ -133,6 +136,10 @@ struct ProgramGenerator {
     mutating func planned(_ k: Kernel?) -> String {
         if let line = cvm?.next(k) { return line }
         if !queue.isEmpty && chance(60) { return queue.removeFirst() }
+        if sgxWeight > 0 && k?.sgx != nil {                  // SGXProgramGenerator.swift
+            if queue.isEmpty && chance(1) { queue = sgxMacro(k) }
+            if chance(sgxWeight), let line = sgxLine(k) { return line }
+        }
         if queue.isEmpty && chance(2) { queue = macro(k) }
         return candidate(k)
     }
@@ -223,7 +230,7 @@ struct ProgramGenerator {
             guard let (a, l) = range(k, pid), let s = pick(serials) else { return p + addKeyLine() }
             return p + "encrypt_mprotect(\(Self.hex(a)), \(l), \(chance(20) ? "PROT_NONE" : "PROT_READ|PROT_WRITE"), \(s))"
         case 255..<275:
-            guard let (a, l) = range(k, pid) else { return p + mmapLine() }
+            guard let (a, l) = range(k, pid), !touchesEnclave(k, pid, a, l) else { return p + mmapLine() }
             let newLen = UInt64(1 + below(64)) * 4096
             if chance(50) {
                 let dst = Self.base + UInt64(below(Int(Self.slots))) * Self.slot + UInt64(below(256)) * 4096

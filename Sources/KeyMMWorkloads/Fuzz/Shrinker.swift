@@ -5,6 +5,10 @@
 // (the calls' actual outcomes), `#@ set` lines pinning every setting, and comments saying what
 // went wrong, then run once more exactly as `keymm run` would run it to confirm it reproduces.
 //
+// A last pass turns each `type=user` key into a `type=cpu` key where the violation still fires,
+// so the file carries no key= / tweak= hex unless the finding needs those bytes (then they are
+// the fuzzer's own seeded key, never a user's).
+//
 // Invariant: a candidate that stops on an input error (a line naming a process whose fork was
 // removed) counts as "still fires" only if the violation came before the error.
 import Foundation
@@ -25,9 +29,9 @@ extension Fuzzer {
         return nil
     }
 
-    func shrink(_ policy: AllocatorPolicy, episode: Int, lines: [String], violation: Violation, opsToFind: Int) -> FuzzFinding {
-        let config = model(policy, episode: episode)
-        let unmodified = model(policy, episode: episode, bug: false)
+    func shrink(_ policy: AllocatorPolicy, program: Int, lines: [String], violation: Violation) -> FuzzFinding {
+        let config = model(policy, program: program)
+        let unmodified = model(policy, program: program, bug: false)
         let target = violation.invariant
         var runs = 0
         var cur = lines
@@ -76,10 +80,19 @@ extension Fuzzer {
                 if c != cur && test(c) { changed = true }
             }
         }
-        let (text, reproduced, divergences) = writeScenario(cur, config: config, policy: policy, episode: episode,
-                                                           violation: violation, opsToFind: opsToFind,
-                                                           originalCalls: lines.count, runs: runs)
-        return FuzzFinding(policy: policy, opsToFind: opsToFind, episode: episode, violation: violation,
+        // Key material: a user key whose bytes the violation does not need becomes a CPU-generated
+        // key, so the written file holds no key= / tweak= hex unless the finding depends on it.
+        for i in cur.indices where runs < options.maxShrinkRuns {
+            let plain = Fuzzer.withoutKeyMaterial(cur[i])
+            if plain != cur[i] {
+                var c = cur
+                c[i] = plain
+                _ = test(c)
+            }
+        }
+        let (text, reproduced, divergences) = writeScenario(cur, config: config, policy: policy, program: program,
+                                                           violation: violation, originalCalls: lines.count, runs: runs)
+        return FuzzFinding(policy: policy, program: program, violation: violation,
                            originalCalls: lines.count, shrunkCalls: cur.count, shrinkRuns: runs, scenario: text,
                            reproduced: reproduced, reproducedDivergences: divergences)
     }
@@ -95,6 +108,18 @@ extension Fuzzer {
         return "1 " + rest
     }
 
+    /// An add_key line of a `type=user` key (key= and tweak= hex) as the same call with a
+    /// `type=cpu` key (the key service generates the material); other lines unchanged.
+    static func withoutKeyMaterial(_ line: String) -> String {
+        guard line.contains("add_key("), let open = line.range(of: "\"type=user "),
+              let close = line[open.upperBound...].range(of: "\", ") else { return line }
+        let options = "type=cpu algorithm=aes-xts-128"
+        var rest = line[close.upperBound...]
+        guard let comma = rest.firstIndex(of: ",") else { return line }   // the payload length
+        rest = rest[comma...]
+        return String(line[..<open.lowerBound]) + "\"" + options + "\", \(options.utf8.count)" + String(rest)
+    }
+
     /// A generated line without the id it asks for (`fork() = 7` -> `fork()`): the written file
     /// records the actual outcome instead.
     static func stripRecordedID(_ line: String) -> String {
@@ -106,8 +131,8 @@ extension Fuzzer {
 
     /// The scenario file for `lines`, with the results the calls actually return, and what
     /// running it as `keymm run` does (the violation of `violation.invariant`, divergences).
-    func writeScenario(_ lines: [String], config: ModelConfig, policy: AllocatorPolicy, episode: Int,
-                       violation: Violation, opsToFind: Int, originalCalls: Int, runs: Int)
+    func writeScenario(_ lines: [String], config: ModelConfig, policy: AllocatorPolicy, program: Int,
+                       violation: Violation, originalCalls: Int, runs: Int)
         -> (String, Violation?, Int) {
         // Re-run to record each call's outcome and to locate the violation.
         let runner = ScenarioRunner(config: config, options: runOptions())
@@ -131,7 +156,7 @@ extension Fuzzer {
         head.append("# Found by keymm fuzz --seed \(options.seed) --policy \(policy.rawValue)"
                      + (options.injectBug.map { " --inject-bug \($0.name)" } ?? "")
                      + (options.without.isEmpty ? "" : " --without \(options.without.sorted().joined(separator: ","))")
-                     + " after \(opsToFind) calls (episode \(episode)).")
+                     + " in program \(program), call \((violation.site?.index ?? 0) + 1).")
         if let bug = options.injectBug {
             head.append("# Injected bug \(bug.name): \(bug.mistake) (\(bug.location)).")
         }

@@ -5,7 +5,8 @@
 // part first and records it as inferred, apart from divergences.
 //
 // Invariant: only lenient runs infer; an inferred region covers exactly the holes of the
-// call's range; nothing is inferred for a call whose recorded result is an error.
+// call's range (for an equal-length MREMAP_FIXED move, which may span holes since Linux 6.17,
+// only a hole at its start); nothing is inferred for a call whose recorded result is an error.
 import KeyMMBase
 import KeyMMKernel
 import KeyMMTrace
@@ -28,8 +29,16 @@ extension SyscallDispatcher {
         guard a.count >= 2 else { return }
         let start = VirtAddr(try a.u64(0)).pageDown
         guard let len = pageAlignUp(try a.u64(1)), len > 0, len <= 1 << 40 else { return }
-        let end = start.advanced(by: len)
+        var end = start.advanced(by: len)
         guard end > start else { return }
+        if call == .mremap, a.count >= 4, let newLen = pageAlignUp(try a.u64(2)), newLen == len,
+           MremapFlags(rawValue: UInt32(truncatingIfNeeded: try a.u64(3, [.mremap]))).isSuperset(of: [.mayMove, .fixed]) {
+            // Linux 6.17+: an equal-length MREMAP_FIXED move may span several VMAs with holes
+            // between them; only its start must be mapped. So only a hole at the start is the
+            // exec's (up to the first VMA the model knows); later holes are the program's own.
+            if let first = task.mm.findVMA(start), first.vmStart < end { end = first.vmStart }
+            guard end > start else { return }
+        }
         var cursor = start
         let mm = task.mm
         while cursor < end {
@@ -43,9 +52,10 @@ extension SyscallDispatcher {
                 let r = kernel.mmap(task, addr: cursor, length: holeEnd.distance(from: cursor), prot: prot,
                                     flags: [.private, .anonymous, .fixedNoReplace])
                 if case .success = r {
+                    let kind = execRegionKind(mm, start: cursor, end: holeEnd)   // ExecLayout.swift
                     inferred.append(InferredRegion(pid: task.pid.rawValue, start: "0x" + String(cursor.rawValue, radix: 16),
                                                    end: "0x" + String(holeEnd.rawValue, radix: 16),
-                                                   what: "exec-time mapping (binary, ld.so or stack)",
+                                                   kind: kind.rawValue, what: kind.what(layoutNotes(mm)),
                                                    reason: "\(line.location.file):\(line.location.line): \(line.name) acts on it and succeeded"))
                 }
             }

@@ -1,5 +1,5 @@
 // The calls beyond the mm syscalls: the key service (add_key, keyctl), files
-// (file_create, openat, close, fstat), and the contract's model-only calls (mem_*,
+// (file_create, openat, close, fstat, memfd_create, ftruncate, truncate), and the contract's model-only calls (mem_*,
 // virt_to_phys, phys_read, wbinvd, clflush, gup_*, kernel-thread passes).
 //
 // Invariant: ids a trace recorded (key serials, fds, pin handles) are the ids the model
@@ -32,7 +32,10 @@ extension SyscallDispatcher {
             var payload: [UInt8]? = nil
             if op == 9, a.count > 2 { ring = KeySerial(try a.i32(2, [.keySpec])) }          // UNLINK
             if op == 2, a.count > 2, !(try a.arg(2)).value.isNull { payload = try a.bytes(2) } // UPDATE
-            let r = kernel.keyctl(pid, op, id, keyring: ring, payload: payload)
+            var arg3: UInt64 = 0, arg4: UInt64 = 0
+            if op == 5, a.count > 2 { arg3 = try a.u64(2, [.keyPerm]) }                        // SETPERM
+            if op == 4, a.count > 3 { arg3 = try a.u64(2); arg4 = try a.u64(3) }              // CHOWN
+            let r = kernel.keyctl(pid, op, id, keyring: ring, payload: payload, arg3: arg3, arg4: arg4)
             return Self.outcome(r.map { Int64($0.value) })
         case .mem_write:
             let bytes = try a.bytes(1)
@@ -58,9 +61,9 @@ extension SyscallDispatcher {
         case .phys_read:
             let pa = try a.u64(0)
             let length = try a.u64(1)
-            let limit = UInt64(kernel.machine.config.memory.rawValue)
+            let limit = kernel.machine.config.installedDRAM.rawValue
             guard length <= 1 << 24, pa < limit, length <= limit - pa else {
-                throw TraceError(location: line.location(ofArgument: 0), message: "phys_read(0x\(String(pa, radix: 16)), \(length)) is outside physical memory (\(kernel.machine.config.memory)) or over 16 MiB")
+                throw TraceError(location: line.location(ofArgument: 0), message: "phys_read(0x\(String(pa, radix: 16)), \(length)) is outside physical memory (\(kernel.machine.config.memory) of memory + \(kernel.machine.config.epc) of EPC) or over 16 MiB")
             }
             return .bytes(kernel.machine.physRead(PhysAddr(pa), count: Int(length)))
         case .wbinvd:
@@ -92,6 +95,12 @@ extension SyscallDispatcher {
             if lenient, wanted != nil, !flags.contains(.create), kernel.file(at: path) == nil {
                 kernel.fileCreate(path: path, size: 0)
             }
+            // A failed open of a file the model does not know (`/dev/tty` = ENXIO without a
+            // terminal, EACCES, ENOENT): the host's file system answered, not the mm; the
+            // recorded result is the truth, learned like a size from fstat, never compared.
+            if lenient, let name = line.result.errnoName, kernel.file(at: path) == nil {
+                return learn(line, name)
+            }
             return Self.outcome(kernel.openat(pid, path: path, flags: flags, fd: wanted).map { Int64($0) })
         case .close:
             let fd = try a.i32(0)
@@ -100,8 +109,22 @@ extension SyscallDispatcher {
             return Self.outcome(kernel.close(pid, fd: fd))
         case .fstat, .newfstatat:
             return try stat(call, a: &a, task: task, kernel: kernel)
+        case .memfd_create:
+            let flags = UInt32(truncatingIfNeeded: a.count > 1 ? try a.u64(1, [.memfd]) : 0)
+            if flags & 0x4 != 0 { return nil }   // MFD_HUGETLB: no hugetlbfs in the model
+            let wanted = line.result.int64Value.flatMap { $0 >= 0 ? Int32(truncatingIfNeeded: $0) : nil }
+            return Self.outcome(kernel.memfdCreate(pid, name: try a.string(0), flags: flags, fd: wanted).map { Int64($0) })
+        case .ftruncate:
+            let fd = try a.i32(0)
+            // A real log truncates files the model never opened.
+            if lenient, task.files.fds[fd] == nil { return nil }
+            return Self.outcome(kernel.ftruncate(pid, fd: fd, length: try a.i64(1)))
+        case .truncate:
+            let path = try a.string(0)
+            if lenient, kernel.file(at: path) == nil { return nil }
+            return Self.outcome(kernel.truncate(pid, path: path, length: try a.i64(1)))
         default:
-            return try executeMKTME(call, a: &a, line: line, task: task, kernel: kernel)
+            return try executeMKTME(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
         }
     }
 
@@ -143,7 +166,7 @@ extension SyscallDispatcher {
 // sleeps (modeled time for key_gc_delay), clflush, vvar_map.
 extension SyscallDispatcher {
     mutating func executeMKTME(_ call: ModeledCall, a: inout Arguments, line: SyscallLine,
-                               task: TaskStruct, kernel: Kernel) throws(TraceError) -> CallOutcome? {
+                               task: TaskStruct, kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
         let pid = task.pid
         let recordedValue = line.result.errnoName == nil ? line.result.int64Value : nil
         switch call {
@@ -231,7 +254,8 @@ extension SyscallDispatcher {
             return Self.outcome(kernel.hugetlbMap(task, addr: VirtAddr(try a.u64(0)), length: try a.u64(1),
                                                   prot: Prot(rawValue: UInt32(truncatingIfNeeded: try a.u64(2, [.prot])))).map { _ in () })
         default:
-            return nil
+            if let o = try executeSGX(call, a: &a, line: line, task: task, kernel: kernel) { return o }   // SGXCalls.swift
+            return try executeCredentials(call, a: &a, line: line, task: task, kernel: kernel, lenient: lenient)
         }
     }
 

@@ -31,8 +31,17 @@ public struct RunInputError: Error, Sendable, CustomStringConvertible {
     public let location: SourceLocation
     public let message: String
     public init(_ error: TraceError) { location = error.location; message = error.message }
-    public init(location: SourceLocation, message: String) { self.location = location; self.message = message }
+    public init(location: SourceLocation, message: String) { self.location = location; self.message = redactingKeyMaterial(message) }
     public var description: String { "\(location): error: \(message)" }
+}
+
+/// A process's address space just before it exited (for `--maps`/`--smaps` of a process that
+/// is gone at the end of a replay).
+public struct ExitState: Sendable {
+    public var maps: String
+    public var smaps: String
+    /// The exit line (`exit_group(0)` or `+++ exited with 0 +++`) the state was kept at.
+    public var location: SourceLocation
 }
 
 /// How a run treats its input.
@@ -58,16 +67,23 @@ public final class ScenarioRunner {
     /// Calls executed.
     public private(set) var calls = 0
     /// Calls that carried a recorded result the model compared.
-    public private(set) var compared = 0
+    public internal(set) var compared = 0
     /// Compared calls whose recorded result the model reproduced.
-    public private(set) var reproduced = 0
-    public private(set) var divergences: [Divergence] = []
+    public internal(set) var reproduced = 0
+    public internal(set) var divergences: [Divergence] = []
     /// The invariant checker (nil when RunOptions.checker is nil), attached at boot.
     public private(set) var checker: InvariantChecker?
     /// Broken invariants, each as `FILE:LINE: violation: NAME: detail`.
     public private(set) var violations: [Violation] = []
     /// Calls of system calls the model does not model (read, write, ...), by name.
     public private(set) var notModeled: [String: Int] = [:]
+    /// Results taken from the log instead of computed (files the model does not know), by
+    /// `call ERRNO` (e.g. `openat ENXIO`); neither compared nor reproduced.
+    public private(set) var learned: [String: Int] = [:]
+    /// Pids whose address space is kept just before they exit (`--maps`/`--smaps` of a process
+    /// that is gone at the end): the text of /proc/PID/maps and smaps and the exit's place.
+    public var keepStateAtExit: Set<Int32> = []
+    public private(set) var stateAtExit: [Int32: ExitState] = [:]
     /// Regions replay assumed the exec built.
     public var inferred: [InferredRegion] { dispatcher.inferred }
     /// The outcome of the last executed call (nil if it was not modeled).
@@ -77,6 +93,10 @@ public final class ScenarioRunner {
     public private(set) var skippedInputCount = 0
 
     var dispatcher = SyscallDispatcher()
+    var hintEvidence = ReplayHints()
+    /// Settings the log's recorded results point to (Run/ReplayHints.swift); printed after
+    /// the summary, never counted as divergences.
+    public var hints: [String] { hintEvidence.messages }
 
     public init(config: ModelConfig, options: RunOptions = RunOptions()) {
         self.config = config
@@ -142,10 +162,14 @@ public final class ScenarioRunner {
                 throw RunInputError(location: location, message: error.message)
             }
         case .call(let line):
+            if !keepStateAtExit.isEmpty, line.name == "exit" || line.name == "exit_group" { keepState(at: line.location) }
             try execute(line)
-        case .exited(let pid, _, _), .killed(let pid, _, _, _):
+        case .exited(let pid, _, let location), .killed(let pid, _, _, let location):
+            if !keepStateAtExit.isEmpty { keepState(at: location) }
             if let kernel, kernel.task(ProcessID(pid ?? 1)) != nil { dispatcher.exitTask(kernel, ProcessID(pid ?? 1)) }
-        case .signal, .superseded:
+        case .signal(let pid, let name, let info, let location):
+            compareSignal(pid: pid, name: name, info: info, location: location)
+        case .superseded:
             break
         case .fault(let fault):
             try replayFault(fault)
@@ -178,12 +202,18 @@ public final class ScenarioRunner {
         }
         if let checked, let checker { violations += checker.afterCall(checked, outcome: Self.checkedOutcome(outcome)) }
         calls += 1
+        if dispatcher.learnedLast {
+            learned["\(line.name) \(line.result.errnoName ?? "?")", default: 0] += 1
+            echo?(Self.format(line, outcome, learned: line.result))
+            return
+        }
         echo?(Self.format(line, outcome))
         switch line.result {
         case .none, .unknown, .unfinished: return
         default: break
         }
         compared += 1
+        hintEvidence.observe(line, outcome: outcome, pkeyCount: kernel.config.pkeyCount)
         if outcome.matches(line.result) {
             reproduced += 1
         } else {
@@ -206,15 +236,27 @@ public final class ScenarioRunner {
         if skippedInput.count < 100 { skippedInput.append(e) }
     }
 
-    /// `[pid] name(args)` in strace syntax.
-    static func callText(_ line: SyscallLine) -> String {
-        let args = line.args.map(\.description).joined(separator: ", ")
-        return "\(line.spelledName ?? line.name)(\(args))"
+    /// Keeps the maps and smaps of every watched live process (an exit is about to happen).
+    func keepState(at location: SourceLocation) {
+        guard let kernel else { return }
+        for pid in keepStateAtExit {
+            guard let maps = kernel.procMaps(ProcessID(pid)), let smaps = kernel.procSmaps(ProcessID(pid)) else { continue }
+            stateAtExit[pid] = ExitState(maps: maps, smaps: smaps, location: location)
+        }
     }
 
-    /// The call with its actual result, as --trace prints it.
-    static func format(_ line: SyscallLine, _ outcome: CallOutcome) -> String {
+    /// `name(args)` in strace syntax, key material redacted (this text goes to --trace,
+    /// divergences, violation reports and JSON).
+    static func callText(_ line: SyscallLine) -> String {
+        let args = line.args.map(\.description).joined(separator: ", ")
+        return redactingKeyMaterial("\(line.spelledName ?? line.name)(\(args))")
+    }
+
+    /// The call with its actual result, as --trace prints it; a result learned from the log
+    /// prints as recorded, with a comment saying so.
+    static func format(_ line: SyscallLine, _ outcome: CallOutcome, learned: TraceResult? = nil) -> String {
         let pid = line.pid.map { "\($0) " } ?? ""
+        if let learned { return pid + callText(line) + " = " + learned.straceText + "  # learned from the log" }
         if case .noReturn = outcome { return pid + callText(line) + " = ?" }
         return pid + callText(line) + " = " + outcome.straceText
     }

@@ -27,7 +27,17 @@
  *   12 pkey                                      pkey_free
  *   13                                           fork: the child exits at once
  *   14 off npages write                          touch pages; prints pages done
- *   15                                           fork and continue in the child
+ *   15                                           fork and continue in the child; when the
+ *                                                child is done the parent prints "PM" and its
+ *                                                region too
+ *   16 off len flags                             mseal (syscall 462)
+ *   17 fdsel size                                ftruncate
+ *   18                                           memfd_create("keymm", 0): fdsel 4 from now on
+ *   19 count                                     fork: the child runs the next `count` ops,
+ *                                                prints "CM", its region and "CE", and exits;
+ *                                                the parent waits and goes on after them
+ *
+ * Every program starts by setting the test file back to its original size (ftruncate).
  *
  * No allocation after start-up: everything lives in static buffers (mlockall(MCL_FUTURE)
  * and fork must not see malloc arenas appear).
@@ -55,7 +65,8 @@ static struct prog *progs;
 static int nprogs, maxprogs;
 
 static unsigned long BASE, SIZE;
-static int fd_rw = -1, fd_ro = -1;
+static int fd_rw = -1, fd_ro = -1, fd_memfd = -1;
+static off_t FILESIZE;
 
 static char outbuf[1 << 16];
 static size_t outlen;
@@ -143,6 +154,7 @@ static int fdsel(long s)
 	case 1: return fd_rw;
 	case 2: return fd_ro;
 	case 3: return 999;
+	case 4: return fd_memfd;
 	default: return -1;
 	}
 }
@@ -204,6 +216,8 @@ static void dump_region(void)
 	}
 }
 
+static void run_ops(int first, int count);
+
 static void run_program(int pi)
 {
 	struct sigaction sa;
@@ -220,9 +234,20 @@ static void run_program(int pi)
 		return;
 	}
 	munmap(r, SIZE + 2 * MARGIN);
+	if (ftruncate(fd_rw, FILESIZE) != 0)
+		puts_("TRUNC\n");
 
-	for (int k = 0; k < progs[pi].count; k++) {
-		struct op *o = &ops[progs[pi].first + k];
+	run_ops(progs[pi].first, progs[pi].count);
+	puts_("M\n");
+	dump_region();
+}
+
+/* Runs ops [first, first + count); a parent of a fork-and-continue prints its region when
+ * its child is done. */
+static void run_ops(int first, int count)
+{
+	for (int k = 0; k < count; k++) {
+		struct op *o = &ops[first + k];
 		long *a = o->a;
 		long ret;
 		pid_t pid;
@@ -264,16 +289,46 @@ static void run_program(int pi)
 			pid = fork();
 			if (pid > 0) {
 				waitpid(pid, &st, 0);
+				puts_("PM\n");
+				dump_region();
+				flush();
 				_exit(0);
 			}
 			continue;
+		case 16: ret = sys(syscall(462, BASE + a[0], a[1], a[2])); break;
+		case 17: ret = sys(syscall(SYS_ftruncate, fdsel(a[0]), a[1])); break;
+		case 18:
+			ret = sys(syscall(SYS_memfd_create, "keymm", 0));
+			if (ret >= 0) {
+				fd_memfd = (int)ret;
+				ret = 0;
+			}
+			break;
+		case 19: {
+			int n = (int)a[0];
+			if (n > count - k - 1)
+				n = count - k - 1;
+			puts_("0\n");
+			flush();
+			pid = fork();
+			if (pid == 0) {
+				run_ops(first + k + 1, n);
+				puts_("CM\n");
+				dump_region();
+				puts_("CE\n");
+				flush();
+				_exit(0);
+			}
+			if (pid > 0)
+				waitpid(pid, &st, 0);
+			k += n;
+			continue;
+		}
 		default: ret = -9999; break;
 		}
 		putnum(ret);
 		puts_("\n");
 	}
-	puts_("M\n");
-	dump_region();
 }
 
 static long parse_long(const char **pp)
@@ -298,6 +353,7 @@ int main(int argc, char **argv)
 	fd_ro = open(argv[4], O_RDONLY);
 	if (fd_rw < 0 || fd_ro < 0)
 		return 3;
+	FILESIZE = lseek(fd_rw, 0, SEEK_END);
 
 	/* The program text and the parsed ops live in mappings sized to the input; the text
 	 * is unmapped before any program runs. */
@@ -365,12 +421,14 @@ int main(int argc, char **argv)
 		pid_t pid = fork();
 		if (pid == 0) {
 			run_program(i);
-			puts_("E\n");
 			flush();
 			_exit(0);
 		}
 		int st;
 		waitpid(pid, &st, 0);
+		/* After every process of the program (fork-and-continue parents print last). */
+		puts_("E\n");
+		flush();
 	}
 	flush();
 	return 0;

@@ -1,8 +1,16 @@
 // XTS whitening kernels (see include/CXTSKernels.h). No AES here: only the tweak chain and XORs.
+// The AVX-512 kernels exist only on x86-64 (and run only when CPUID says so); every other
+// architecture builds and uses the portable C kernels.
 #include "CXTSKernels.h"
 #include <stdint.h>
 #include <string.h>
+#if defined(__x86_64__)
 #include <immintrin.h>
+#include "xts_gf.h"
+#define KEYMM_X86 1
+#else
+#define KEYMM_X86 0
+#endif
 
 static inline void dbl(uint64_t *lo, uint64_t *hi) {
     uint64_t carry = *hi >> 63;
@@ -42,35 +50,7 @@ static void unwhiten_portable(void *dst, const void *tweaks, const void *masks, 
     }
 }
 
-// Four tweaks at a time: x = [T0 T1 T2 T3] (128-bit lanes). Doubling per 128-bit lane: shift each
-// 64-bit half left by one; the low half's top bit moves into the high half, the high half's top bit
-// folds back into the low half as 0x87.
-__attribute__((target("avx512f")))
-static inline __m512i dbl4(__m512i x, __m512i k) {
-    __m512i carries = _mm512_srli_epi64(x, 63);
-    __m512i swapped = _mm512_shuffle_epi32(carries, _MM_PERM_BADC);      // swap 64-bit halves per 128-bit lane
-    __m512i fold = _mm512_and_si512(_mm512_sub_epi64(_mm512_setzero_si512(), swapped), k);
-    return _mm512_xor_si512(_mm512_slli_epi64(x, 1), fold);
-}
-
-// The masks of four lines from their encrypted tweaks t[0..3] (64 bytes): l0..l3 = [T, 2T, 4T, 8T].
-__attribute__((target("avx512f")))
-static inline void masks4(const uint8_t *t, __m512i k, __m512i *l0, __m512i *l1, __m512i *l2, __m512i *l3) {
-    __m512i a = _mm512_loadu_si512(t);                 // [T0 T1 T2 T3]
-    __m512i b = dbl4(a, k);                            // *alpha
-    __m512i c = dbl4(b, k);                            // *alpha^2
-    __m512i e = dbl4(c, k);                            // *alpha^3
-    // Transpose 4x4 of 128-bit elements: line j = [a_j b_j c_j e_j].
-    __m512i ab_lo = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0));   // a0 a1 b0 b1
-    __m512i ab_hi = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));   // a2 a3 b2 b3
-    __m512i ce_lo = _mm512_shuffle_i64x2(c, e, _MM_SHUFFLE(1, 0, 1, 0));   // c0 c1 e0 e1
-    __m512i ce_hi = _mm512_shuffle_i64x2(c, e, _MM_SHUFFLE(3, 2, 3, 2));   // c2 c3 e2 e3
-    *l0 = _mm512_shuffle_i64x2(ab_lo, ce_lo, _MM_SHUFFLE(2, 0, 2, 0));     // a0 b0 c0 e0
-    *l1 = _mm512_shuffle_i64x2(ab_lo, ce_lo, _MM_SHUFFLE(3, 1, 3, 1));     // a1 b1 c1 e1
-    *l2 = _mm512_shuffle_i64x2(ab_hi, ce_hi, _MM_SHUFFLE(2, 0, 2, 0));
-    *l3 = _mm512_shuffle_i64x2(ab_hi, ce_hi, _MM_SHUFFLE(3, 1, 3, 1));
-}
-
+#if KEYMM_X86
 // AVX-512 pre-whitening: masks are recomputed in the post-whitening pass (cheaper than storing
 // and reloading 4 KiB), except for a tail of fewer than 4 lines, which uses the stored masks.
 __attribute__((target("avx512f")))
@@ -109,11 +89,14 @@ static void unwhiten_avx512(void *dst, const void *tweaks, const void *masks, si
         _mm512_storeu_si512(d + o, _mm512_xor_si512(_mm512_loadu_si512(d + o), _mm512_load_si512(m + o)));
 }
 
+#endif
+
 static void tweaks_portable(void *out, uint64_t pa, size_t lines) {
     uint64_t *o = out;
     for (size_t i = 0; i < lines; i++) { o[2 * i] = pa + 64 * (uint64_t)i; o[2 * i + 1] = 0; }
 }
 
+#if KEYMM_X86
 __attribute__((target("avx512f")))
 static void tweaks_avx512(void *out, uint64_t pa, size_t lines) {
     uint8_t *o = out;
@@ -126,6 +109,8 @@ static void tweaks_avx512(void *out, uint64_t pa, size_t lines) {
     }
     if (i < lines) tweaks_portable(o + 16 * i, pa + 64 * (uint64_t)i, lines - i);
 }
+
+#endif
 
 void hp_xts_tweaks_gather(void *out, const uint64_t *addrs, size_t lines) {
     uint64_t *o = out;
@@ -141,13 +126,23 @@ static whiten_fn whiten_impl;
 static unwhiten_fn unwhiten_impl;
 static const char *kernel_name;
 
-static void choose(void) {
+static int has_avx512(void) {
+#if KEYMM_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+static void choose(void) {
+#if KEYMM_X86
+    if (has_avx512()) {
         whiten_impl = whiten_avx512; unwhiten_impl = unwhiten_avx512; tweaks_impl = tweaks_avx512; kernel_name = "avx512";
-    } else {
-        whiten_impl = whiten_portable; unwhiten_impl = unwhiten_portable; tweaks_impl = tweaks_portable; kernel_name = "portable";
+        return;
     }
+#endif
+    whiten_impl = whiten_portable; unwhiten_impl = unwhiten_portable; tweaks_impl = tweaks_portable; kernel_name = "portable";
 }
 
 __attribute__((constructor)) static void hp_xts_init(void) { choose(); }
@@ -168,13 +163,17 @@ const char *hp_xts_kernel_name(void) { return kernel_name; }
 
 int hp_xts_whiten_with(int kernel, const void *tweaks, void *masks, size_t lines, const void *src, void *dst) {
     if (kernel == 0) { whiten_portable(tweaks, masks, lines, src, dst); return 1; }
-    if (kernel == 1 && __builtin_cpu_supports("avx512f")) { whiten_avx512(tweaks, masks, lines, src, dst); return 1; }
+#if KEYMM_X86
+    if (kernel == 1 && has_avx512()) { whiten_avx512(tweaks, masks, lines, src, dst); return 1; }
+#endif
     return 0;
 }
 
 int hp_xts_unwhiten_with(int kernel, void *dst, const void *tweaks, const void *masks, size_t lines) {
     if (kernel == 0) { unwhiten_portable(dst, tweaks, masks, lines); return 1; }
-    if (kernel == 1 && __builtin_cpu_supports("avx512f")) { unwhiten_avx512(dst, tweaks, masks, lines); return 1; }
+#if KEYMM_X86
+    if (kernel == 1 && has_avx512()) { unwhiten_avx512(dst, tweaks, masks, lines); return 1; }
+#endif
     return 0;
 }
 
@@ -184,6 +183,7 @@ void hp_prefetch(const void *p, size_t bytes, int write) {
     else { for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3); }
 }
 
+#if KEYMM_X86
 __attribute__((target("avx512f")))
 static void stream_copy_avx512(void *dst, const void *src, size_t bytes) {
     uint8_t *d = dst;
@@ -191,7 +191,11 @@ static void stream_copy_avx512(void *dst, const void *src, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) _mm512_stream_si512((__m512i *)(d + o), _mm512_loadu_si512(s + o));
 }
 
+#endif
+
 void hp_stream_copy(void *dst, const void *src, size_t bytes) {
-    if (((uintptr_t)dst & 63) == 0 && (bytes & 63) == 0 && __builtin_cpu_supports("avx512f")) stream_copy_avx512(dst, src, bytes);
-    else memcpy(dst, src, bytes);
+#if KEYMM_X86
+    if (((uintptr_t)dst & 63) == 0 && (bytes & 63) == 0 && has_avx512()) { stream_copy_avx512(dst, src, bytes); return; }
+#endif
+    memcpy(dst, src, bytes);
 }
