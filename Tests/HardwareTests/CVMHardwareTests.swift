@@ -245,4 +245,22 @@ private func readyModule(_ m: Machine) throws -> TDXModule {
             #expect(m.clock.count(of: .clflushLine) == flushed)
         }
     }
+
+    @Test func asidTagsLieAfterSGXsKeySlots() throws {
+        // With an EPC the engine's slots after the host KeyIDs are SGX's (EPC key, paging key);
+        // SEV guests' ASIDs come after them, so ACTIVATE never rekeys the EPC.
+        var c = MachineConfig()
+        c.memory = .mib(64)
+        c.encryption = .sme
+        c.sevASIDs = 4
+        c.minSEVASID = 2
+        c.epc = .mib(1)
+        let m = try Machine(config: c)
+        let sgx = try #require(m.sgx)
+        let tags = (1...4).map { c.asidTag($0) }
+        #expect(!tags.contains(sgx.epcKeyID) && !tags.contains(sgx.pagingKeyID))
+        #expect(tags.allSatisfy { $0.rawValue > sgx.pagingKeyID.rawValue && Int($0.rawValue) < c.engineSlots })
+        #expect(c.asid(ofTag: sgx.epcKeyID) == nil && c.asid(ofTag: sgx.pagingKeyID) == nil)
+        #expect(tags.map { c.asid(ofTag: $0) } == [1, 2, 3, 4])
+    }
 }
