@@ -207,8 +207,8 @@ extension Machine {
             if len != cacheLineSize {
                 // The memory controller's read-modify-write of the partial line.
                 let raw = dram.read(la, count: cacheLineSize)
-                raw.withUnsafeBytes { src in
-                    plain.withUnsafeMutableBytes { dst in _ = engine.decrypt(k, at: la, lines: 1, from: src.baseAddress!, to: dst.baseAddress!) }
+                unsafe raw.withUnsafeBytes { src in
+                    unsafe plain.withUnsafeMutableBytes { dst in _ = unsafe engine.decrypt(k, at: la, lines: 1, from: src.baseAddress!, to: dst.baseAddress!) }
                 }
             }
             for i in 0..<len { plain[Int(a - la.rawValue) + i] = bytes[off + i] }
@@ -223,10 +223,10 @@ extension Machine {
         clock.charge(.directStoreLine)
         if !engine.isPlaintext(k) { clock.charge(.encryptLine) }
         var out = [UInt8](repeating: 0, count: cacheLineSize)
-        plain.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { dst in _ = engine.encrypt(k, at: la, lines: 1, from: src.baseAddress!, to: dst.baseAddress!) }
+        unsafe plain.withUnsafeBytes { src in
+            unsafe out.withUnsafeMutableBytes { dst in _ = unsafe engine.encrypt(k, at: la, lines: 1, from: src.baseAddress!, to: dst.baseAddress!) }
         }
-        out.withUnsafeBytes { dram.write(la, from: $0) }
+        unsafe out.withUnsafeBytes { unsafe dram.write(la, from: $0) }
     }
 
     /// WBNOINVD: writes back every dirty line and leaves it in the cache, clean (what KVM issues on

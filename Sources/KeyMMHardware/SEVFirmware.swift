@@ -187,11 +187,11 @@ package final class SEVFirmware {
         let m = machine
         let pa = pfn.physAddr
         var buf = m.dram.read(pa, count: pageSize)
-        buf.withUnsafeMutableBytes { b in
-            _ = m.engine.decrypt(hostTag, at: pa, lines: linesPerPage, from: b.baseAddress!, to: b.baseAddress!)
-            _ = m.engine.encrypt(tag(asid), at: pa, lines: linesPerPage, from: b.baseAddress!, to: b.baseAddress!)
-            m.dram.write(pa, from: UnsafeRawBufferPointer(b))
-            OPENSSL_cleanse(b.baseAddress, b.count)
+        unsafe buf.withUnsafeMutableBytes { b in
+            _ = unsafe m.engine.decrypt(hostTag, at: pa, lines: linesPerPage, from: b.baseAddress!, to: b.baseAddress!)
+            _ = unsafe m.engine.encrypt(tag(asid), at: pa, lines: linesPerPage, from: b.baseAddress!, to: b.baseAddress!)
+            unsafe m.dram.write(pa, from: UnsafeRawBufferPointer(b))
+            unsafe OPENSSL_cleanse(b.baseAddress, b.count)
         }
         m.clock.charge(.decryptLine, linesPerPage)
         m.clock.charge(.encryptLine, linesPerPage)
@@ -201,11 +201,11 @@ package final class SEVFirmware {
     private func installKey(_ slot: KeyID) {
         let bytes = machine.config.xtsKeyBits / 8
         var buf = [UInt8](repeating: 0, count: 2 * bytes)
-        buf.withUnsafeMutableBytes { b in
-            rng.fill(b)
-            _ = machine.engine.setKey(slot, dataKey: UnsafeRawBufferPointer(rebasing: b[0..<bytes]),
-                                      tweakKey: UnsafeRawBufferPointer(rebasing: b[bytes..<(2 * bytes)]))
-            OPENSSL_cleanse(b.baseAddress, b.count)
+        unsafe buf.withUnsafeMutableBytes { b in
+            unsafe rng.fill(b)
+            _ = unsafe machine.engine.setKey(slot, dataKey: UnsafeRawBufferPointer(rebasing: b[0..<bytes]),
+                                             tweakKey: UnsafeRawBufferPointer(rebasing: b[bytes..<(2 * bytes)]))
+            unsafe OPENSSL_cleanse(b.baseAddress, b.count)
         }
     }
 
