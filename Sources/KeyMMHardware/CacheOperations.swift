@@ -25,6 +25,20 @@ extension Cache {
         drainWriteBacks()
     }
 
+    /// `load(_:keyid:into:)` of `count` bytes into a new array (the same accesses and charges).
+    package func load(_ pa: PhysAddr, keyid: KeyID, count: Int) -> [UInt8] {
+        guard count > 0 else { return [] }
+        return unsafe [UInt8](unsafeUninitializedCapacity: count) { buf, done in
+            unsafe load(pa, keyid: keyid, into: UnsafeMutableRawBufferPointer(buf))
+            done = count
+        }
+    }
+
+    /// `store(_:keyid:from:)` of `bytes` (the same accesses and charges).
+    package func store(_ pa: PhysAddr, keyid: KeyID, bytes: ArraySlice<UInt8>) {
+        unsafe bytes.withUnsafeBytes { unsafe store(pa, keyid: keyid, from: $0) }
+    }
+
     /// 64 full-line stores of zeros to a frame through `keyid` (no fills). The zeros are not
     /// written to the data array: each way is tagged dirty + zero (see `Cache.zeroBit`) and
     /// materialized by whoever reads it (load, partial store, write-back, peek).

@@ -262,6 +262,29 @@ public final class EncryptionEngine {
         unsafe crypt(keyid, encrypt: false, pa: pa, addresses: nil, lines: lines, src: src, dst: dst)
     }
 
+    /// `encrypt(_:at:lines:from:to:)` of a whole array (a multiple of 64 bytes) into a new one (how
+    /// SGX's EWB seals a page: the same tweaks, the same bytes).
+    package func encrypted(_ keyid: KeyID, at pa: PhysAddr, _ src: [UInt8]) -> [UInt8] {
+        crypted(keyid, encrypt: true, at: pa, src)
+    }
+
+    /// `decrypt(_:at:lines:from:to:)` of a whole array into a new one (SGX's ELDU).
+    package func decrypted(_ keyid: KeyID, at pa: PhysAddr, _ src: [UInt8]) -> [UInt8] {
+        crypted(keyid, encrypt: false, at: pa, src)
+    }
+
+    private func crypted(_ keyid: KeyID, encrypt: Bool, at pa: PhysAddr, _ src: [UInt8]) -> [UInt8] {
+        var dst = [UInt8](repeating: 0, count: src.count)
+        let lines = src.count / cacheLineSize
+        unsafe src.withUnsafeBytes { s in
+            unsafe dst.withUnsafeMutableBytes { d in
+                guard let sp = s.baseAddress, let dp = d.baseAddress else { return }
+                _ = unsafe crypt(keyid, encrypt: encrypt, pa: pa, addresses: nil, lines: lines, src: sp, dst: dp)
+            }
+        }
+        return dst
+    }
+
     /// Encrypts `count` lines whose physical addresses are `addresses[i]` (gathered write-backs); data contiguous.
     @discardableResult
     public func encrypt(_ keyid: KeyID, addresses: UnsafePointer<UInt64>, lines: Int, from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer) -> Int {

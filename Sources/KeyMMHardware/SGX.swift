@@ -9,7 +9,8 @@
 // a page with a second hidden slot (the paging key) plus an HMAC-SHA256 over the ciphertext, the
 // page's metadata and its version. All three keys come from the machine seed through a generator
 // of their own (so they do not shift the OS's random keys), live as long as the machine, and are
-// never printed; the MAC key is cleansed at deinit.
+// never printed; their bytes live in HardwareSecret (the one room for them: zeroized as they
+// die, the XTS keys' as soon as the engine has their schedules, the MAC key's with the unit).
 //
 // Invariants: an EPC page is EPCM-valid exactly while the OS owns it as a SECS, VA, REG or TCS
 // page; a SECS's child count is the number of its valid REG/TCS pages; EWB succeeds only on a
@@ -18,7 +19,6 @@
 // matches with the version in the VA slot (a tampered or replayed page is refused) and then
 // empties the slot. Enclave data is only reachable through `enclaveRead/enclaveWrite` (the EPC key);
 // every ordinary access to the PRM gets the abort page (Machine.inRange).
-import CLibCrypto
 import KeyMMBase
 
 /// One 4 KiB page of the EPC, by index (0 is the page at the start of the PRM).
@@ -157,7 +157,8 @@ public final class SGXUnit {
     private var inside: [UInt64: (eid: EnclaveID, epoch: UInt64)] = [:]
     private var nextEID: UInt64 = 1
     private var nextVersion: UInt64
-    private let macKey: UnsafeMutableRawBufferPointer
+    /// The key of the paging MACs (HardwareSecret.swift: zeroized when the unit dies).
+    private let macKey: HardwareSecret
     /// Seeded bug `eldu-skips-version-check` (set by the kernel from its InjectedBugs): ELDU checks
     /// the MAC with the version stored beside the sealed page instead of the VA slot's.
     public var elduTrustsSealedVersion = false
@@ -193,23 +194,16 @@ public final class SGXUnit {
         epcm = [EPCMEntry](repeating: EPCMEntry(), count: pageCount)
         var rng = SeededGenerator.derived(seed: config.seed, purpose: 0x5347_5820)   // "SGX "
         let keyBytes = config.xtsKeyBits / 8
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * keyBytes, alignment: 16)
         for slot in [epcKeyID, pagingKeyID] {
-            rng.fill(buf)
-            engine.setKey(slot, dataKey: UnsafeRawBufferPointer(rebasing: buf[0..<keyBytes]),
-                          tweakKey: UnsafeRawBufferPointer(rebasing: buf[keyBytes..<(2 * keyBytes)]))
+            // Each key's bytes live only until the engine has its schedule (zeroized as they die).
+            HardwareSecret(count: 2 * keyBytes, from: &rng).installXTSKey(in: engine, slot: slot)
         }
-        OPENSSL_cleanse(buf.baseAddress, buf.count)
-        buf.deallocate()
-        macKey = .allocate(byteCount: 32, alignment: 16)
-        rng.fill(macKey)
+        macKey = HardwareSecret(count: 32, from: &rng)
         nextVersion = rng.next() >> 16 | 1
     }
 
-    deinit {
-        OPENSSL_cleanse(macKey.baseAddress, macKey.count)
-        macKey.deallocate()
-    }
+    /// The MAC key's holder, for tests that watch it die (never its bytes).
+    package var macKeyForTesting: HardwareSecret { macKey }
 
     // MARK: addresses
 
@@ -248,25 +242,22 @@ public final class SGXUnit {
 
     func storePage(_ p: EPCPage, _ bytes: [UInt8]) {
         let pa = epcBase.advanced(by: p.rawValue << Int(pageShift))
-        bytes.withUnsafeBytes { cache.store(pa, keyid: epcKeyID, from: $0) }
+        cache.store(pa, keyid: epcKeyID, bytes: bytes[...])
     }
 
     func loadPage(_ p: EPCPage) -> [UInt8] {
         let pa = epcBase.advanced(by: p.rawValue << Int(pageShift))
-        return [UInt8](unsafeUninitializedCapacity: pageSize) { buf, n in
-            cache.load(pa, keyid: epcKeyID, into: UnsafeMutableRawBufferPointer(buf))
-            n = pageSize
-        }
+        return cache.load(pa, keyid: epcKeyID, count: pageSize)
     }
 
-    /// A load by a thread inside an enclave (the caller checked the EPCM with `allows`).
-    public func enclaveRead(_ pa: PhysAddr, into out: UnsafeMutableRawBufferPointer) {
-        cache.load(pa, keyid: epcKeyID, into: out)
+    /// A load of `count` bytes by a thread inside an enclave (the caller checked the EPCM with `allows`).
+    public func enclaveRead(_ pa: PhysAddr, count: Int) -> [UInt8] {
+        cache.load(pa, keyid: epcKeyID, count: count)
     }
 
     /// A store by a thread inside an enclave (the caller checked the EPCM with `allows`).
-    public func enclaveWrite(_ pa: PhysAddr, from src: UnsafeRawBufferPointer) {
-        cache.store(pa, keyid: epcKeyID, from: src)
+    public func enclaveWrite(_ pa: PhysAddr, bytes: ArraySlice<UInt8>) {
+        cache.store(pa, keyid: epcKeyID, bytes: bytes)
     }
 
     /// The EPCM check of an access from inside enclave `eid` to `page` at `linear`: a valid REG page
@@ -403,13 +394,7 @@ public final class SGXUnit {
         let plain = loadPage(page)
         let version = nextVersion
         nextVersion &+= 1
-        var blob = [UInt8](repeating: 0, count: pageSize)
-        plain.withUnsafeBytes { src in
-            blob.withUnsafeMutableBytes { dst in
-                _ = engine.encrypt(pagingKeyID, at: PhysAddr(version << pageShift), lines: linesPerPage,
-                                   from: src.baseAddress!, to: dst.baseAddress!)
-            }
-        }
+        let blob = engine.encrypted(pagingKeyID, at: PhysAddr(version << pageShift), plain)
         let pcmd = PCMD(eid: e.eid, linear: e.linear, type: e.type, permissions: e.permissions,
                         mac: mac(blob, e.eid, e.linear, e.type, e.permissions, version), sealedVersion: version)
         vaSlots[va]![slot] = version
@@ -434,13 +419,7 @@ public final class SGXUnit {
             observer?(.loadRefused(m.eid, linear: m.linear, .macCompareFail))
             return .status(.macCompareFail)
         }
-        var plain = [UInt8](repeating: 0, count: pageSize)
-        sealed.blob.withUnsafeBytes { src in
-            plain.withUnsafeMutableBytes { dst in
-                _ = engine.decrypt(pagingKeyID, at: PhysAddr(version << pageShift), lines: linesPerPage,
-                                   from: src.baseAddress!, to: dst.baseAddress!)
-            }
-        }
+        let plain = engine.decrypted(pagingKeyID, at: PhysAddr(version << pageShift), sealed.blob)
         storePage(page, plain)
         epcm[page.rawValue] = EPCMEntry(valid: true, type: m.type, eid: m.eid, linear: m.linear, permissions: m.permissions)
         vaSlots[va]![slot] = 0
@@ -489,20 +468,18 @@ public final class SGXUnit {
     func mac(_ blob: [UInt8], _ eid: EnclaveID, _ linear: UInt64, _ type: EPCPageType,
              _ perms: EPCMPermissions, _ version: UInt64) -> [UInt8] {
         var data = blob
-        withUnsafeBytes(of: eid.rawValue.littleEndian) { data.append(contentsOf: $0) }
-        withUnsafeBytes(of: linear.littleEndian) { data.append(contentsOf: $0) }
+        data.reserveCapacity(blob.count + 26)
+        SGXUnit.appendLittleEndian(eid.rawValue, to: &data)
+        SGXUnit.appendLittleEndian(linear, to: &data)
         data.append(type.rawValue)
         data.append(perms.rawValue)
-        withUnsafeBytes(of: version.littleEndian) { data.append(contentsOf: $0) }
-        var out = [UInt8](repeating: 0, count: 32)
-        var n = 0
-        _ = data.withUnsafeBufferPointer { d in
-            out.withUnsafeMutableBufferPointer { o in
-                EVP_Q_mac(nil, "HMAC", nil, "SHA256", nil, macKey.baseAddress, macKey.count,
-                          d.baseAddress, d.count, o.baseAddress, 32, &n)
-            }
-        }
-        return out
+        SGXUnit.appendLittleEndian(version, to: &data)
+        return macKey.hmacSHA256(data)
+    }
+
+    /// The 8 bytes of `v`, least significant first.
+    static func appendLittleEndian(_ v: UInt64, to data: inout [UInt8]) {
+        for i in 0..<8 { data.append(UInt8(truncatingIfNeeded: v >> (8 * i))) }
     }
 
     /// A 64-bit FNV-1a digest of a page's plaintext (for observers; never stored with the data).

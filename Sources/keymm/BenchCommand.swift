@@ -90,9 +90,10 @@ struct BenchOutput {
 
     func write(_ plan: BenchPlan, shard: Shard) throws {
         typealias BenchUsageError = Bench.BenchUsageError
-        let jsonl = format == "jsonl"
+        // A shard writes JSON Lines unless told otherwise (then it is an error below).
+        let jsonl = format == "jsonl" || (format == nil && shard.count > 1)
         var fmt = BenchFormat.json
-        if let format, !jsonl {
+        if let format, format != "jsonl" {
             guard let f = BenchFormat(rawValue: format) else { throw BenchUsageError(message: "unknown format '\(format)'; accepted: json, table, csv, jsonl") }
             fmt = f
         } else if format == nil {

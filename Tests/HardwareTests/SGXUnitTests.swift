@@ -34,8 +34,7 @@ import KeyMMBase
         // Any KeyID a PTE can carry: 0xff on loads, stores dropped.
         #expect(m.read(pa, keyid: KeyID(0), count: 4) == [0xFF, 0xFF, 0xFF, 0xFF])
         m.write(pa, keyid: KeyID(1), bytes: [1, 2, 3])
-        var inside = [UInt8](repeating: 0, count: 12)
-        inside.withUnsafeMutableBytes { u.enclaveRead(pa, into: $0) }
+        let inside = u.enclaveRead(pa, count: 12)
         #expect(inside == Array("enclave data".utf8))
         // DRAM holds ciphertext.
         m.wbinvd()
@@ -58,11 +57,9 @@ import KeyMMBase
         bad.blob[7] ^= 1
         #expect(u.eldu(page, bad, va: va, slot: 0) == .status(.macCompareFail))
         #expect(u.eldu(page, first, va: va, slot: 0) == .success)
-        var out = [UInt8](repeating: 0, count: 5)
-        out.withUnsafeMutableBytes { u.enclaveRead(u.pfn(page).physAddr, into: $0) }
-        #expect(out == Array("first".utf8))
+        #expect(u.enclaveRead(u.pfn(page).physAddr, count: 5) == Array("first".utf8))
         // Second version out; the first copy replayed is refused (the VA slot holds the new version).
-        "second".utf8.withContiguousStorageIfAvailable { b in u.enclaveWrite(u.pfn(page).physAddr, from: UnsafeRawBufferPointer(b)) }
+        u.enclaveWrite(u.pfn(page).physAddr, bytes: Array("second".utf8)[...])
         #expect(u.eblock(page) == .success && u.etrack(eid) == .success)
         let second = try u.ewb(page, va: va, slot: 3).get()
         #expect(u.eldu(page, first, va: va, slot: 3) == .status(.macCompareFail))

@@ -158,6 +158,33 @@ import KeyMMHardware
         #expect(k2.sgx?.anomalies.first?.kind == .srcuUseAfterFree)
     }
 
+    /// The model's own cycles (encl_mm <-> mmu_notifier <-> mm, an enclave's pending SRCU work, a
+    /// thread inside) do not keep a dropped kernel alive (SGXDriver.breakReferenceCycles): fuzz and
+    /// bench runs build thousands of kernels, and a leak here grows their memory with every one.
+    @Test(arguments: SGXMMTracking.allCases)
+    func aDroppedKernelIsFreedWithItsEnclaves(_ tracking: SGXMMTracking) throws {
+        weak var kernel: Kernel?
+        weak var machine: Machine?
+        weak var mm: MM?
+        weak var enclave: SGXEnclave?
+        do {
+            let (k, t) = try self.kernel(tracking: tracking)
+            let fd = try build(k, t, pages: 4)
+            let child = try k.fork(t.pid).get()
+            _ = k.munmap(child, addr: VirtAddr(Self.base), length: 2 << 12)   // stale under notifier
+            _ = try k.sgxWalkBegin(t, fd: fd).get()                            // a walker that never leaves
+            k.exit(child)                                                       // its free waits for the walker
+            _ = k.enclaveWrite(t, VirtAddr(Self.base), [1, 2, 3])              // a thread inside
+            #expect(k.sgx?.enclaves.count == 1)
+            kernel = k
+            machine = k.machine
+            mm = t.mm
+            enclave = k.sgx?.enclaves.values.first
+        }
+        #expect(kernel == nil, "the kernel must be freed when its last user drops it")
+        #expect(machine == nil && mm == nil && enclave == nil)
+    }
+
     @Test func mmuNotifierReleaseRunsOnceAtTeardown() throws {
         final class Ops: MMUNotifierOps {
             var released = 0, freed = 0

@@ -107,6 +107,20 @@ enum SweepRuns {
         #expect(merged.results.allSatisfy { $0.point == nil })
     }
 
+    @Test func aWorkloadsCasesAreUnitsOfTheirOwn() throws {
+        // `sgx` runs each case under each design as its own unit: shards split its rows, and
+        // their merge is the unsharded bench.
+        let sgx = try #require(BenchRegistry.workload(named: "sgx"))
+        let plan = BenchPlan.bench([sgx], policies: [], config: ModelConfig(), costs: .default, quick: true)
+        #expect(plan.units.count == sgx.variants(quick: true).count && plan.units.count > 4)
+        #expect(Set(plan.units.compactMap(\.variant)).count == plan.units.count)
+        let whole = try BenchRunner.run(plan)
+        let merged = try SweepRuns.merged(plan, count: 3)
+        #expect(try merged.modeledOnly.jsonData() == whole.modeledOnly.jsonData())
+        #expect(whole.results.count == plan.units.count)
+        #expect(whole.results.allSatisfy { $0.workload.hasPrefix("sgx/") })
+    }
+
     @Test func mergeRefusesAShardOfAnotherSweep() throws {
         let plan = try SweepRuns.plan(SweepRuns.small)
         let other = try SweepRuns.plan(SweepRuns.small.replacingOccurrences(of: "[3, 6]", with: "[3, 5]"))

@@ -26,7 +26,7 @@ extension Kernel {
     public func enclaveWrite(_ task: TaskStruct, _ addr: VirtAddr, _ bytes: [UInt8]) -> MemAccessResult {
         var done = 0
         let r = enclaveAccess(task, addr, bytes.count, write: true) { pa, offset, n in
-            bytes.withUnsafeBytes { sgx!.unit.enclaveWrite(pa, from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + n)])) }
+            sgx!.unit.enclaveWrite(pa, bytes: bytes[offset..<(offset + n)])
             done += n
         }
         if let s = r { return .signal(s) }
@@ -37,7 +37,7 @@ extension Kernel {
     public func enclaveRead(_ task: TaskStruct, _ addr: VirtAddr, _ length: Int) -> MemReadResult {
         var out = [UInt8](repeating: 0, count: max(length, 0))
         let r = enclaveAccess(task, addr, length, write: false) { pa, offset, n in
-            out.withUnsafeMutableBytes { sgx!.unit.enclaveRead(pa, into: UnsafeMutableRawBufferPointer(rebasing: $0[offset..<(offset + n)])) }
+            out.replaceSubrange(offset..<(offset + n), with: sgx!.unit.enclaveRead(pa, count: n))
         }
         if let s = r { return .signal(s) }
         return .ok(out)
