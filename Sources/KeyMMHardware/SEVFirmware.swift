@@ -199,14 +199,9 @@ package final class SEVFirmware {
     }
 
     private func installKey(_ slot: KeyID) {
-        let bytes = machine.config.xtsKeyBits / 8
-        var buf = [UInt8](repeating: 0, count: 2 * bytes)
-        unsafe buf.withUnsafeMutableBytes { b in
-            unsafe rng.fill(b)
-            _ = unsafe machine.engine.setKey(slot, dataKey: UnsafeRawBufferPointer(rebasing: b[0..<bytes]),
-                                             tweakKey: UnsafeRawBufferPointer(rebasing: b[bytes..<(2 * bytes)]))
-            unsafe OPENSSL_cleanse(b.baseAddress, b.count)
-        }
+        // The key lives only in the engine's slot: generated in HardwareSecret's room, installed,
+        // and zeroized as the temporary dies.
+        HardwareSecret(count: 2 * (machine.config.xtsKeyBits / 8), from: &rng).installXTSKey(in: machine.engine, slot: slot)
     }
 
     // MARK: RMP
