@@ -138,6 +138,8 @@ private func err<T>(_ r: Result<T, Errno>) -> Errno? {
         #expect(err(k.tdhMemPageRemove(h, gpa: 0x4000)) == .EIO)
         try ok(k.tdhMemTrack(h))
         try ok(k.tdhMemPageRemove(h, gpa: 0x4000))
+        // No new page at the GPA while its old one is half removed (found by keymm fuzz --mode tdx).
+        #expect(err(k.tdxMemPageAug(h, gpa: 0x4000, npages: 1)) == .EBUSY)
         #expect(module.pageType(page) == .nda)
         #expect(k.machine.cache.cachedLines(of: page).contains { $0.keyid == KeyID(6) })
         #expect(err(k.tdxClearRemovedPage(h, gpa: 0x4000)) == .EBUSY)   // not before the write-back

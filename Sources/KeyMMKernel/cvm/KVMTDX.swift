@@ -123,6 +123,9 @@ extension Kernel {
         guard !vm.finalized else { return .failure(.EINVAL) }
         for i in 0..<npages {
             let g = gpa + UInt64(i * pageSize)
+            // The GPA's previous page is still being removed (KVM holds the MMU lock through the
+            // whole removal, so nothing maps the GPA before it ends).
+            guard vm.removedPages[g] == nil else { return .failure(.EBUSY) }
             guard let page = allocGuestPage() else { return .failure(.ENOMEM) }
             guard let source = allocGuestPage() else { allocator.freePages(page, order: PageOrder(0)); return .failure(.ENOMEM) }
             machine.flushPage(page, keyid: .tme)
@@ -153,6 +156,7 @@ extension Kernel {
         for i in 0..<npages {
             let g = gpa + UInt64(i * pageSize)
             if vm.privatePages[g] != nil { continue }
+            guard vm.removedPages[g] == nil else { return .failure(.EBUSY) }   // as in tdxMemPageAdd
             guard let page = allocGuestPage() else { return .failure(.ENOMEM) }
             machine.flushPage(page, keyid: .tme)
             let s = sc({ module.memPageAug(tdr: tdr, gpa: g, page: page) })
