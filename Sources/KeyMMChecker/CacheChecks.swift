@@ -21,13 +21,14 @@ extension InvariantChecker {
         guard options.enabled.contains(.staleCacheLine) else { return }
         let cache = kernel.machine.cache
         let alloc = kernel.allocator
+        let cvmActive = cvm.active
         var frames: [UInt64] = []
         // Cross-check (a full sweep of an incremental checker): the frames known stale, and the
         // frames this call touched that are stale now, must include every frame the sweep finds.
         var expected: Set<UInt64>?
         if full && crossChecking {
             var e = model.staleFrames
-            for f in model.cacheFrames.list where model.allocated.contains(f) && !model.isExempt(f)
+            for f in model.cacheFrames.list where model.allocated.contains(f) && !self.isExempt(f)
                 && cache.firstLine(of: PFN(f), notUnder: alloc.pageKeyID(PFN(f))) != nil { e.insert(f) }
             expected = e
         }
@@ -57,8 +58,8 @@ extension InvariantChecker {
                 let model = self.model
                 cache.forEachLine { pa, k, _ in
                     let f = pa.rawValue >> pageShift
-                    guard model.allocated.contains(f), !model.isExempt(f) else { return }
-                    if k != alloc.pageKeyID(PFN(f)) { stale.insert(f) }
+                    guard model.allocated.contains(f), !self.isExempt(f) else { return }
+                    if k != alloc.pageKeyID(PFN(f)) && (!cvmActive || !self.isCVMTag(k)) { stale.insert(f) }
                 }
                 frames = stale.sorted()
             }
@@ -75,8 +76,8 @@ extension InvariantChecker {
                 for f in dirty { wanted.insert(f) }
                 cache.forEachLine { pa, k, _ in
                     let f = pa.rawValue >> pageShift
-                    guard wanted.contains(f), model.allocated.contains(f), !model.isExempt(f) else { return }
-                    if k != alloc.pageKeyID(PFN(f)) { stale.insert(f) }
+                    guard wanted.contains(f), model.allocated.contains(f), !self.isExempt(f) else { return }
+                    if k != alloc.pageKeyID(PFN(f)) && (!cvmActive || !self.isCVMTag(k)) { stale.insert(f) }
                 }
                 // Frames with no stale line are clean now.
                 for f in dirty where !stale.contains(f) { model.staleFrames.remove(f) }
@@ -84,7 +85,7 @@ extension InvariantChecker {
             }
         }
         for f in frames {
-            if model.allocated.contains(f) && !model.isExempt(f) && firstStaleLine(PFN(f)) {
+            if model.allocated.contains(f) && !self.isExempt(f) && firstStaleLine(PFN(f)) {
                 model.staleFrames.insert(f)
             } else if !model.staleFrames.isEmpty {
                 model.staleFrames.remove(f)
@@ -95,6 +96,14 @@ extension InvariantChecker {
     /// Reports the frame's first line cached under a KeyID other than its page_keyid, if any.
     func firstStaleLine(_ f: PFN) -> Bool {
         let k = kernel.allocator.pageKeyID(f)
+        if cvm.active {
+            // Lines under a TDX private KeyID or a guest ASID are the confidential-VM checks' concern.
+            for line in kernel.machine.cache.cachedLines(of: f) where line.keyid != k && !isCVMTag(line.keyid) {
+                staleLine(f, k, line.lineIndex, line.keyid, line.dirty)
+                return true
+            }
+            return false
+        }
         guard let line = kernel.machine.cache.firstLine(of: f, notUnder: k) else { return false }
         staleLine(f, k, line.lineIndex, line.keyid, line.dirty)
         return true

@@ -30,6 +30,18 @@ public enum Invariant: String, CaseIterable, Sendable, Hashable, Codable, Custom
     /// Allocator and page-table accounting disagree (leaked, doubly owned or freed-while-mapped
     /// frames, mapcount or refcount wrong, allocator self-check).
     case frameAccounting = "frame-accounting"
+    /// A TDX KeyID or SEV ASID handed out again while a line, a page or the firmware still holds it.
+    case cvmIDReuseWhileHeld = "cvm-id-reuse-while-held"
+    /// An SNP-private (RMP-assigned) page is still in the host's direct map.
+    case privatePageInDirectMap = "private-page-in-direct-map"
+    /// The host read, wrote or holds a cache line of a page private to a TD, the TDX module or a guest.
+    case hostAccessToPrivatePage = "host-access-to-private-page"
+    /// A page private to a TD, the TDX module or a guest is free in the host's page allocator.
+    case privatePageFreed = "private-page-freed"
+    /// A host page holds a guest's dirty cache line, or (X86_BUG_TDX_PW_MCE) a TD-owned or poisoned line.
+    case guestStateOnHostPage = "guest-state-on-host-page"
+    /// A line is poisoned (or machine-checks) without a non-TD partial write having hit it.
+    case poisonWithoutPartialWrite = "poison-without-partial-write"
     /// A cache line of a frame is held under a KeyID other than the frame's page_keyid.
     case staleCacheLine = "stale-cache-line"
     /// The zero page's contents are not all zero.
@@ -70,6 +82,12 @@ public enum Invariant: String, CaseIterable, Sendable, Hashable, Codable, Custom
         case .pteKeyIDMismatch: "every PTE that maps a page carries that page's page_keyid and, in a normal VMA, the VMA's KeyID"
         case .pteOutsideVMA: "no page-table entry maps anything outside the VMAs of its mm"
         case .frameAccounting: "every mapped frame is allocated, its mapcount equals the entries mapping it, its refcount covers mappings + pins + page cache, and the allocator's own check passes"
+        case .cvmIDReuseWhileHeld: "a TDX KeyID goes back to KVM's pool (or is keyed again) and an SEV ASID is recycled (or activated) only when no cache line is held under it, no page is assigned to it and the TDX module / SEV firmware has released it (FREEID / DF_FLUSH)"
+        case .privatePageInDirectMap: "no page the RMP assigns to an SNP guest (or the firmware) is mapped in the host's direct map"
+        case .hostAccessToPrivatePage: "a page private to a TD, the TDX module or an SEV guest is never read or written by the host and holds no cache line under any KeyID/ASID but its owner's"
+        case .privatePageFreed: "a page private to a TD, the TDX module or an SEV guest is never free in the host's page allocator"
+        case .guestStateOnHostPage: "a page the host owns holds no dirty line under a TDX KeyID or a guest ASID, and (with X86_BUG_TDX_PW_MCE) no TD-owned or poisoned line: removal and teardown write the guest's lines back and reset the page with 64-byte writes first"
+        case .poisonWithoutPartialWrite: "a line is poisoned, and machine-checks when read, only after a non-TD partial write hit it while TD-owned; a full-line write clears it"
         case .staleCacheLine: "no cache line of an allocated frame is held under a KeyID other than the frame's page_keyid"
         case .zeroPageModified: "the zero pages read as zeros through KeyID 0"
         case .crossKeyIDPlaintext: "no read through KeyID B returns plaintext written through KeyID A != B (or through an earlier key of the same KeyID)"

@@ -106,6 +106,11 @@ public final class InvariantChecker {
     let touchLog: TouchLog?
     /// Plug-in families of invariants (InvariantFamily.swift), checked after the built-in ones.
     var families: [InvariantFamily] = []
+    /// The confidential-VM checks' state (CVMChecks.swift).
+    var cvm = CVMCheckState()
+    /// Frames the confidential-VM host holds (TDX-owned, RMP-assigned, held by KVM/the firmware):
+    /// exempt from the MKTME page_keyid rules, refreshed after every call (CVMChecks.swift).
+    var cvmExempt = Set<UInt64>()
 
     /// A checker for `kernel`; attaches its observers (and the touch log) at once: call it before
     /// the first call.
@@ -142,10 +147,12 @@ public final class InvariantChecker {
             case .writeBack(let pa, let k):
                 if engine.isPlaintext(k) { self?.plaintextWriteBacks.append(pa.rawValue >> 6) }
                 if model.inZeroPage(pa.pfn.rawValue) { model.zeroLines.append(pa.rawValue >> 6); model.zeroWrittenBack.append(pa.rawValue >> 6) }
+                self?.noteCVMWriteBack(pa, k)
             case .fill(let pa, let k):
+                self?.noteCVMFill(pa, k)
                 guard fills, pa.rawValue < osMemory else { return }
                 let pk = alloc.pageKeyID(pa.pfn)
-                if pk != k, let self, !model.isExempt(pa.pfn.rawValue), self.wrongKeyIDFills.count < 64 {
+                if pk != k, let self, !self.isExempt(pa.pfn.rawValue), !self.isCVMTag(k), self.wrongKeyIDFills.count < 64 {
                     self.wrongKeyIDFills.append((pa.rawValue, k, pk))
                 }
             case .invalidate(let pa, _):
@@ -164,6 +171,7 @@ public final class InvariantChecker {
             }
         }
         if let touchLog { kernel.attachTouchLog(touchLog) }
+        attachCVM()
         attachSGXObserver()   // SGXChecks.swift
     }
 
@@ -174,7 +182,14 @@ public final class InvariantChecker {
         kernel.machine.cache.observer = previousCacheObserver
         kernel.keys.references.onKeyIDEvent = previousKeyIDObserver
         if touchLog != nil { kernel.attachTouchLog(nil) }
+        detachCVM()
         detachSGXObserver()
+    }
+
+    /// A frame exempt from the page_keyid rules: mapped by a special entry, or held by the
+    /// confidential-VM host.
+    @inline(__always) func isExempt(_ f: UInt64) -> Bool {
+        model.isExempt(f) || (!cvmExempt.isEmpty && cvmExempt.contains(f))
     }
 
     // MARK: reporting
@@ -240,6 +255,7 @@ public final class InvariantChecker {
         }
         checkPlaintextWriteBacks()
         checkFills()
+        checkCVMAfterCall()
         checkSGXAnomalies()
         checkStructure(full: full)
         endCall()
@@ -300,7 +316,9 @@ public final class InvariantChecker {
         checkEntries(full: full)
         checkFrameAccounting(full: full)
         checkKeyIDBalance()
+        exemptCVMFrames()
         checkCache(full: full, &work)
+        sweepCVM(&work)   // CVMChecks.swift: after every call while a TDX module or SEV firmware is up
         checkZeroPages(full: full)
         checkAllocator()
         checkSGX(model.epcLeaves(), &work)   // SGXChecks.swift: every call, see there

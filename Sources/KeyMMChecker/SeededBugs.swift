@@ -23,6 +23,8 @@ public struct SeededBug: Sendable, Hashable {
     public let caughtBy: [Invariant]
     /// Configurations where the mistake cannot show (the fuzzer skips them).
     public let notApplicable: String?
+    /// The confidential-VM fuzz mode (`keymm fuzz --mode`) the mistake needs: "tdx" or "sev" (nil: none).
+    package var cvmMode: String? = nil
 
     /// Whether the bug can show under this allocator policy, encryption mode and SGX design.
     public func applies(policy: String, encryption: String, sgxTracking: String = "notifier") -> Bool {
@@ -33,6 +35,7 @@ public struct SeededBug: Sendable, Hashable {
         let needKeyIDs: InjectedBugs = [.mprotectDropsKeyID, .splitFromVMPageProt, .encryptedZeroPage, .mergeAcrossKeyIDs,
                                         .ksmAcrossKeyIDs, .encryptMprotectKeepsPages, .khugepagedSkipsPrep,
                                         .vmaDupSkipsKeyIDRef, .freeKeyIDWhileReferenced, .migrateDropsKeyID]
+        if let mode = cvmMode { return encryption == (mode == "tdx" ? "mktme" : "sme") }
         if needKeyIDs.contains(bug) { return policy != "none" && encryption == "mktme" }
         if bug == .skipFlushOnKeyIDChange { return policy != "none" && encryption != "off" }
         // Only the lazy policies keep lines under a KeyID whose count reached zero (eager and
@@ -98,6 +101,35 @@ public struct SeededBug: Sendable, Hashable {
                   mistake: "a released KeyID is reprogrammed (CLEAR_KEY, then the next key) without writing back the cache, so freed pages' dirty lines of the dead key are written back with the next one",
                   caughtBy: [.keyidReprogrammedWithCachedLines, .plaintextInDRAM],
                   notApplicable: "policy=none, wrapper, eager (they flush at free), SME"),
+        // Confidential-VM host paths (docs/tdx-sev.md); found with `keymm fuzz --mode tdx|sev`.
+        SeededBug(name: "tdx-keyid-freed-before-writeback", bug: .tdxKeyIDFreedBeforeWriteBack,
+                  location: "cvm/KVMTDX.swift, tdxMmuReleaseHKID (tdx_mmu_release_hkid)",
+                  mistake: "KVM returns a TD's KeyID to its pool (and drops the cgroup charge) before TDH.PHYMEM.CACHE.WB on every package and TDH.MNG.KEY.FREEID",
+                  caughtBy: [.cvmIDReuseWhileHeld], notApplicable: "machines without TDX KeyIDs", cvmMode: "tdx"),
+        SeededBug(name: "tdx-skip-page-wbinvd", bug: .tdxSkipPageWBINVD,
+                  location: "cvm/KVMTDX.swift, tdxRemoveOne (tdx_sept_drop_private_spte)",
+                  mistake: "a removed TD page is cleared and freed without TDH.PHYMEM.PAGE.WBINVD, leaving the TD's dirty lines in the cache",
+                  caughtBy: [.guestStateOnHostPage], notApplicable: "machines without TDX KeyIDs", cvmMode: "tdx"),
+        SeededBug(name: "tdx-clear-with-partial-writes", bug: .tdxClearWithPartialWrites,
+                  location: "cvm/TDXHost.swift, tdxClearPage (tdx_clear_page)",
+                  mistake: "TDX pages are reset with 8-byte non-temporal stores instead of MOVDIR64B: on X86_BUG_TDX_PW_MCE CPUs that poisons every TD-owned line",
+                  caughtBy: [.guestStateOnHostPage], notApplicable: "machines without TDX KeyIDs", cvmMode: "tdx"),
+        SeededBug(name: "tdx-global-key-without-wbinvd", bug: .tdxGlobalKeyWithoutWBINVD,
+                  location: "cvm/TDXHost.swift, tdxEnable (config_global_keyid)",
+                  mistake: "the global KeyID is configured without the WBINVD before it, so the PAMT's dirty KeyID-0 lines survive into the module's use",
+                  caughtBy: [.hostAccessToPrivatePage], notApplicable: "machines without TDX KeyIDs", cvmMode: "tdx"),
+        SeededBug(name: "snp-keep-direct-map", bug: .snpKeepDirectMap,
+                  location: "cvm/SNPHost.swift, rmpMakePrivate (rmpupdate)",
+                  mistake: "RMPUPDATE assigns a page to a guest without removing it from the host's direct map",
+                  caughtBy: [.privatePageInDirectMap], notApplicable: "machines without SEV ASIDs", cvmMode: "sev"),
+        SeededBug(name: "sev-recycle-without-flush", bug: .sevRecycleWithoutFlush,
+                  location: "cvm/KVMSEV.swift, sevRecycleASIDs (__sev_recycle_asids)",
+                  mistake: "ASID recycling frees the reclaimed ASIDs without WBINVD on every CPU and DF_FLUSH",
+                  caughtBy: [.cvmIDReuseWhileHeld], notApplicable: "machines without SEV ASIDs", cvmMode: "sev"),
+        SeededBug(name: "snp-skip-private-eviction", bug: .snpSkipPrivateEviction,
+                  location: "cvm/SNPHost.swift, rmpMakePrivate",
+                  mistake: "without COHERENCY_SFW_NO, a page made private keeps the host's cache lines (the eviction mitigation is skipped)",
+                  caughtBy: [.hostAccessToPrivatePage], notApplicable: "machines without SEV ASIDs; coherency-sfw-no=on", cvmMode: "sev"),
         SeededBug(name: "sgx-reclaim-skips-zap", bug: .sgxReclaimSkipsZap,
                   location: "sgx/Reclaimer.swift, block (sgx_reclaimer_block)",
                   mistake: "the reclaimer zaps a page's PTEs in every mm on mm_list but the last before EBLOCK/EWB, so that mm keeps an entry to the freed EPC page",

@@ -49,6 +49,23 @@ public struct MachineConfig: Sendable, Hashable {
     public var encryption: EncryptionMode = .mktme
     /// Seeds every "random" key (TME boot key, SET_KEY_RANDOM) deterministically.
     public var seed: UInt64 = 0
+    /// Physical packages (sockets). PCONFIG, TDH.SYS.KEY.CONFIG, TDH.MNG.KEY.CONFIG and
+    /// TDH.PHYMEM.CACHE.WB run once per package (docs/tdx-sev.md).
+    package var packages: Int = 1
+    /// X86_BUG_TDX_PW_MCE (Sapphire and Emerald Rapids): a partial write by non-TD software to a
+    /// TD-owned line poisons it (KeyMMHardware/Integrity.swift).
+    package var tdxPartialWriteErratum: Bool = true
+    /// AMD SEV: ASIDs 1...sevASIDs exist (max_sev_asid, CPUID 0x8000001F ECX); 0: no SEV. Needs
+    /// `encryption=sme`. Each ASID has its own key slot in the engine (`asidTag`).
+    package var sevASIDs: Int = 0
+    /// min_sev_asid (CPUID 0x8000001F EDX): SEV guests use ASIDs minSEVASID...sevASIDs, SEV-ES and
+    /// SEV-SNP guests 1...minSEVASID-1.
+    package var minSEVASID: Int = 1
+    /// SEV-SNP enabled: the RMP is checked and ASIDs are flushed with SNP_DF_FLUSH.
+    package var snp: Bool = true
+    /// CPUID 0x8000001F EBX[31] COHERENCY_SFW_NO: the hardware keeps a page's cache lines coherent
+    /// when it becomes guest-private, so software need not evict them.
+    package var coherencySFWNo: Bool = false
     /// SGX's EPC: the processor-reserved memory (PRM) the BIOS carves out for enclaves, at the
     /// physical addresses right after `memory` (never given to the OS's page allocator). 0: no
     /// SGX. A bare `MachineConfig()` has none; KeyMM's own default machine (ModelConfig) has 32 MiB.
@@ -106,6 +123,19 @@ public struct MachineConfig: Sendable, Hashable {
         guard xtsKeyBits == 128 || xtsKeyBits == 256 else {
             throw ConfigError(key: "xts-key-bits", message: "\(xtsKeyBits) is not accepted; accepted: 128, 256")
         }
+        guard (1...64).contains(packages) else {
+            throw ConfigError(key: "packages", message: "\(packages) is out of range; accepted: 1...64")
+        }
+        let maxASIDs = Int(UInt16.max) - Int(maxKeyID) - 1
+        guard sevASIDs >= 0, sevASIDs <= min(maxASIDs, 4096) else {
+            throw ConfigError(key: "sev-asids", message: "\(sevASIDs) is out of range; accepted: 0...\(min(maxASIDs, 4096))")
+        }
+        guard sevASIDs == 0 || encryption == .sme else {
+            throw ConfigError(key: "sev-asids", message: "SEV ASIDs need encryption=sme (AMD)")
+        }
+        guard minSEVASID >= 1, minSEVASID <= sevASIDs + 1 else {
+            throw ConfigError(key: "min-sev-asid", message: "\(minSEVASID) is out of range; accepted: 1...\(sevASIDs + 1) (sev-asids + 1 leaves no ASID for SEV guests)")
+        }
     }
 
     /// Number of 4 KiB frames of DRAM the OS manages (the EPC is not counted).
@@ -123,9 +153,13 @@ public struct MachineConfig: Sendable, Hashable {
     /// 4 KiB pages of EPC.
     package var epcPages: Int { Int(epc.rawValue >> pageShift) }
 
+    /// Engine slots SGX takes after the host's KeyIDs: the EPC's key and the paging key.
+    package var sgxSlots: Int { epc.rawValue > 0 ? 2 : 0 }
+
     /// Hardware key slots the engine has: every KeyID the OS can name, plus (with an EPC) the
-    /// EPC's key and SGX's paging key, which no PTE and no PCONFIG can name.
-    package var engineSlots: Int { Int(maxKeyID) + 1 + (epc.rawValue > 0 ? 2 : 0) }
+    /// EPC's key and SGX's paging key, which no PTE and no PCONFIG can name, plus one per SEV
+    /// ASID (`asidTag`).
+    package var engineSlots: Int { Int(maxKeyID) + 1 + sgxSlots + sevASIDs }
 
     /// Frames per NUMA node.
     public var framesPerNode: Int { frameCount / max(nodes, 1) }
@@ -157,6 +191,25 @@ public struct MachineConfig: Sendable, Hashable {
         guard encryption == .mktme, tdxKeyIDs > 0 else { return nil }
         let first = Int(maxKeyID) - tdxKeyIDs + 1
         return UInt16(first)...maxKeyID
+    }
+
+    /// IA32_MKTME_KEYID_PARTITIONING (MSR 0x87) as the BIOS programmed it: bits 31:0 the number of
+    /// MKTME KeyIDs, bits 63:32 the number of TDX private KeyIDs (docs/sources.md, "TDX host").
+    package var keyidPartitioning: UInt64 {
+        guard encryption == .mktme else { return 0 }
+        let mktme = UInt64(Int(maxKeyID) - tdxKeyIDs)
+        return UInt64(tdxKeyIDs) << 32 | mktme
+    }
+
+    /// The cache tag and engine slot of an SEV guest's accesses with ASID `asid` (1...sevASIDs):
+    /// the slots after the host's KeyIDs (0: C-bit clear, 1: C-bit set) and SGX's two, so guests
+    /// never share a tag with the host, the EPC or each other.
+    package func asidTag(_ asid: Int) -> KeyID { KeyID(UInt16(truncatingIfNeeded: Int(maxKeyID) + sgxSlots + asid)) }
+
+    /// The ASID of a cache tag, or nil for a host KeyID (or SGX's slots).
+    package func asid(ofTag tag: KeyID) -> Int? {
+        let a = Int(tag.rawValue) - Int(maxKeyID) - sgxSlots
+        return a >= 1 && a <= sevASIDs ? a : nil
     }
 
     /// Mask of the KeyID bits in a physical address / PTE address field.

@@ -62,6 +62,16 @@ public enum CostEvent: Int, CaseIterable, Sendable {
     case lruScan
 
     // ---- APPEND NEW CASES BELOW THIS LINE (other layers) ----
+    /// One SEAMCALL into the TDX module (entry, exit and the module's dispatch; the work it does
+    /// through the cache, PCONFIG and WBINVD is charged separately).
+    case seamcall
+    /// One SEV firmware command through the PSP mailbox (ACTIVATE, DEACTIVATE, DF_FLUSH,
+    /// DECOMMISSION, SNP_PAGE_RECLAIM, LAUNCH_UPDATE...).
+    case pspCommand
+    /// One RMPUPDATE or PSMASH instruction (an RMP entry written).
+    case rmpUpdate
+    /// One 64-byte line stored straight to DRAM (MOVDIR64B, or a non-temporal/UC store).
+    case directStoreLine
     /// One cycle of a traced program's own user-mode work between its system calls, which no
     /// model layer executes (bench `macro`: the log's timestamps and the program's measured user
     /// time, times the profile's `tsc_hz`). Priced 1: the count is already in cycles.
@@ -124,6 +134,18 @@ public enum Counter: Int, CaseIterable, Sendable {
     /// lazy allocator policies, so no line of the dead key's data survives into the next key's
     /// use of the KeyID (each is also one `wbinvd`, priced as such).
     case keyidReleaseFlushes
+    /// TDX KeyIDs KVM leaked (a failed TDH.MNG.KEY.FREEID: never returned to the pool).
+    case tdxKeyIDLeaks
+    /// Pages leaked for good because a TDX reclaim or an SNP reclaim / RMPUPDATE failed.
+    case cvmPageLeaks
+    /// SEV ASID recycling rounds (WBINVD on every CPU + DF_FLUSH, then the reclaimed ASIDs are free).
+    case asidRecycles
+    /// Machine checks raised by reading a poisoned line.
+    case machineChecks
+    /// Frames the page allocator gave to PAMT (TDX module metadata) at tdx_enable.
+    case pamtPages
+    /// SEV guest creations that found no free ASID even after recycling (-EBUSY).
+    case asidExhaustions
     /// Last-level-cache fills of a traced program's own data accesses, from real counts of the
     /// same program (bench `macro`: cachegrind's DLmr + DLmw); when its anonymous memory is
     /// encrypted each is also charged one `decrypt_line` (the engine's latency added to a fill).
@@ -168,6 +190,10 @@ extension CostEvent {
         case .keyidRef: "keyid_ref"
         case .ksmCompare: "ksm_compare"
         case .lruScan: "lru_scan"
+        case .seamcall: "seamcall"
+        case .pspCommand: "psp_command"
+        case .rmpUpdate: "rmp_update"
+        case .directStoreLine: "direct_store_line"
         case .programCycle: "program_cycle"
         case .sgxECREATE: "sgx_ecreate"
         case .sgxEADD: "sgx_eadd"
@@ -211,6 +237,10 @@ extension CostEvent {
         case .keyidRef: "keyid_refs"
         case .ksmCompare: "ksm_compares"
         case .lruScan: "lru_scans"
+        case .seamcall: "seamcalls"
+        case .pspCommand: "psp_commands"
+        case .rmpUpdate: "rmp_updates"
+        case .directStoreLine: "direct_store_lines"
         case .programCycle: "program_cycles"
         case .sgxECREATE: "sgx_ecreates"
         case .sgxEADD: "sgx_eadds"
@@ -248,6 +278,12 @@ extension Counter {
         case .cowBreaks: "cow_breaks"
         case .migratedPages: "migrated_pages"
         case .keyidReleaseFlushes: "keyid_release_flushes"
+        case .tdxKeyIDLeaks: "tdx_keyid_leaks"
+        case .cvmPageLeaks: "cvm_page_leaks"
+        case .asidRecycles: "asid_recycles"
+        case .machineChecks: "machine_checks"
+        case .pamtPages: "pamt_pages"
+        case .asidExhaustions: "asid_exhaustions"
         case .programFills: "program_fills"
         case .vmaMerges: "vma_merges"
         case .sgxEnclMMAllocs: "sgx_encl_mm_allocs"

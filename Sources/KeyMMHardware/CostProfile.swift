@@ -60,6 +60,10 @@ public struct CostProfile: Sendable, Hashable, Codable {
         case .keyidRef: 5             // percpu_ref get/put
         case .ksmCompare: 400         // memcmp/xxhash of 4 KiB
         case .lruScan: 50
+        case .seamcall: 3_000         // assumption: SEAMCALL/SEAMRET round trip and module dispatch (~1 us)
+        case .pspCommand: 150_000     // assumption: one SEV firmware command through the PSP mailbox (~50 us)
+        case .rmpUpdate: 1_000        // assumption: RMPUPDATE/PSMASH, microcoded RMP entry write (~0.3 us)
+        case .directStoreLine: 16     // MOVDIR64B / non-temporal line to memory: a write-back's bandwidth cost plus the store
         case .programCycle: 1         // a traced program's user-mode cycle (bench macro): counted in cycles
         // SGX (docs/cost-model.md): EINIT from the driver's own comment (50k+ cycles); EWB/ELDU
         // from the ~40k-cycle EPC page fault (EWB + ELDU + exits) reported by Eleos (EuroSys 2017);

@@ -1,7 +1,7 @@
 // KeyIDTable: the MKTME key table as the OS programs it with PCONFIG (leaf MKTME_KEY_PROGRAM):
 // SET_KEY_DIRECT, SET_KEY_RANDOM, CLEAR_KEY, NO_ENCRYPT, with PCONFIG's return codes. It also
 // knows the TDX partition (the last `tdxKeyIDs` KeyIDs are TDX-private and not programmable by
-// PCONFIG; the first of them is the TDX module's global KeyID, keyed at boot).
+// PCONFIG; the first of them is the TDX module's global KeyID, keyed by TDH.SYS.KEY.CONFIG).
 //
 // Invariants: one `program` is one PCONFIG broadcast to every package; either every package
 // takes the new key or none does, so the tables are identical on every package. A failed
@@ -95,7 +95,7 @@ public final class KeyIDTable {
     private var injectedNext = 0
     private var rng: SeededGenerator
 
-    /// Builds the table and keys the boot-time keys (TME key, SME key, TDX global KeyID) from the seed.
+    /// Builds the table and keys the boot-time keys (TME key, SME key) from the seed.
     public init(config: MachineConfig, engine: EncryptionEngine, clock: CostClock) {
         self.config = config
         self.engine = engine
@@ -109,10 +109,8 @@ public final class KeyIDTable {
         case .mktme:
             installRandom(KeyID.tme, keyBytes: keyBytes, dataEntropy: [], tweakEntropy: [])
             states[0] = .keyed
-            if let tdx = config.tdxKeyIDRange {
-                installRandom(KeyID(tdx.lowerBound), keyBytes: keyBytes, dataEntropy: [], tweakEntropy: [])
-                states[Int(tdx.lowerBound)] = .keyed
-            }
+            // TDX KeyIDs, the global one included, stay unprogrammed until the TDX module keys
+            // them (TDH.SYS.KEY.CONFIG, TDH.MNG.KEY.CONFIG: TDXModule.swift).
         case .sme:
             engine.setPlaintext(KeyID.tme)
             states[0] = .noEncrypt
@@ -177,8 +175,10 @@ public final class KeyIDTable {
 
     /// The TDX module keys a TDX-private KeyID with a CPU-generated key (TDH.MNG.KEY.CONFIG), or clears it
     /// (TDH.MNG.KEY.FREEID). Returns INVALID_KEYID for a KeyID outside the TDX range.
-    public func programTDX(_ keyid: KeyID, clear: Bool = false) -> PCONFIGStatus {
-        clock.charge(.pconfig, max(packages, 1))
+    /// `packagesCharged` is the number of packages priced (default: every package); the TDX module
+    /// programs one package per SEAMCALL and prices the others itself.
+    public func programTDX(_ keyid: KeyID, clear: Bool = false, packagesCharged: Int? = nil) -> PCONFIGStatus {
+        clock.charge(.pconfig, packagesCharged ?? max(packages, 1))
         guard isTDXPrivate(keyid) else { return .invalidKeyID }
         if clear {
             engine.setTME(keyid)

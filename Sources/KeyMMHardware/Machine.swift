@@ -18,6 +18,12 @@ public final class Machine {
     public let keyTable: KeyIDTable
     public let cache: Cache
     public let clock: CostClock
+    /// The TD-owner bits and poison of DRAM lines (Integrity.swift); nil without TDX KeyIDs.
+    package let integrity: LineIntegrity?
+    /// The TDX module (TDXModule.swift); nil without TDX KeyIDs.
+    package private(set) var tdx: TDXModule?
+    /// The SEV firmware and the RMP (SEVFirmware.swift); nil without SEV ASIDs.
+    package private(set) var sev: SEVFirmware?
     /// The SGX unit (EPC, EPCM, ENCLS/ENCLU), when the machine has an EPC.
     public let sgx: SGXUnit?
     /// End of the memory ordinary accesses reach (the OS's memory; the PRM follows it).
@@ -32,11 +38,19 @@ public final class Machine {
         self.config = config
         clock = CostClock(profile: costs)
         dram = try PhysicalMemory(size: config.installedDRAM)
+        // SEV guests' ASIDs get engine slots (and cache tags) after SGX's (MachineConfig.asidTag).
         engine = EncryptionEngine(slots: config.engineSlots)
         keyTable = KeyIDTable(config: config, engine: engine, clock: clock)
+        keyTable.packages = config.packages
         cache = try Cache(size: config.cacheSize, ways: config.cacheWays, dram: dram, engine: engine, clock: clock)
         accessLimit = config.memory.rawValue
         sgx = config.epc.rawValue > 0 ? SGXUnit(config: config, cache: cache, engine: engine, clock: clock) : nil
+        let table = keyTable
+        integrity = config.tdxKeyIDRange == nil ? nil
+            : LineIntegrity(erratum: config.tdxPartialWriteErratum, isTDXPrivate: { table.isTDXPrivate($0) })
+        if let integrity { attachIntegrity(integrity) }
+        if config.tdxKeyIDRange != nil { tdx = TDXModule(machine: self) }
+        if config.sevASIDs > 0 { sev = SEVFirmware(machine: self) }
     }
 
     /// Frames of DRAM.
@@ -83,6 +97,11 @@ public final class Machine {
     /// CPU loads through a mapping with `keyid` (via the cache). Bytes beyond DRAM read as 0xFF.
     public func read(_ pa: PhysAddr, keyid: KeyID, into out: UnsafeMutableRawBufferPointer) {
         let n = inRange(pa, out.count)
+        if integrity != nil, consumesPoison(pa, n, hwKeyID(keyid), partialOnly: false) {
+            // A machine check (Integrity.swift): the load does not complete.
+            for i in 0..<out.count { unsafe out[i] = 0 }
+            return
+        }
         if n > 0, let log = touchLog { log.access(pa, bytes: n, keyid: hwKeyID(keyid), write: false) }
         if n > 0 { unsafe cache.load(pa, keyid: hwKeyID(keyid), into: UnsafeMutableRawBufferPointer(rebasing: out[0..<n])) }
         if n < out.count { for i in n..<out.count { unsafe out[i] = 0xFF } }
@@ -101,6 +120,7 @@ public final class Machine {
     /// Bytes beyond DRAM are dropped.
     public func write(_ pa: PhysAddr, keyid: KeyID, from src: UnsafeRawBufferPointer) {
         let n = inRange(pa, src.count)
+        if integrity != nil, consumesPoison(pa, n, hwKeyID(keyid), partialOnly: true) { return }   // machine check
         if n > 0, let log = touchLog { log.access(pa, bytes: n, keyid: hwKeyID(keyid), write: true) }
         if n > 0 { unsafe cache.store(pa, keyid: hwKeyID(keyid), from: UnsafeRawBufferPointer(rebasing: src[0..<n])) }
     }
@@ -127,7 +147,11 @@ public final class Machine {
     public func wbinvd() {
         clock.charge(.wbinvd)
         cache.flushAll()
+        wbinvdGeneration &+= 1
     }
+
+    /// WBINVDs executed so far (the SEV firmware's "WBINVD done since DEACTIVATE" indicator reads it).
+    package private(set) var wbinvdGeneration: UInt64 = 0
 
     /// The NUMA node of a frame.
     public func node(of pfn: PFN) -> NodeID { config.node(of: pfn) }

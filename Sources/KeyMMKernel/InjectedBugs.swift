@@ -38,6 +38,22 @@ public struct InjectedBugs: OptionSet, Sendable, Hashable {
     public static let vmaDupSkipsKeyIDRef = InjectedBugs(rawValue: 1 << 11)
     /// mktme/KeyIDRelease.swift: a released KeyID is reprogrammed without a cache write-back.
     public static let skipFlushOnKeyIDRelease = InjectedBugs(rawValue: 1 << 12)
+
+    // Confidential-VM host paths (cvm/): bits from 40 up, so other areas can keep the low ones.
+    /// cvm/KVMTDX.swift: KVM returns a TD's KeyID to its pool before TDH.PHYMEM.CACHE.WB and FREEID.
+    public static let tdxKeyIDFreedBeforeWriteBack = InjectedBugs(rawValue: 1 << 40)
+    /// cvm/KVMTDX.swift: a removed TD page is cleared and freed without TDH.PHYMEM.PAGE.WBINVD.
+    public static let tdxSkipPageWBINVD = InjectedBugs(rawValue: 1 << 41)
+    /// cvm/TDXHost.swift: tdx_clear_page resets with 8-byte non-temporal stores, not MOVDIR64B.
+    public static let tdxClearWithPartialWrites = InjectedBugs(rawValue: 1 << 42)
+    /// cvm/TDXHost.swift: the global KeyID is configured without the WBINVD before it.
+    public static let tdxGlobalKeyWithoutWBINVD = InjectedBugs(rawValue: 1 << 43)
+    /// cvm/SNPHost.swift: RMPUPDATE assigns a page without removing it from the direct map.
+    public static let snpKeepDirectMap = InjectedBugs(rawValue: 1 << 44)
+    /// cvm/KVMSEV.swift: ASID recycling frees reclaimed ASIDs without WBINVD and DF_FLUSH.
+    public static let sevRecycleWithoutFlush = InjectedBugs(rawValue: 1 << 45)
+    /// cvm/SNPHost.swift: without COHERENCY_SFW_NO, a page made private keeps the host's lines.
+    public static let snpSkipPrivateEviction = InjectedBugs(rawValue: 1 << 46)
     /// sgx/Reclaimer.swift: sgx_reclaimer_block() zaps the page's PTEs in every mm but the last one
     /// on mm_list.
     public static let sgxReclaimSkipsZap = InjectedBugs(rawValue: 1 << 13)

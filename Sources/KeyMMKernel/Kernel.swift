@@ -53,6 +53,8 @@ public struct KernelConfig: Sendable {
     /// the kernel adds one "mktme" type=cpu key and every new anonymous private mapping (mmap, brk)
     /// gets its KeyID. No effect when MKTME is off (policy `none`). See mktme/EncryptAnon.swift.
     public var encryptAnon: Bool = false
+    /// The confidential-VM host paths (cvm/): KVM's SEV ASID recycling policy.
+    package var cvm = CVMConfig()
     /// How the SGX driver tracks the mms that map an enclave (seed 004): the merged driver's
     /// mmu_notifier + SRCU-protected mm_list, or the 2019 RFC's per-VMA refcounting (vm_ops
     /// open/close). See sgx/EnclaveMMList.swift and docs/sgx.md.
@@ -105,6 +107,8 @@ public final class Kernel {
     package let mktme: MKTMEState
     /// The KeyID every new anonymous private VMA gets (KeyID 0 unless `KernelConfig.encryptAnon`).
     package internal(set) var encryptAnonKeyID: KeyID = .tme
+    /// TDX and SEV hosts: TDs, SEV guests, KeyID/ASID pools, direct-map holes (cvm/).
+    package let cvm: ConfidentialVMs
 
     /// The model's file system: path -> inode.
     package internal(set) var filesystem: [String: MappedFile] = [:]
@@ -143,6 +147,7 @@ public final class Kernel {
         self.allocator = PageAllocator(machine: machine, policy: config.policy,
                                        keyidRefs: mc.encryption == .sme ? nil : keys.references, bugs: config.bugs)
         self.pageCache = PageCache()
+        self.cvm = ConfidentialVMs(machine: mc, config: config.cvm)
         installMigrationCallback()   // pgtable: compaction/migration remap mapped pages
         setupEncryptAnon()   // mktme/EncryptAnon.swift: KernelConfig.encryptAnon
         installKeyIDReleaseFlush()   // mktme/KeyIDRelease.swift: WBINVD before CLEAR_KEY (lazy policies)

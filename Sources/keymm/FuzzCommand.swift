@@ -53,6 +53,9 @@ struct Fuzz: ParsableCommand {
     @Option(name: .long, help: "Where to write the shrunk scenario (default keymm-fuzz-SEED.strace).")
     var output: String?
 
+    @Option(name: .long, help: "Mix in confidential-VM calls: tdx or sev (docs/tdx-sev.md); an injected TDX/SEV bug picks its mode.")
+    var mode: String?
+
     @Flag(name: .long, help: "Print only a violation and the file written.")
     var quiet = false
 
@@ -94,6 +97,12 @@ struct Fuzz: ParsableCommand {
             options.keepGoing = keepGoing
             options.without = Set((without ?? "").split(separator: ",").map { String($0) })
             options.model = try fuzzModel()
+            if let m = mode {
+                guard let cm = CVMFuzzMode(rawValue: m) else {
+                    throw UsageError("--mode \(m): expected \(CVMFuzzMode.allCases.map(\.rawValue).joined(separator: " or "))")
+                }
+                options.mode = cm
+            }
             if policy == "all" {
                 options.policies = AllocatorPolicy.allCases
             } else {

@@ -127,6 +127,13 @@ func lockstep(seed: UInt64, policy: AllocatorPolicy, bug: SeededBug?, calls: Int
     static let scenarioOnly: [String: String] = [
         "sgx-reclaim-skips-zap": "needs EPC pressure with a page mapped in several mms: not reached in 500 calls",
         "sgx-eldu-skips-version-check": "needs a page written back twice and its older copy replayed: not reached in 500 calls",
+        "tdx-skip-page-wbinvd": "confidential-VM host calls come from `keymm fuzz --mode tdx`, not the default generator",
+        "tdx-clear-with-partial-writes": "confidential-VM host calls come from `keymm fuzz --mode tdx`, not the default generator",
+        "tdx-global-key-without-wbinvd": "confidential-VM host calls come from `keymm fuzz --mode tdx`, not the default generator",
+        "tdx-keyid-freed-before-writeback": "confidential-VM host calls come from `keymm fuzz --mode tdx`, not the default generator",
+        "sev-recycle-without-flush": "confidential-VM host calls come from `keymm fuzz --mode sev`, not the default generator",
+        "snp-keep-direct-map": "confidential-VM host calls come from `keymm fuzz --mode sev`, not the default generator",
+        "snp-skip-private-eviction": "confidential-VM host calls come from `keymm fuzz --mode sev`, not the default generator",
     ]
 
     /// Every bug of the catalogue is compared both ways: as a shrunk scenario (all of them) and,

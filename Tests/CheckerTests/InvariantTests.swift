@@ -205,7 +205,7 @@ import KeyMM
     }
 
     @Test func invariantNamesAndStatementsAreComplete() {
-        #expect(Invariant.allCases.count == 20)   // 14 MKTME + 6 SGX (docs/invariants.md)
+        #expect(Invariant.allCases.count == 26)   // 14 MKTME + 6 confidential-VM + 6 SGX (docs/invariants.md)
         for inv in Invariant.allCases {
             #expect(!inv.statement.isEmpty)
             #expect(Invariant(rawValue: inv.rawValue) == inv)

@@ -62,7 +62,7 @@ import KeyMMBase
         #expect(m.config.mktmeKeyIDs == 1...59)
         #expect(m.config.tdxKeyIDRange == 60...63)
         #expect(t.tdxGlobalKeyID == KeyID(60))
-        #expect(t.state(of: KeyID(60)) == .keyed)                 // the TDX module's global key, at boot
+        #expect(t.state(of: KeyID(60)) == .unprogrammed)          // keyed by TDH.SYS.KEY.CONFIG, not at boot
         #expect(t.isTDXPrivate(KeyID(61)) && !t.isTDXPrivate(KeyID(59)))
         #expect(t.program(KeyID(61), .setKeyRandom(dataEntropy: [], tweakEntropy: [])) == .invalidKeyID)
         #expect(t.program(KeyID(59), .setKeyRandom(dataEntropy: [], tweakEntropy: [])) == .success)

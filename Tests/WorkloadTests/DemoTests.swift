@@ -26,6 +26,8 @@ import KeyMM
         #expect(integrated?.counters["flushed_lines"] == 0)
         #expect((wrapper?.ratioVsNone ?? 0) > (integrated?.ratioVsNone ?? 0))
         #expect(!lines.joined().contains("0123456789abcdef0123456789abcdef"), "key material must never be printed")
+        #expect(f.tdTeardownClean, "the correct TD teardown breaks no invariant")
+        #expect(f.wrongTeardownCaught?.invariant == .cvmIDReuseWhileHeld)
         // SGX (seed 004): the daemon's stale encl_mm only under the merged design; one round trip.
         #expect(f.sgx.mmListAfterHandoff == ["notifier": 2, "vma-refcount": 1])
         #expect(f.sgx.outsideReadIsAbortPage)

@@ -113,6 +113,8 @@ extension Kernel {
                 let chunk = min(n - done, pageSize - va.pageOffset)
                 unsafe machine.write(leafPhysAddr(e, va), keyid: layout.decodeKeyID(e),
                               from: UnsafeRawBufferPointer(rebasing: buf[done..<(done + chunk)]))
+                // A poisoned line consumed (cvm/CVMAccess.swift): the machine check kills the access.
+                if machine.integrity != nil, machine.takeMachineCheck() != nil { signal = .sigbus; return }
                 done += chunk
             }
         }
@@ -134,6 +136,7 @@ extension Kernel {
                 let chunk = min(length - done, pageSize - va.pageOffset)
                 unsafe machine.read(leafPhysAddr(e, va), keyid: layout.decodeKeyID(e),
                              into: UnsafeMutableRawBufferPointer(rebasing: raw[done..<(done + chunk)]))
+                if machine.integrity != nil, machine.takeMachineCheck() != nil { signal = .sigbus; break }
                 done += chunk
             }
             if done < length { unsafe raw[done..<length].initializeMemory(as: UInt8.self, repeating: 0) }

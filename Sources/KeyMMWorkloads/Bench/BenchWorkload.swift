@@ -76,6 +76,7 @@ public enum BenchRegistry {
         MacroWorkload(),
         TenantsWorkload(),
         KeyIDPressureWorkload(),
+        CVMChurnWorkload(),
         ParserWorkload(),
         FaultsWorkload(evicting: true),
         SGXWorkload(),

@@ -46,6 +46,13 @@ public struct ModelConfig: Sendable {
         ("pkeys", "16 (a CPU with protection keys, PKU/OSPKE) or 1 (none: pkey_alloc fails with EINVAL, then ENOSPC)"),
         ("costs", "a cost-profile JSON file written by `keymm calibrate`"),
         ("encrypt-anon", "on or off (on: every new anonymous private mapping gets the KeyID of a boot-time mktme key, the series' kernel-build experiment)"),
+        ("packages", "physical packages (sockets), 1 .. 64: PCONFIG, TDX key configuration and TDH.PHYMEM.CACHE.WB run once per package"),
+        ("tdx-pw-mce", "on or off: the TDX partial-write erratum X86_BUG_TDX_PW_MCE (a non-TD partial write poisons a TD-owned line)"),
+        ("sev-asids", "SEV ASIDs (max_sev_asid), 0 .. 4096; needs encryption=sme"),
+        ("min-sev-asid", "min_sev_asid: SEV guests use min-sev-asid .. sev-asids, SEV-ES/SNP guests 1 .. min-sev-asid - 1"),
+        ("sev-snp", "on or off: SEV-SNP (the RMP, SNP_DF_FLUSH)"),
+        ("coherency-sfw-no", "on or off: CPUID 0x8000001F EBX[31] COHERENCY_SFW_NO (no software eviction when a page becomes private)"),
+        ("sev-asid-flush", SEVASIDFlush.allCases.map(\.rawValue).joined(separator: " or ") + " (lazy: KVM's recycling when allocation runs dry; eager: WBINVD + DF_FLUSH at every free)"),
         ("epc", "the SGX EPC size, a multiple of 4K such as 32M (default 32M; 0: no SGX)"),
         ("sgx-mm-tracking", "notifier (the merged driver: mmu_notifier + SRCU mm_list) or vma-refcount (the 2019 RFC: vm_ops open/close)"),
         ("sgx-vma-flags", "special (VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP|VM_IO, as merged) or plain (none: enclave VMAs may merge)"),
@@ -113,6 +120,15 @@ public struct ModelConfig: Sendable {
             guard n == 1 || n == 16 else { throw bad() }
             kernel.pkeyCount = n
         case "encrypt-anon": kernel.encryptAnon = try onOff()
+        case "packages": machine.packages = try int(1...64)
+        case "tdx-pw-mce": machine.tdxPartialWriteErratum = try onOff()
+        case "sev-asids": machine.sevASIDs = try int(0...4096)
+        case "min-sev-asid": machine.minSEVASID = try int(1...4097)
+        case "sev-snp": machine.snp = try onOff()
+        case "coherency-sfw-no": machine.coherencySFWNo = try onOff()
+        case "sev-asid-flush":
+            guard let f = SEVASIDFlush(rawValue: value) else { throw bad() }
+            kernel.cvm.sevASIDFlush = f
         case "epc": machine.epc = try size()
         case "sgx-mm-tracking":
             guard let t = SGXMMTracking(rawValue: value) else { throw bad() }

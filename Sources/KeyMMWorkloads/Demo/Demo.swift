@@ -9,6 +9,7 @@
 // at that moment (a quick `keymm calibrate`), and says so.
 import Foundation
 import KeyMMBase
+import KeyMMChecker
 import KeyMMHardware
 import KeyMMKernel
 import KeyMMKeys
@@ -30,6 +31,10 @@ public struct Demo {
         public var keyidHeldByPinAfterKeyDied = false
         public var keyidReleasedAfterUnpin = false
         public var policyRows: [BenchRow] = []
+        /// Section 7: the correct TD teardown breaks no invariant; returning the KeyID before the
+        /// cache write-back is named by the checker.
+        public var tdTeardownClean = false
+        public var wrongTeardownCaught: Violation?
         public var sgx = SGXFindings()
     }
 
@@ -178,7 +183,34 @@ public struct Demo {
         out("    zeroing and faults as measured here just now, the rest as documented in docs/cost-model.md)")
         out("   wrapper flushes on every alloc and free of an encrypted page; integrated flushes only when a page changes KeyID.")
         out("   More: keymm bench alloc-free --policy none,wrapper,integrated,eager; keymm run scenarios/mktme/*.strace")
+        out("")
+        try teardown(&f)
         return f
+    }
+
+    /// 7. A TD torn down in the right order, then with its KeyID returned before the write-back.
+    func teardown(_ f: inout Findings) throws {
+        out("7. Confidential VMs: a TD's KeyID must not go back before its cache lines (TDX host, docs/tdx-sev.md)")
+        let setup = "#@ set memory=128M\n#@ set keyid-bits=3\n#@ set tdx-keyids=3\n#@ set cache=1M\n"
+            + "tdx_enable() = 0\ntdx_td_init() = 1\ntdx_init_mem_region(1, 0x0, 4) = 0\ntdx_finalize_vm(1) = 0\n"
+            + "guest_write(1, 0x10, \"TD data\") = 7\ntdx_td_destroy(1) = 0\n"
+        func run(_ text: String) throws -> ScenarioRunner {
+            let r = ScenarioRunner(config: ModelConfig())
+            do { try r.run(TraceReader(string: text, name: "<demo>")) } catch { throw DemoError("TDX demo: \(error)") }
+            return r
+        }
+        let good = try run(setup)
+        f.tdTeardownClean = good.violations.isEmpty && good.divergences.isEmpty
+        let keyid = good.kernel?.cvm.vm(1)?.hkid?.rawValue ?? 0
+        out("   tdx_enable(): TDMRs, PAMT (\(good.kernel?.cvm.pamtFrames.count ?? 0) pages from the allocator), WBINVD, global KeyID on every package")
+        out("   tdx_td_init() = 1 (KeyID \(keyid), charged to misc cgroup \"tdx\"); 4 private pages; the guest writes one")
+        out("   tdx_td_destroy(1): pages removed (BLOCK, TRACK, REMOVE, PAGE.WBINVD, MOVDIR64B), TDH.PHYMEM.CACHE.WB,")
+        out("   TDH.MNG.KEY.FREEID, then KeyID \(keyid) back in the pool, TDCS and the TDR reclaimed last: \(f.tdTeardownClean ? "no violation" : "VIOLATION (model bug)")")
+        let bad = try run("#@ set inject-bug=tdx-keyid-freed-before-writeback\n" + setup)
+        f.wrongTeardownCaught = bad.violations.first
+        out("   the same with the KeyID returned first (seeded bug tdx-keyid-freed-before-writeback), the checker says:")
+        for v in bad.violations.prefix(2) { out("     \(v.invariant.rawValue): \(v.detail)") }
+        out("   More: keymm run scenarios/tdx/*.strace scenarios/sev/*.strace; keymm fuzz --mode tdx|sev; keymm bench cvm-churn")
     }
 
     func table(_ rows: [[String]]) {

@@ -55,6 +55,9 @@ public struct FuzzOptions: Sendable {
     /// Campaign mode: after a violation go on with the next program (and policy); the first
     /// violating program of each policy is shrunk, the rest are counted by invariant.
     public var keepGoing = false
+    /// Confidential-VM calls mixed in (`--mode tdx|sev`); nil: none (an injected bug that needs a
+    /// mode picks it).
+    public var mode: CVMFuzzMode?
     public init() {}
 }
 
@@ -169,8 +172,11 @@ public final class Fuzzer {
     public var progress: ((Int, Int) -> Void)?
 
     public init(options: FuzzOptions) {
-        self.options = options
-        plan = FuzzPlan(options)
+        var o = options
+        if o.mode == nil, let m = o.injectBug?.cvmMode { o.mode = CVMFuzzMode(rawValue: m) }
+        if let mode = o.mode { mode.apply(to: &o.model) }
+        self.options = o
+        plan = FuzzPlan(o)
     }
 
     /// The fuzz defaults: a small machine (128 MiB, 2 nodes, 1 MiB cache so lines get evicted
@@ -284,6 +290,7 @@ public final class Fuzzer {
         let runner = ScenarioRunner(config: m, options: runOptions())
         var gen = ProgramGenerator(seed: m.machine.seed, nodes: m.machine.nodes, memory: m.machine.memory.rawValue)
         gen.without = options.without
+        gen.cvm = options.mode.map { CVMGenerator(mode: $0, seed: m.machine.seed, memory: m.machine.memory.rawValue) }
         var lines: [String] = []
         lines.reserveCapacity(calls)
         var rejected = 0

@@ -35,6 +35,8 @@ struct ProgramGenerator {
     var without: Set<String> = []
     /// Lines of a planned sequence (a macro), emitted interleaved with random calls.
     var queue: [String] = []
+    /// TDX or SEV calls mixed in (`keymm fuzz --mode`; CVMGenerator.swift), nil: none.
+    var cvm: CVMGenerator?
     /// Enclave operations (SGXProgramGenerator.swift): percent of calls, and their state.
     var sgxWeight = 12
     var sgx = SGXFuzzState()
@@ -132,6 +134,7 @@ struct ProgramGenerator {
     /// A line of the current macro (most of the time, while one runs), else a random call;
     /// sometimes starts a macro.
     mutating func planned(_ k: Kernel?) -> String {
+        if let line = cvm?.next(k) { return line }
         if !queue.isEmpty && chance(60) { return queue.removeFirst() }
         if sgxWeight > 0 && k?.sgx != nil {                  // SGXProgramGenerator.swift
             if queue.isEmpty && chance(1) { queue = sgxMacro(k) }

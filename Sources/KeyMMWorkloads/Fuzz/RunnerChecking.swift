@@ -67,5 +67,5 @@ extension ScenarioRunner {
     }
 
     /// Whether the dispatcher models a call of this name (so the checker runs around it).
-    static func isModeled(_ name: String) -> Bool { ModeledCall.byName[name] != nil }
+    static func isModeled(_ name: String) -> Bool { ModeledCall.byName[name] != nil || CVMCall.byName[name] != nil }
 }

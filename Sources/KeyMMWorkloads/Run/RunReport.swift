@@ -168,6 +168,14 @@ extension ModelConfig {
             "epc": machine.epc.description, "sgx-mm-tracking": kernel.sgxMMTracking.rawValue,
             "sgx-vma-flags": kernel.sgxVMAFlags.rawValue, "vm-close-merge": kernel.closeMergeRule.rawValue,
         ]
+        // The confidential-VM settings (docs/tdx-sev.md).
+        s["packages"] = String(machine.packages)
+        s["tdx-pw-mce"] = machine.tdxPartialWriteErratum ? "on" : "off"
+        s["sev-asids"] = String(machine.sevASIDs)
+        s["min-sev-asid"] = String(machine.minSEVASID)
+        s["sev-snp"] = machine.snp ? "on" : "off"
+        s["coherency-sfw-no"] = machine.coherencySFWNo ? "on" : "off"
+        s["sev-asid-flush"] = kernel.cvm.sevASIDFlush.rawValue
         if let c = costsFile { s["costs"] = c }
         let bugs = SeededBug.entries(kernel.bugs).map(\.name)
         if !bugs.isEmpty { s["inject-bug"] = bugs.joined(separator: ",") }

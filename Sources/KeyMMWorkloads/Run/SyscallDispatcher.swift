@@ -73,7 +73,16 @@ struct SyscallDispatcher {
 
     /// The outcome of `line` on `kernel`, or nil if the model does not model the call.
     mutating func execute(_ line: SyscallLine, on kernel: Kernel, lenient: Bool) throws(TraceError) -> CallOutcome? {
+        if let cvmCall = CVMCall.byName[line.name] {   // TDX and SEV host calls (CVMCalls.swift)
+            if kernel.tasks.isEmpty { kernel.spawn(pid: ProcessID(line.pid ?? 1), cred: .root) }
+            var a = Arguments(line: line)
+            return try executeCVM(cvmCall, a: &a, line: line, kernel: kernel)
+        }
         guard let call = ModeledCall.byName[line.name] else {
+            // A misspelled confidential-VM call names the calls (CVMCalls.swift).
+            if CVMCall.prefixes.contains(where: { line.name.hasPrefix($0) }), !LinuxNames.isSyscall(line.name) {
+                throw TraceError(location: line.location, message: "unknown confidential-VM call \(line.name); the calls are \(CVMCall.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
             // A real system call the model does not model is counted (never guessed); any
             // other name is a misspelling or a made-up call, and nothing may vanish silently.
             guard LinuxNames.isSyscall(line.name) else { throw ModeledCall.unknownCallError(line) }
