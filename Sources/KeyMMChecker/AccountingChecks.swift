@@ -29,8 +29,10 @@ extension InvariantChecker {
         var pinnedFree: [UInt64] = []
         if full {
             alloc.forEachAllocatedBlock { head, order in checkBlock(head, order) }
-            for f in 0..<model.frameCount where model.uses[f] > 0 && !model.allocated.contains(UInt64(f)) { orphans.append(UInt64(f)) }
-            for f in model.extra.keys where !model.allocated.contains(f) { pinnedFree.append(f) }
+            // Locals: one retain of each, not one per frame (the shadow is a class).
+            let uses = model.uses, allocated = model.allocated
+            for f in uses.indices where uses[f] > 0 && !allocated.contains(UInt64(f)) { orphans.append(UInt64(f)) }
+            for f in model.extra.keys where !allocated.contains(f) { pinnedFree.append(f) }
         } else {
             var heads: [UInt64] = []
             var seen = Set<UInt64>()

@@ -372,14 +372,27 @@ struct ShadowDigest {
     func differences(from fresh: ShadowDigest) -> [String] {
         var out: [String] = []
         if entries != fresh.entries { out.append("page-table entries differ (kept \(entries.count) mms, walked \(fresh.entries.count))") }
-        func frames<T: Equatable>(_ name: String, _ a: [T], _ b: [T]) {
-            guard a != b else { return }
-            let i = a.indices.first { $0 < b.count && a[$0] != b[$0] } ?? 0
-            out.append("\(name) differs first at PFN 0x\(String(i, radix: 16)) (kept \(a[i]), walked \(b[i]))")
+        // Concrete element types (a generic comparison here ran unspecialized, per element).
+        func firstDifference(_ a: [Int32], _ b: [Int32]) -> Int? {
+            if a.count != b.count { return min(a.count, b.count) }
+            for i in a.indices where a[i] != b[i] { return i }
+            return nil
         }
-        frames("entries per frame", uses, fresh.uses)
-        frames("special entries per frame", special, fresh.special)
-        frames("frame state (allocated, PG_ksm, page_keyid)", frameState, fresh.frameState)
+        func firstDifference(_ a: [UInt32], _ b: [UInt32]) -> Int? {
+            if a.count != b.count { return min(a.count, b.count) }
+            for i in a.indices where a[i] != b[i] { return i }
+            return nil
+        }
+        func report(_ name: String, _ i: Int?, _ kept: (Int) -> String, _ walked: (Int) -> String) {
+            guard let i else { return }
+            out.append("\(name) differs first at PFN 0x\(String(i, radix: 16)) (kept \(kept(i)), walked \(walked(i)))")
+        }
+        let u = firstDifference(uses, fresh.uses), sp = firstDifference(special, fresh.special)
+        let fs = firstDifference(frameState, fresh.frameState)
+        func at<T>(_ a: [T], _ i: Int) -> String { i < a.count ? "\(a[i])" : "none" }
+        report("entries per frame", u, { at(self.uses, $0) }, { at(fresh.uses, $0) })
+        report("special entries per frame", sp, { at(self.special, $0) }, { at(fresh.special, $0) })
+        report("frame state (allocated, PG_ksm, page_keyid)", fs, { at(self.frameState, $0) }, { at(fresh.frameState, $0) })
         if pagesPerKeyID != fresh.pagesPerKeyID { out.append("pages per KeyID differ (kept \(pagesPerKeyID), walked \(fresh.pagesPerKeyID))") }
         if extra != fresh.extra { out.append("pin and page-cache references differ") }
         if farUses != fresh.farUses { out.append("entries beyond memory differ") }
