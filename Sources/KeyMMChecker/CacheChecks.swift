@@ -111,7 +111,7 @@ extension InvariantChecker {
 
     /// Lines read during the call through a KeyID other than their frame's page_keyid.
     func checkFills() {
-        for (pa, k, pk) in wrongKeyIDFills {
+        for (pa, k, pk) in tap.wrongKeyIDFills {
             let f = PhysAddr(pa).pfn
             report(.staleCacheLine, key: "\(f.rawValue):\(k.rawValue)",
                    "line \((pa >> 6) & 63) of \(Fmt.pfn(f)) (PA \(Fmt.hex(pa))) was read through \(k) during the call while the frame's page_keyid is \(pk.rawValue)")

@@ -134,6 +134,8 @@ final class CheckerShadow {
     var layoutRanges: [TouchRange] = []
     /// Slots whose every entry must be re-checked (new mm, or its reporting pid changed).
     var wholeSlots: [Int] = []
+    /// The set of live mms (or a task's mm) changed during the call.
+    var mmsChanged = false
     /// Frames whose last cache check found a stale line (an eviction may reveal another).
     var staleFrames: Set<UInt64> = []
 
@@ -164,6 +166,7 @@ final class CheckerShadow {
         zeroWrittenBack.removeAll(keepingCapacity: true)
         layoutRanges.removeAll(keepingCapacity: true)
         wholeSlots.removeAll(keepingCapacity: true)
+        mmsChanged = false
     }
 
     // MARK: classification
@@ -454,6 +457,7 @@ final class CheckerShadow {
             for (pid, t) in tasks where taskMMs[pid] != ObjectIdentifier(t.mm) { same = false; break }
         }
         guard !same else { return }
+        mmsChanged = true
         taskMMs = [:]
         var live: [(pid: ProcessID, mm: MM)] = []
         var seen = Set<ObjectIdentifier>()

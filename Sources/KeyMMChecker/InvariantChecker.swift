@@ -83,15 +83,16 @@ public final class InvariantChecker {
 
     // Observer state.
     var programmedDuringCall: [(keyid: KeyID, what: String, others: Int)] = []
-    var plaintextWriteBacks: [UInt64] = []
-    /// Fills through a KeyID other than the frame's page_keyid: (line address, KeyID, page_keyid).
-    var wrongKeyIDFills: [(UInt64, KeyID, KeyID)] = []
+    /// The cache observer's per-call records (CacheEventTap.swift).
+    let tap: CacheEventTap
     var previousCacheObserver: ((CacheEvent) -> Void)?
     var previousKeyIDObserver: ((KeyIDEvent) -> Void)?
     var previousSGXObserver: ((SGXEvent) -> Void)?
     /// SGX: digests of the pages written back (SGXChecks.swift), and driver anomalies reported so far.
     var sealedDigests: [SealedKey: UInt64] = [:]
     var sgxAnomaliesSeen = 0
+    /// The SGX driver's `version` when its structural checks last ran (SGXChecks.swift).
+    var sgxCheckedVersion: UInt64 = .max
     var attached = false
 
     // Per-check state.
@@ -118,6 +119,9 @@ public final class InvariantChecker {
         self.kernel = kernel
         self.options = options
         model = CheckerShadow(kernel: kernel)
+        tap = CacheEventTap(engine: kernel.machine.engine, alloc: kernel.allocator, model: model,
+                            osMemory: kernel.machine.config.memory.rawValue,   // the EPC above it has no struct page
+                            checkFills: options.checkFills && options.enabled.contains(.staleCacheLine))
         let frames = kernel.machine.frameCount
         touchLog = options.incremental && frames <= 1 << 22 ? TouchLog(frameCount: frames) : nil
         allocatorAnomaliesSeen = kernel.allocator.anomalies.count
@@ -134,32 +138,14 @@ public final class InvariantChecker {
     func attach() {
         guard !attached else { return }
         attached = true
-        let engine = kernel.machine.engine
-        let alloc = kernel.allocator
-        let fills = options.checkFills && options.enabled.contains(.staleCacheLine)
-        let model = self.model
-        let osMemory = kernel.machine.config.memory.rawValue   // the EPC above it has no struct page
         previousCacheObserver = kernel.machine.cache.observer
         let prevCache = previousCacheObserver
-        kernel.machine.cache.observer = { [weak self] event in
-            prevCache?(event)
-            switch event {
-            case .writeBack(let pa, let k):
-                if engine.isPlaintext(k) { self?.plaintextWriteBacks.append(pa.rawValue >> 6) }
-                if model.inZeroPage(pa.pfn.rawValue) { model.zeroLines.append(pa.rawValue >> 6); model.zeroWrittenBack.append(pa.rawValue >> 6) }
-                self?.noteCVMWriteBack(pa, k)
-            case .fill(let pa, let k):
-                self?.noteCVMFill(pa, k)
-                guard fills, pa.rawValue < osMemory else { return }
-                let pk = alloc.pageKeyID(pa.pfn)
-                if pk != k, let self, !self.isExempt(pa.pfn.rawValue), !self.isCVMTag(k), self.wrongKeyIDFills.count < 64 {
-                    self.wrongKeyIDFills.append((pa.rawValue, k, pk))
-                }
-            case .invalidate(let pa, _):
-                let f = pa.pfn.rawValue
-                if !model.staleFrames.isEmpty && model.staleFrames.contains(f) { model.cacheFrames.insert(f) }
-                if !model.zeroSuspect.isEmpty && model.zeroSuspect.contains(pa.rawValue >> 6) { model.zeroLines.append(pa.rawValue >> 6) }
-            }
+        let tap = self.tap
+        tap.checker = self
+        if let prevCache {
+            kernel.machine.cache.observer = { event in prevCache(event); tap.record(event) }
+        } else {
+            kernel.machine.cache.observer = { event in tap.record(event) }
         }
         previousKeyIDObserver = kernel.keys.references.onKeyIDEvent
         let prevKeys = previousKeyIDObserver
@@ -172,6 +158,7 @@ public final class InvariantChecker {
         }
         if let touchLog { kernel.attachTouchLog(touchLog) }
         attachCVM()
+        tap.cvmActive = cvm.active
         attachSGXObserver()   // SGXChecks.swift
     }
 
@@ -226,8 +213,7 @@ public final class InvariantChecker {
     public func beforeCall(_ call: CheckedCall) {
         currentSite = call.site
         programmedDuringCall.removeAll(keepingCapacity: true)
-        plaintextWriteBacks.removeAll(keepingCapacity: true)
-        wrongKeyIDFills.removeAll(keepingCapacity: true)
+        tap.clear()
         protSnapshot.removeAll(keepingCapacity: true)
         protSnapshotPid = nil
         if call.kind == .protectionChange, options.enabled.contains(.mprotectChangedEncryption) {
@@ -321,7 +307,7 @@ public final class InvariantChecker {
         sweepCVM(&work)   // CVMChecks.swift: after every call while a TDX module or SEV firmware is up
         checkZeroPages(full: full)
         checkAllocator()
-        checkSGX(model.epcLeaves(), &work)   // SGXChecks.swift: every call, see there
+        checkSGX(model.epcLeaves(), full: full, &work)   // SGXChecks.swift
         for f in families {
             if full || touchLog == nil { f.checkAll(self) } else { f.checkTouched(self, touchLog!) }
         }
@@ -331,8 +317,8 @@ public final class InvariantChecker {
     /// Forgets the call: observer lists, the shadow's work lists, the touch log.
     func endCall() {
         programmedDuringCall.removeAll(keepingCapacity: true)
-        plaintextWriteBacks.removeAll(keepingCapacity: true)
-        wrongKeyIDFills.removeAll(keepingCapacity: true)
+        tap.clear()
+        tap.watchInvalidations = !model.staleFrames.isEmpty || !model.zeroSuspect.isEmpty
         model.clearWork()
         touchLog?.clear()
     }

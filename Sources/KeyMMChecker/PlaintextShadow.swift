@@ -179,9 +179,9 @@ extension InvariantChecker {
 
     /// Lines written back through a plaintext KeyID during the call must not hold secrets.
     func checkPlaintextWriteBacks() {
-        guard options.enabled.contains(.plaintextInDRAM), !plaintextWriteBacks.isEmpty else { return }
+        guard options.enabled.contains(.plaintextInDRAM), !tap.plaintextWriteBacks.isEmpty else { return }
         var seen = Set<UInt64>()
-        for line in plaintextWriteBacks where seen.insert(line).inserted {
+        for line in tap.plaintextWriteBacks where seen.insert(line).inserted {
             checkDRAMLine(line, how: "written back through a plaintext KeyID")
         }
     }

@@ -14,11 +14,13 @@
 // - srcu-use-after-free (and every other driver anomaly): the driver records what its walkers
 //   reach; the checker reports new anomalies after every call.
 //
-// Cost: the structural checks have no incremental form: they run after every call (incremental
-// or not), and only once SGX has been used (some enclave exists or some EPC page is allocated):
-// O(EPC pages + enclave pages + VMAs of every mm). The entries that map EPC pages come from the
-// checker's shadow (CheckerShadow.epcLeaves, kept up to date from the touch log), not from a
-// page-table walk.
+// Cost: the checks run only once SGX has been used (some enclave exists or some EPC page is
+// allocated). The EPC mappings are checked after every call; they come from the checker's shadow
+// (CheckerShadow.epcLeaves, kept up to date from the touch log), not from a page-table walk. The
+// EPC accounting (O(EPC pages + enclave pages)) runs when the driver's state changed
+// (`SGXDriver.version`, bumped at every change of what it reads), the mm_lists (O(VMAs of every
+// mm)) also when a VMA or the set of mms changed; both on every full sweep, which is what catches a
+// change the version missed.
 import KeyMMBase
 import KeyMMHardware
 import KeyMMKernel
@@ -83,12 +85,18 @@ extension InvariantChecker {
         return !d.enclaves.isEmpty || d.epc.freeCount != d.epc.pageCount
     }
 
-    /// The structural SGX checks of the sweep.
-    func checkSGX(_ leaves: [EPCLeaf], _ work: inout Int) {
+    /// The structural SGX checks. The EPC mappings are checked after every call (from the
+    /// shadow's leaves); the EPC accounting only when the driver's state changed since it was last
+    /// checked (`SGXDriver.version`), and the mm_lists also when a VMA or the set of mms changed
+    /// (what they are compared with); everything on a full sweep.
+    func checkSGX(_ leaves: [EPCLeaf], full: Bool, _ work: inout Int) {
         guard let d = kernel.sgx, sgxInUse || !leaves.isEmpty else { return }
         checkEPCMappings(d, leaves)
-        checkMMLists(d, &work)
-        checkEPCAccounting(d, &work)
+        let driverChanged = d.version != sgxCheckedVersion
+        let layoutChanged = touchLog == nil || !model.layoutRanges.isEmpty || !model.wholeSlots.isEmpty || model.mmsChanged
+        if full || driverChanged || layoutChanged { checkMMLists(d, &work) }
+        if full || driverChanged { checkEPCAccounting(d, &work) }
+        sgxCheckedVersion = d.version
     }
 
     // MARK: mappings

@@ -48,6 +48,7 @@ extension Kernel {
                        _ move: (PhysAddr, Int, Int) -> Void) -> MemSignal? {
         guard let d = sgx else { return .sigsegv(.mapErr) }
         defer { d.runKsgxdIfWoken() }
+        d.changed()
         guard let vma = task.mm.vma(containing: addr) else { return .sigsegv(.mapErr) }
         guard let ops = vma.vmOps as? SGXVMOps, let eid = ops.enclave.eid else { return .sigsegv(.accErr) }
         let thread = UInt64(UInt32(bitPattern: task.pid.rawValue))
@@ -85,6 +86,7 @@ extension Kernel {
     /// enclave), as someone with access to the swap/backing storage could.
     package func sgxTamper(_ task: TaskStruct, fd: Int32, offset: UInt64, _ how: SGXTamper) -> Result<Void, Errno> {
         guard let d = sgx else { return .failure(.EBADF) }
+        d.changed()
         let encl: SGXEnclave
         switch d.enclave(task, fd: fd) {
         case .failure(let e): return .failure(e)

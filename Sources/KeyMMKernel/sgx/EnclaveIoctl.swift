@@ -61,6 +61,7 @@ extension Kernel {
         machine.clock.charge(.syscall)
         guard task.files.fds[fd] != nil else { return .failure(.EBADF) }
         guard let d = sgx else { return .failure(.ENOTTY) }
+        d.changed()
         let encl: SGXEnclave
         switch d.enclave(task, fd: fd) {
         case .failure(let e): return .failure(e)

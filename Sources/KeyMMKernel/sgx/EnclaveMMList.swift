@@ -80,6 +80,7 @@ extension SGXDriver {
     // MARK: list primitives
 
     func listAdd(_ encl: SGXEnclave, _ e: SGXEnclMM) {
+        changed()
         e.next = encl.mmHead
         encl.mmHead = e
         e.listed = true
@@ -90,6 +91,7 @@ extension SGXDriver {
 
     /// list_del_rcu(): unlinks `e`, which keeps its own link for readers standing on it.
     func listDel(_ encl: SGXEnclave, _ e: SGXEnclMM) {
+        changed()
         guard e.listed else { return }
         e.listed = false
         if encl.mmHead === e { encl.mmHead = e.next; return }
@@ -102,6 +104,7 @@ extension SGXDriver {
 
     /// kfree(encl_mm).
     func freeEnclMM(_ e: SGXEnclMM) {
+        changed()
         if e.freed { anomaly(.mmList, "encl_mm of \(describe(e.mm)) freed twice"); return }
         e.freed = true
         unfreedEnclMMs[ObjectIdentifier(e)] = nil
@@ -113,6 +116,7 @@ extension SGXDriver {
 
     /// sgx_encl_mm_add() (mmap_lock held for write, so an mm is added at most once).
     func enclMMAdd(_ encl: SGXEnclave, _ mm: MM) -> Errno? {
+        changed()
         if !kernel.config.bugs.contains(.sgxEnclMMAddedTwice), findEnclMM(encl, mm) != nil { return nil }   // seeded bug
         let e = SGXEnclMM(driver: self, enclave: encl, mm: mm)
         unfreedEnclMMs[ObjectIdentifier(e)] = e
@@ -130,6 +134,7 @@ extension SGXDriver {
     /// sgx_mmu_notifier_release(): the mm exits. The entry leaves the list (if sgx_release has not
     /// taken it already); it is put once no walker can still be standing on it.
     func notifierRelease(_ e: SGXEnclMM) {
+        changed()
         let encl = e.enclave
         guard e.listed else { return }
         listDel(encl, e)
@@ -143,6 +148,7 @@ extension SGXDriver {
 
     /// sgx_mmu_notifier_free(): the enclave reference goes, the encl_mm is freed.
     func notifierFree(_ e: SGXEnclMM) {
+        changed()
         freeEnclMM(e)
         enclPut(e.enclave)
     }
@@ -150,6 +156,7 @@ extension SGXDriver {
     /// sgx_release()'s drain: each remaining entry leaves the list, and after a grace period its
     /// notifier is unregistered, it is freed and its enclave reference goes.
     func drainMMList(_ encl: SGXEnclave) {
+        changed()
         while let e = encl.mmHead.flatMap({ head -> SGXEnclMM? in
             var c: SGXEnclMM? = head
             while let x = c, !x.listed { c = x.next }
@@ -169,6 +176,7 @@ extension SGXDriver {
 
     /// A new or copied enclave VMA in `mm` takes a reference on the mm's encl_mm (made if needed).
     func vmaReference(_ encl: SGXEnclave, _ mm: MM) {
+        changed()
         if !kernel.config.bugs.contains(.sgxEnclMMAddedTwice), let e = findEnclMM(encl, mm) {   // seeded bug
             e.refcount += 1
             return
@@ -181,6 +189,7 @@ extension SGXDriver {
 
     /// sgx_vma_close(): the VMA's reference goes; the last one frees the entry.
     func vmaUnreference(_ encl: SGXEnclave, _ mm: MM) {
+        changed()
         guard let e = findEnclMM(encl, mm) else { return }
         if kernel.config.bugs.contains(.sgxCloseSkipsPut) { return }   // seeded bug
         enclMMPut(e)
@@ -188,6 +197,7 @@ extension SGXDriver {
 
     /// kref_put(&encl_mm->refcount, sgx_encl_mm_release) of the 2019 driver.
     func enclMMPut(_ e: SGXEnclMM) {
+        changed()
         e.refcount -= 1
         if e.refcount == 0 {
             listDel(e.enclave, e)
@@ -200,6 +210,7 @@ extension SGXDriver {
     /// Starts a walk of the enclave's mm_list and stops at its first entry, as ksgxd preempted inside
     /// its read-side section (notifier: srcu_read_lock held; vma-refcount: a reference on the entry).
     func walkBegin(_ encl: SGXEnclave, handle: Int32?) -> Int32 {
+        changed()
         encl.refcount += 1                                   // the reclaimer's kref_get_unless_zero
         let reader = tracking == .notifier ? encl.srcu.readLock() : nil
         var pos = encl.mmHead
@@ -222,6 +233,7 @@ extension SGXDriver {
     /// read-side section (which may end a grace period) and drops its enclave reference. Returns the
     /// entries visited in all.
     func walkEnd(_ h: Int32) -> Int? {
+        changed()
         guard let w = walks.removeValue(forKey: h) else { return nil }
         var visited = w.visited
         if let p = w.position {

@@ -48,6 +48,7 @@ package final class SGXVMOps: VMFaultHandler {
 
     /// sgx_vma_fault(): the EPC page behind `address`, loaded if needed.
     package func fault(_ vma: VMA, address: VirtAddr, pageIndex: UInt64, write: Bool) -> (pfn: PFN, prot: PageProt)? {
+        driver.changed()
         guard let p = driver.loadPageInVMA(enclave, address, vma.vmFlags), let epc = p.epc else { return nil }
         var prot = vma.vmPageProt
         prot.keyid = .tme
@@ -57,6 +58,7 @@ package final class SGXVMOps: VMFaultHandler {
     /// After vmf_insert_pfn: sgx_encl_test_and_clear_young() on the new entry; ksgxd runs if an
     /// allocation woke it (it waited for the enclave lock the fault held).
     package func faultCompleted(_ vma: VMA, mm: MM, address: VirtAddr) {
+        driver.changed()
         if let p = enclave.pages[address.pageNumber] { _ = driver.testAndClearYoung(mm, p) }
         driver.runKsgxdIfWoken()
     }

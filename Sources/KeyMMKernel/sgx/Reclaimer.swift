@@ -18,6 +18,7 @@ extension SGXDriver {
     /// sgx_reclaim_pages(): one batch; returns the pages written back.
     @discardableResult
     func reclaimPages() -> Int {
+        changed()
         reclaimBatches += 1
         var chunk: [(EPCPage, SGXEnclavePage)] = []
         while chunk.count < SGXReclaimConstants.nrToScan, epc.activeHead >= 0 {

@@ -28,10 +28,15 @@ package final class SGXDriver: CharDeviceOps {
     package let unit: SGXUnit
     package let tracking: SGXMMTracking
     package let vmaFlags: SGXVMAFlags
-    package var epc: EPCState
+    package var epc: EPCState { didSet { version &+= 1 } }
     /// Every enclave not yet freed, by open file description.
-    package internal(set) var enclaves: [UInt64: SGXEnclave] = [:]
+    package internal(set) var enclaves: [UInt64: SGXEnclave] = [:] { didSet { version &+= 1 } }
     package private(set) var anomalies: [SGXAnomaly] = []
+    /// Bumped on every change of the state the checker's structural SGX checks read (the EPC
+    /// state, the enclave table, the mm_lists and their encl_mms, the anomalies): a checker skips
+    /// those checks across calls that leave it unchanged (and no VMA or mm changed).
+    package private(set) var version: UInt64 = 0
+    func changed() { version &+= 1 }
     /// ksgxd was woken (fewer than SGX_NR_LOW_PAGES free); it runs when the current entry ends.
     var ksgxdWoken = false
     /// Held walkers (`sgx_walk_begin`), by handle.
@@ -81,6 +86,7 @@ package final class SGXDriver: CharDeviceOps {
     }
 
     func anomaly(_ kind: SGXAnomalyKind, _ detail: String) {
+        changed()
         if anomalies.count < 10_000 { anomalies.append(SGXAnomaly(kind: kind, detail: detail)) }
     }
 
@@ -190,6 +196,7 @@ package final class SGXDriver: CharDeviceOps {
             _ = unit.eremove(EPCPage(i))
             freeEPCPage(EPCPage(i))
         }
+        changed()
         encl.freed = true
         encl.mmHead = nil
         encl.ops = nil
