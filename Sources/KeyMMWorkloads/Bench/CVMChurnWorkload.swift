@@ -103,38 +103,17 @@ public struct CVMChurnWorkload: BenchWorkload {
         guard case .success = k.tdxEnable() else { throw BenchWorkloadError("cvm-churn: tdx_enable failed") }
         ph.enableCycles = clock.cycles &- e0
         ph.pamtPages = k.cvm.pamtFrames.count
-        let start = bk.mark()
-        var live: [Int32] = []
-        func timed(_ slot: WritableKeyPath<Phases, UInt64>, _ body: () -> Void) {
-            let c0 = clock.cycles
-            body()
-            ph[keyPath: slot] &+= clock.cycles &- c0
-        }
         let line = [UInt8](repeating: 0x5A, count: cacheLineSize)
-        for _ in 0..<vms {
-            var made: Int32?
-            while made == nil {
-                timed(\.create) { if case .success(let n) = k.tdxTDInit() { made = n } }
-                if made != nil { break }
-                guard !live.isEmpty else { throw BenchWorkloadError("cvm-churn: no TD KeyID and no TD to destroy") }
-                let old = live.removeFirst()
-                timed(\.destroy) { _ = k.tdxTDDestroy(old) }
-            }
-            let h = made ?? 0
-            live.append(h)
-            timed(\.populate) {
-                _ = k.tdxMemPageAdd(h, gpa: 0, npages: Self.pagesBefore)
-                _ = k.tdxFinalizeVM(h)
-                _ = k.tdxMemPageAug(h, gpa: UInt64(Self.pagesBefore * pageSize), npages: Self.pagesAfter)
-                for i in 0..<(Self.pagesBefore + Self.pagesAfter) { _ = k.guestWrite(h, gpa: UInt64(i * pageSize), line) }
-            }
-            timed(\.convert) {
-                _ = k.kvmSetMemoryAttributes(h, gpa: 0, npages: Self.converted, toPrivate: false)
-                _ = k.kvmSetMemoryAttributes(h, gpa: 0, npages: Self.converted, toPrivate: true)
-            }
-            ph.vms += 1
-        }
-        for h in live { timed(\.destroy) { _ = k.tdxTDDestroy(h) } }
+        let start = bk.mark()
+        try churn(k, vms: vms, waves: false, into: &ph, noRoom: "no TD KeyID and no TD to destroy",
+                  create: { if case .success(let n) = k.tdxTDInit() { n } else { nil } },
+                  destroy: { _ = k.tdxTDDestroy($0) },
+                  populate: { h in
+                      _ = k.tdxMemPageAdd(h, gpa: 0, npages: Self.pagesBefore)
+                      _ = k.tdxFinalizeVM(h)
+                      _ = k.tdxMemPageAug(h, gpa: UInt64(Self.pagesBefore * pageSize), npages: Self.pagesAfter)
+                      for i in 0..<(Self.pagesBefore + Self.pagesAfter) { _ = k.guestWrite(h, gpa: UInt64(i * pageSize), line) }
+                  })
         ph.counters = bk.delta(since: start).counters
         return ph
     }
@@ -149,41 +128,53 @@ public struct CVMChurnWorkload: BenchWorkload {
             c.kernel.cvm.sevASIDFlush = flush
         }
         let k = bk.kernel
-        let clock = k.machine.clock
         var ph = Phases()
+        let line = [UInt8](repeating: 0xA5, count: cacheLineSize)
+        let pages = Self.pagesBefore + Self.pagesAfter
         let start = bk.mark()
-        var live: [Int32] = []
+        try churn(k, vms: vms, waves: waves, into: &ph, noRoom: "no ASID and no guest to destroy",
+                  create: { if case .success(let n) = k.sevGuestInit(type: .snp) { n } else { nil } },
+                  destroy: { _ = k.sevVMDestroy($0) },
+                  populate: { h in
+                      _ = k.sevLaunchUpdateData(h, gpa: 0, npages: pages)
+                      for i in 0..<pages { _ = k.guestWrite(h, gpa: UInt64(i * pageSize), line) }
+                  })
+        ph.counters = bk.delta(since: start).counters
+        return ph
+    }
+
+    /// The lifecycle loop of both churns: `vms` guests made (when `create` finds no KeyID or ASID
+    /// free, the oldest live guest — with `waves`, every live guest — is destroyed first),
+    /// populated, half converted to shared and back, then every live guest destroyed; the modeled
+    /// cycles of each phase are summed into `ph`.
+    func churn(_ k: Kernel, vms: Int, waves: Bool, into ph: inout Phases, noRoom: String,
+               create: () -> Int32?, destroy: (Int32) -> Void, populate: (Int32) -> Void) throws {
+        let clock = k.machine.clock
         func timed(_ slot: WritableKeyPath<Phases, UInt64>, _ body: () -> Void) {
             let c0 = clock.cycles
             body()
             ph[keyPath: slot] &+= clock.cycles &- c0
         }
-        let line = [UInt8](repeating: 0xA5, count: cacheLineSize)
-        let pages = Self.pagesBefore + Self.pagesAfter
+        var live: [Int32] = []
         for _ in 0..<vms {
             var made: Int32?
             while made == nil {
-                timed(\.create) { if case .success(let n) = k.sevGuestInit(type: .snp) { made = n } }
+                timed(\.create) { made = create() }
                 if made != nil { break }
-                guard !live.isEmpty else { throw BenchWorkloadError("cvm-churn: no ASID and no guest to destroy") }
+                guard !live.isEmpty else { throw BenchWorkloadError("cvm-churn: \(noRoom)") }
                 let victims = waves ? live : [live[0]]
                 live.removeFirst(victims.count)
-                timed(\.destroy) { for old in victims { _ = k.sevVMDestroy(old) } }
+                timed(\.destroy) { for old in victims { destroy(old) } }
             }
             let h = made ?? 0
             live.append(h)
-            timed(\.populate) {
-                _ = k.sevLaunchUpdateData(h, gpa: 0, npages: pages)
-                for i in 0..<pages { _ = k.guestWrite(h, gpa: UInt64(i * pageSize), line) }
-            }
+            timed(\.populate) { populate(h) }
             timed(\.convert) {
                 _ = k.kvmSetMemoryAttributes(h, gpa: 0, npages: Self.converted, toPrivate: false)
                 _ = k.kvmSetMemoryAttributes(h, gpa: 0, npages: Self.converted, toPrivate: true)
             }
             ph.vms += 1
         }
-        for h in live { timed(\.destroy) { _ = k.sevVMDestroy(h) } }
-        ph.counters = bk.delta(since: start).counters
-        return ph
+        for h in live { timed(\.destroy) { destroy(h) } }
     }
 }
