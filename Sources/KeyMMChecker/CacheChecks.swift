@@ -55,10 +55,10 @@ extension InvariantChecker {
                 // Many frames: one pass over the cache's tags finds the frames with a stale line.
                 work += cache.lineCount / 16
                 var stale = Set<UInt64>()
-                let model = self.model
+                let candidate = lineOwnerFilter()
                 cache.forEachLine { pa, k, _ in
                     let f = pa.rawValue >> pageShift
-                    guard model.allocated.contains(f), !self.isExempt(f) else { return }
+                    guard candidate(f) else { return }
                     if k != alloc.pageKeyID(PFN(f)) && (!cvmActive || !self.isCVMTag(k)) { stale.insert(f) }
                 }
                 frames = stale.sorted()
@@ -70,13 +70,13 @@ extension InvariantChecker {
             } else {
                 // Many frames: one pass over the tags finds which of them hold a line under a
                 // KeyID other than their page_keyid; only those are probed line by line.
-                let model = self.model
                 var stale = Set<UInt64>()
                 var wanted = FrameBitmap(frames: model.frameCount)
                 for f in dirty { wanted.insert(f) }
+                let candidate = lineOwnerFilter()
                 cache.forEachLine { pa, k, _ in
                     let f = pa.rawValue >> pageShift
-                    guard wanted.contains(f), model.allocated.contains(f), !self.isExempt(f) else { return }
+                    guard wanted.contains(f), candidate(f) else { return }
                     if k != alloc.pageKeyID(PFN(f)) && (!cvmActive || !self.isCVMTag(k)) { stale.insert(f) }
                 }
                 // Frames with no stale line are clean now.
@@ -90,6 +90,17 @@ extension InvariantChecker {
             } else if !model.staleFrames.isEmpty {
                 model.staleFrames.remove(f)
             }
+        }
+    }
+
+    /// Whether a frame's cached lines fall under the page_keyid rule (allocated, not exempt), as a
+    /// closure over copies of the shadow's arrays: the per-line passes over the cache call it for
+    /// every valid line, without going through the checker or the shadow objects.
+    func lineOwnerFilter() -> (UInt64) -> Bool {
+        let allocated = model.allocated, special = model.special, cvmExempt = self.cvmExempt
+        let frames = UInt64(model.frameCount)
+        return { f in
+            allocated.contains(f) && !(f < frames && special[Int(f)] > 0) && (cvmExempt.isEmpty || !cvmExempt.contains(f))
         }
     }
 

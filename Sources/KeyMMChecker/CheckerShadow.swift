@@ -136,6 +136,8 @@ final class CheckerShadow {
     var wholeSlots: [Int] = []
     /// The set of live mms (or a task's mm) changed during the call.
     var mmsChanged = false
+    /// The kernel's `taskSetVersion` when the mms were last synced.
+    var taskSetVersion: UInt64 = .max
     /// Frames whose last cache check found a stale line (an eviction may reveal another).
     var staleFrames: Set<UInt64> = []
 
@@ -451,6 +453,8 @@ final class CheckerShadow {
     /// and all re-checked), dead ones are dropped (their entries uncounted), a changed lowest
     /// pid re-checks the mm's entries. Cheap when nothing changed (one look per task).
     func syncMMs() {
+        guard kernel.taskSetVersion != taskSetVersion else { return }
+        taskSetVersion = kernel.taskSetVersion
         let tasks = kernel.tasks
         var same = tasks.count == taskMMs.count
         if same {

@@ -98,7 +98,10 @@ public final class Kernel {
     /// Where the physical address and the KeyID sit in page-table entries.
     package let layout: PTELayout
     /// Every live task, by pid.
-    public var tasks: [ProcessID: TaskStruct] = [:]
+    public var tasks: [ProcessID: TaskStruct] = [:] { didSet { taskSetVersion &+= 1 } }
+    /// Bumped whenever a task comes or goes or a task's mm is replaced (exec): observers that
+    /// mirror the set of mms (the checker's shadow) look again only when it moved.
+    package internal(set) var taskSetVersion: UInt64 = 0
     /// The page cache of every file of the model's file system.
     package let pageCache: PageCache
     /// Kernel-wide page-table layer state (zero pages, THP and migration statistics).

@@ -28,8 +28,9 @@ extension Kernel {
     package func ksmScan() -> Int {
         var merged = 0
         var unstable: [KSMKey: (mm: MM, addr: VirtAddr, pfn: PFN)] = [:]
-        var contentsSeen: [[UInt8]: Set<KeyID>] = [:]
-        for key in mktme.ksmStable.keys { contentsSeen[key.contents, default: []].insert(key.keyid) }
+        // Contents seen (keyed with KeyID 0: the contents alone) -> the KeyIDs they were seen under.
+        var contentsSeen: [KSMKey: Set<KeyID>] = [:]
+        for key in mktme.ksmStable.keys { contentsSeen[KSMKey(keyid: .tme, contents: key.contents), default: []].insert(key.keyid) }
         for (_, mm) in distinctMMs {
             for vma in mm.allVMAs where vma.vmFlags.contains(.mergeable) && vma.isAnonymous && vmaKSMCompatible(vma) {
                 var addrs: [VirtAddr] = []
@@ -63,8 +64,9 @@ extension Kernel {
                         continue
                     }
                     // Same contents under another KeyID: the series refuses to merge them.
-                    if let ks = contentsSeen[key.contents], !ks.subtracting([keyid]).isEmpty { mktme.ksmKeyIDMismatches &+= 1 }
-                    contentsSeen[key.contents, default: []].insert(keyid)
+                    let seenKey = KSMKey(keyid: .tme, contents: key.contents)
+                    if let ks = contentsSeen[seenKey], !ks.subtracting([keyid]).isEmpty { mktme.ksmKeyIDMismatches &+= 1 }
+                    contentsSeen[seenKey, default: []].insert(keyid)
                     unstable[key] = (mm, a, page)
                 }
             }

@@ -108,6 +108,7 @@ extension Kernel {
         }
         let old = task.mm
         task.mm = makeMM()
+        taskSetVersion &+= 1
         task.pkru = 0x5555_5554
         mmput(old)
         credsExec(task)                                  // cred/SetID.swift
