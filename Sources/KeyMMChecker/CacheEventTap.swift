@@ -30,6 +30,9 @@ final class CacheEventTap {
     var cvmActive = false
     /// The shadow has stale frames or suspect zero-page lines: invalidations are looked up.
     var watchInvalidations = false
+    /// Some KeyID reference event (get, put, programming, destroy) happened during the call (set
+    /// by the checker's KeyID observer; what lets the allocator's self-check skip a quiet call).
+    var keyidReferencesMoved = false
 
     /// Lines written back through a plaintext KeyID during the call (line numbers).
     var plaintextWriteBacks: [UInt64] = []

@@ -151,6 +151,7 @@ public final class InvariantChecker {
         let prevKeys = previousKeyIDObserver
         kernel.keys.references.onKeyIDEvent = { [weak self] event in
             prevKeys?(event)
+            tap.keyidReferencesMoved = true
             if case .programmed(let k, let kind, let status, _, let others) = event, status == .success {
                 self?.programmedDuringCall.append((k, "\(kind)", others))
                 self?.checkCachedLinesAtProgramming(k, "\(kind)")
@@ -306,7 +307,7 @@ public final class InvariantChecker {
         checkCache(full: full, &work)
         sweepCVM(&work)   // CVMChecks.swift: after every call while a TDX module or SEV firmware is up
         checkZeroPages(full: full)
-        checkAllocator()
+        checkAllocator(full: full)
         checkSGX(model.epcLeaves(), full: full, &work)   // SGXChecks.swift
         for f in families {
             if full || touchLog == nil { f.checkAll(self) } else { f.checkTouched(self, touchLog!) }
@@ -318,6 +319,7 @@ public final class InvariantChecker {
     func endCall() {
         programmedDuringCall.removeAll(keepingCapacity: true)
         tap.clear()
+        tap.keyidReferencesMoved = false
         tap.watchInvalidations = !model.staleFrames.isEmpty || !model.zeroSuspect.isEmpty
         model.clearWork()
         touchLog?.clear()
