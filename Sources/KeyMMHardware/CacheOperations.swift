@@ -48,10 +48,14 @@ extension Cache {
         // A frame not cached as a whole (flushed on free, or evicted): its lines will miss, so
         // bring in the tags the 64 allocations write, all at once.
         if !hitsMRU(first, keyid.rawValue) { prefetchVictims(first, linesPerPage) }
-        var alias = false
-        for l in 0..<UInt64(linesPerPage) {
-            let (slot, _) = lookupOrAllocate(first &+ l, keyid.rawValue, aliasDirty: &alias)
-            tags[slot] |= Cache.dirtyBit | Cache.zeroBit
+        if unsafe st.pointee.hasObserver {
+            var alias = false
+            for l in 0..<UInt64(linesPerPage) {
+                let (slot, _) = lookupOrAllocate(first &+ l, keyid.rawValue, aliasDirty: &alias)
+                tags[slot] |= Cache.dirtyBit | Cache.zeroBit
+            }
+        } else {
+            zeroLinesUnobserved(first, keyid.rawValue)   // the same, in one pass (CachePageFastPath.swift)
         }
         drainWriteBacks()
     }
@@ -77,12 +81,16 @@ extension Cache {
             prefetchSets(firstLine, n)
             prefetchMRUData(firstLine, n)
         }
-        var l = firstLine
-        while true {
-            let w = findWay(l, keyid.rawValue)
-            if w >= 0 { invalidate(setIndex(l), w) }
-            if l == lastLine { break }
-            l += 1
+        if unsafe st.pointee.hasObserver {
+            var l = firstLine
+            while true {
+                let w = findWay(l, keyid.rawValue)
+                if w >= 0 { invalidate(setIndex(l), w) }
+                if l == lastLine { break }
+                l += 1
+            }
+        } else {
+            flushLinesUnobserved(firstLine, lastLine, keyid.rawValue)   // the same, in one pass
         }
         clock.charge(.clflushLine, Int(lastLine - firstLine + 1))
         drainWriteBacks()
