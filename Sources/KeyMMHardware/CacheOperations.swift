@@ -45,17 +45,17 @@ extension Cache {
     public func zeroPage(_ pfn: PFN, keyid: KeyID) {
         let first = pfn.rawValue << 6
         prefetchSets(first, linesPerPage)
-        // A frame not cached as a whole (flushed on free, or evicted): its lines will miss, so
-        // bring in the tags the 64 allocations write, all at once.
-        if !hitsMRU(first, keyid.rawValue) { prefetchVictims(first, linesPerPage) }
         if unsafe st.pointee.hasObserver {
+            // A frame not cached as a whole (flushed on free, or evicted): its lines will miss, so
+            // bring in the tags the 64 allocations write, all at once.
+            if !hitsMRU(first, keyid.rawValue) { prefetchVictims(first, linesPerPage) }
             var alias = false
             for l in 0..<UInt64(linesPerPage) {
                 let (slot, _) = lookupOrAllocate(first &+ l, keyid.rawValue, aliasDirty: &alias)
                 tags[slot] |= Cache.dirtyBit | Cache.zeroBit
             }
         } else {
-            zeroLinesUnobserved(first, keyid.rawValue)   // the same, in one pass (CachePageFastPath.swift)
+            zeroLinesUnobserved(first, keyid.rawValue)   // the same, in two passes (CachePageFastPath.swift)
         }
         drainWriteBacks()
     }

@@ -11,61 +11,71 @@
 // callers take the per-line path, whose events the checker consumes. `CachePageFastPathTests`
 // runs random operation mixes on two identical machines, one with an observer (per-line path) and
 // one without (these), and compares every tag, record, head, counter and DRAM byte.
+import CXTSKernels
 import KeyMMBase
 
 extension Cache {
     /// `zeroPage`'s 64 full-line stores of lines `first ..< first + 64` through `keyid`, in line
     /// order: each line found (made MRU) or allocated (evicting the victim, written back if dirty),
     /// then tagged dirty + zero. The caller drains the write-back buffer.
+    ///
+    /// With at least 64 sets the page's lines fall in 64 distinct sets, and what a line does
+    /// depends only on its own set, which no other line of the page (nor a write-back) changes: so
+    /// for a page that is not cached, a first pass decides every line's way (MRU hit, other hit,
+    /// or victim) and prefetches (host) the tags it will write, and a second pass applies the
+    /// decisions in line order.
     @inline(__always)
     func zeroLinesUnobserved(_ first: UInt64, _ keyid: UInt16) {
         let tg = unsafe tags.pointer()
         let hd = unsafe head.pointer()
         let rec = unsafe records.raw()
+        let plan = unsafe pagePlan.pointer()
         let state = unsafe st
         let sets = self.sets, ways = self.ways, fpWords = self.fpWords, recordBytes = self.recordBytes
         let lastWordWays = self.lastWordWays
         let tailOffset = self.tailOffset, nextOffset = self.nextOffset, prevOffset = self.prevOffset
         let tailXor = UInt8(truncatingIfNeeded: ways &- 1)
         let zeroDirty = Cache.dirtyBit | Cache.zeroBit
-        var set = setIndex(first)
-        var l: UInt64 = 0
-        while l < UInt64(linesPerPage) {
-            defer { l &+= 1; set = set &+ 1 == sets ? 0 : set &+ 1 }
-            let lineNo = first &+ l
-            let want = Cache.tag(lineNo, keyid)
+        let planned = sets >= linesPerPage
+        let mruHit: UInt16 = 0, otherHit: UInt16 = 1 << 8, miss: UInt16 = 2 << 8
+
+        /// What line `lineNo` (in `set`) does now: its way | its kind.
+        @inline(__always) func decide(_ lineNo: UInt64, _ set: Int, _ want: UInt64) -> UInt16 {
             let h = Int(unsafe hd[set])
-            let hs = h &* sets &+ set
-            if unsafe tg[hs] & Cache.identityMask == want { unsafe tg[hs] |= zeroDirty; continue }   // the MRU way
+            if unsafe tg[h &* sets &+ set] & Cache.identityMask == want { return UInt16(h) | mruHit }
             let r = unsafe rec + set &* recordBytes
-            let f = Cache.fingerprint(lineNo)
-            let pattern = UInt64(f) &* 0x0101_0101_0101_0101
-            var way = -1
+            let pattern = UInt64(Cache.fingerprint(lineNo)) &* 0x0101_0101_0101_0101
             var i = 0
-            search: while i < fpWords {
+            while i < fpWords {
                 var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self) ^ pattern)
                 while m != 0 {
                     let w = 8 &* i &+ m.trailingZeroBitCount >> 3
-                    if unsafe tg[w &* sets &+ set] & Cache.identityMask == want { way = w; break search }
+                    if unsafe tg[w &* sets &+ set] & Cache.identityMask == want { return UInt16(w) | otherHit }
                     m &= m &- 1
                 }
                 i &+= 1
             }
-            let s: Int
-            if way >= 0 {
-                s = way &* sets &+ set
+            // The victim: the lowest invalid way, else the LRU way.
+            i = 0
+            while i < fpWords {
+                var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self))
+                if i == fpWords &- 1 { m &= lastWordWays }
+                if m != 0 { return UInt16(8 &* i &+ m.trailingZeroBitCount >> 3) | miss }
+                i &+= 1
+            }
+            return UInt16(unsafe r.load(fromByteOffset: tailOffset, as: UInt8.self) ^ tailXor) | miss
+        }
+
+        /// Carries out a decision for line `lineNo` in `set`.
+        @inline(__always) func apply(_ lineNo: UInt64, _ set: Int, _ want: UInt64, _ d: UInt16) {
+            let w = Int(d & 0xFF)
+            let s = w &* sets &+ set
+            let kind = d & 0xFF00
+            if kind == mruHit { unsafe tg[s] |= zeroDirty; return }
+            let r = unsafe rec + set &* recordBytes
+            if kind == otherHit {
                 unsafe tg[s] |= zeroDirty
             } else {
-                // The victim: the lowest invalid way, else the LRU way.
-                i = 0
-                while i < fpWords {
-                    var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self))
-                    if i == fpWords &- 1 { m &= lastWordWays }
-                    if m != 0 { way = 8 &* i &+ m.trailingZeroBitCount >> 3; break }
-                    i &+= 1
-                }
-                if way < 0 { way = Int(unsafe r.load(fromByteOffset: tailOffset, as: UInt8.self) ^ tailXor) }
-                s = way &* sets &+ set
                 let t = unsafe tg[s]
                 if t & Cache.validBit != 0 {
                     if t & Cache.dirtyBit != 0 {
@@ -76,11 +86,11 @@ extension Cache {
                     unsafe state.pointee.validLines &+= 1
                 }
                 unsafe tg[s] = want | zeroDirty
-                unsafe r.storeBytes(of: f, toByteOffset: way, as: UInt8.self)
+                unsafe r.storeBytes(of: Cache.fingerprint(lineNo), toByteOffset: w, as: UInt8.self)
             }
-            // touch(set, way): unlink `way` from the recency list and push it at the head.
-            let w = way
-            guard w != h else { continue }   // an invalid MRU way reused
+            // touch(set, w): unlink `w` from the recency list and push it at the head.
+            let h = Int(unsafe hd[set])
+            guard w != h else { return }   // an invalid MRU way reused
             let p = Int(unsafe r.load(fromByteOffset: prevOffset &+ w, as: UInt8.self) ^ UInt8(truncatingIfNeeded: w &- 1))
             let nx = Int(unsafe r.load(fromByteOffset: nextOffset &+ w, as: UInt8.self) ^ UInt8(truncatingIfNeeded: w &+ 1))
             let lru = Int(unsafe r.load(fromByteOffset: tailOffset, as: UInt8.self) ^ tailXor)
@@ -93,6 +103,35 @@ extension Cache {
             unsafe r.storeBytes(of: UInt8(truncatingIfNeeded: h ^ (w &+ 1)), toByteOffset: nextOffset &+ w, as: UInt8.self)
             unsafe r.storeBytes(of: UInt8(truncatingIfNeeded: w ^ (h &- 1)), toByteOffset: prevOffset &+ h, as: UInt8.self)
             unsafe hd[set] = UInt8(truncatingIfNeeded: w)
+        }
+
+        let set0 = setIndex(first)
+        // A page cached as a whole (its first line in its set's MRU way) runs in one pass; a page
+        // whose lines miss (flushed on free, or evicted) is planned first, so the tags its
+        // allocations write are fetched from host memory together.
+        let cached = unsafe tg[Int(hd[set0]) &* sets &+ set0] & Cache.identityMask == Cache.tag(first, keyid)
+        if planned && !cached {
+            var set = set0
+            for l in 0..<linesPerPage {
+                let d = decide(first &+ UInt64(l), set, Cache.tag(first &+ UInt64(l), keyid))
+                unsafe plan[l] = d
+                if d & 0xFF00 != mruHit { unsafe hp_prefetchw_line(tg + (Int(d & 0xFF) &* sets &+ set)) }
+                set = set &+ 1 == sets ? 0 : set &+ 1
+            }
+            set = set0
+            for l in 0..<linesPerPage {
+                apply(first &+ UInt64(l), set, Cache.tag(first &+ UInt64(l), keyid), unsafe plan[l])
+                set = set &+ 1 == sets ? 0 : set &+ 1
+            }
+        } else {
+            // Fewer sets than lines (a set sees several of the page's lines), or a cached page:
+            // decide and apply line by line.
+            var set = set0
+            for l in 0..<linesPerPage {
+                let want = Cache.tag(first &+ UInt64(l), keyid)
+                apply(first &+ UInt64(l), set, want, decide(first &+ UInt64(l), set, want))
+                set = set &+ 1 == sets ? 0 : set &+ 1
+            }
         }
     }
 

@@ -22,7 +22,7 @@ import Glibc
     }
 
     @Test("Fast and per-line paths leave the same cache, clock and DRAM",
-          arguments: [(32, 1), (32, 3), (32, 16), (24, 4), (8, 20)])
+          arguments: [(32, 1), (32, 3), (32, 16), (24, 4), (8, 20), (64, 2), (96, 3), (128, 4), (64, 16)])
     func fastPathEqualsPerLinePath(sets: Int, ways: Int) throws {
         let size = ByteCount(UInt64(64 * sets * ways))
         let fast = try smallMachine(cache: size, ways: ways)
