@@ -76,12 +76,11 @@ extension Cache {
         let firstLine = pa.rawValue >> 6
         let lastLine = (pa.rawValue &+ UInt64(length) &- 1) >> 6
         guard lastLine >= firstLine else { return }
-        if lastLine - firstLine >= 7 {
-            let n = Int(min(lastLine - firstLine + 1, UInt64(linesPerPage)))
-            prefetchSets(firstLine, n)
-            prefetchMRUData(firstLine, n)
-        }
+        let prefetching = lastLine - firstLine >= 7
+        let n = Int(min(lastLine - firstLine + 1, UInt64(linesPerPage)))
+        if prefetching { prefetchSets(firstLine, n) }
         if unsafe st.pointee.hasObserver {
+            if prefetching { prefetchMRUData(firstLine, n) }
             var l = firstLine
             while true {
                 let w = findWay(l, keyid.rawValue)
@@ -90,7 +89,7 @@ extension Cache {
                 l += 1
             }
         } else {
-            flushLinesUnobserved(firstLine, lastLine, keyid.rawValue)   // the same, in one pass
+            flushLinesUnobserved(firstLine, lastLine, keyid.rawValue)   // the same (CachePageFastPath.swift)
         }
         clock.charge(.clflushLine, Int(lastLine - firstLine + 1))
         drainWriteBacks()

@@ -138,45 +138,80 @@ extension Cache {
     /// CLFLUSH of lines `firstLine ... lastLine` as tagged with `keyid`, in line order: each line
     /// found is written back if dirty and invalidated (tag and fingerprint cleared; the recency
     /// order is left as it is, as `invalidate` does). The caller charges and drains.
+    ///
+    /// A range of 8 to 64 lines in as many distinct sets is looked up first (a line's lookup reads
+    /// only its own set, which no other line of the range changes), prefetching (host) the data of
+    /// the dirty lines that hold bytes, then invalidated in line order.
     @inline(__always)
     func flushLinesUnobserved(_ firstLine: UInt64, _ lastLine: UInt64, _ keyid: UInt16) {
         let tg = unsafe tags.pointer()
         let hd = unsafe head.pointer()
         let rec = unsafe records.raw()
+        let plan = unsafe pagePlan.pointer()
         let state = unsafe st
         let sets = self.sets, fpWords = self.fpWords, recordBytes = self.recordBytes
-        var set = setIndex(firstLine)
-        var lineNo = firstLine
         var invalidated = 0
-        while true {
+
+        /// The way of `set` holding (lineNo, keyid), or -1.
+        @inline(__always) func find(_ lineNo: UInt64, _ set: Int) -> Int {
             let want = Cache.tag(lineNo, keyid)
-            var way = Int(unsafe hd[set])
-            if unsafe tg[way &* sets &+ set] & Cache.identityMask != want {
-                way = -1
-                let r = unsafe rec + set &* recordBytes
-                let pattern = UInt64(Cache.fingerprint(lineNo)) &* 0x0101_0101_0101_0101
-                var i = 0
-                search: while i < fpWords {
-                    var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self) ^ pattern)
-                    while m != 0 {
-                        let w = 8 &* i &+ m.trailingZeroBitCount >> 3
-                        if unsafe tg[w &* sets &+ set] & Cache.identityMask == want { way = w; break search }
-                        m &= m &- 1
-                    }
-                    i &+= 1
+            let h = Int(unsafe hd[set])
+            if unsafe tg[h &* sets &+ set] & Cache.identityMask == want { return h }
+            let r = unsafe rec + set &* recordBytes
+            let pattern = UInt64(Cache.fingerprint(lineNo)) &* 0x0101_0101_0101_0101
+            var i = 0
+            while i < fpWords {
+                var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self) ^ pattern)
+                while m != 0 {
+                    let w = 8 &* i &+ m.trailingZeroBitCount >> 3
+                    if unsafe tg[w &* sets &+ set] & Cache.identityMask == want { return w }
+                    m &= m &- 1
                 }
+                i &+= 1
             }
-            if way >= 0 {
-                let s = way &* sets &+ set
-                let t = unsafe tg[s]
-                if t & Cache.dirtyBit != 0 { writeBack(s, t) }
-                unsafe tg[s] = 0
-                unsafe (rec + set &* recordBytes).storeBytes(of: 0, toByteOffset: way, as: UInt8.self)
-                invalidated &+= 1
+            return -1
+        }
+
+        /// Writes way `way` of `set` back if dirty and invalidates it.
+        @inline(__always) func drop(_ set: Int, _ way: Int) {
+            let s = way &* sets &+ set
+            let t = unsafe tg[s]
+            if t & Cache.dirtyBit != 0 { writeBack(s, t) }
+            unsafe tg[s] = 0
+            unsafe (rec + set &* recordBytes).storeBytes(of: 0, toByteOffset: way, as: UInt8.self)
+            invalidated &+= 1
+        }
+
+        let count = lastLine &- firstLine &+ 1
+        let set0 = setIndex(firstLine)
+        if count >= 8 && count <= UInt64(linesPerPage) && UInt64(sets) >= count {
+            let n = Int(count)
+            var set = set0
+            for l in 0..<n {
+                let w = find(firstLine &+ UInt64(l), set)
+                unsafe plan[l] = UInt16(truncatingIfNeeded: w &+ 1)
+                if w >= 0 {
+                    let s = w &* sets &+ set
+                    if unsafe tg[s] & (Cache.dirtyBit | Cache.zeroBit) == Cache.dirtyBit { unsafe hp_prefetchw_line(slotData(s)) }
+                }
+                set = set &+ 1 == sets ? 0 : set &+ 1
             }
-            if lineNo == lastLine { break }
-            lineNo &+= 1
-            set = set &+ 1 == sets ? 0 : set &+ 1
+            set = set0
+            for l in 0..<n {
+                let w = Int(unsafe plan[l]) &- 1
+                if w >= 0 { drop(set, w) }
+                set = set &+ 1 == sets ? 0 : set &+ 1
+            }
+        } else {
+            var set = set0
+            var lineNo = firstLine
+            while true {
+                let w = find(lineNo, set)
+                if w >= 0 { drop(set, w) }
+                if lineNo == lastLine { break }
+                lineNo &+= 1
+                set = set &+ 1 == sets ? 0 : set &+ 1
+            }
         }
         unsafe state.pointee.validLines &-= invalidated
     }
