@@ -15,6 +15,25 @@ import CXTSKernels
 import KeyMMBase
 
 extension Cache {
+    /// The way of `set` whose tag is `want`, looked for among the ways whose fingerprint (in the
+    /// set's record `r`) is `lineNo`'s; -1 when none. Geometry passed in (kept in the caller's locals).
+    @unsafe @inline(__always)
+    static func matchingWay(_ tg: UnsafeMutablePointer<UInt64>, _ r: UnsafeMutableRawPointer, _ set: Int, _ sets: Int,
+                            _ fpWords: Int, _ lineNo: UInt64, _ want: UInt64) -> Int {
+        let pattern = UInt64(Cache.fingerprint(lineNo)) &* 0x0101_0101_0101_0101
+        var i = 0
+        while i < fpWords {
+            var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self) ^ pattern)
+            while m != 0 {
+                let w = 8 &* i &+ m.trailingZeroBitCount >> 3
+                if unsafe tg[w &* sets &+ set] & Cache.identityMask == want { return w }
+                m &= m &- 1
+            }
+            i &+= 1
+        }
+        return -1
+    }
+
     /// `zeroPage`'s 64 full-line stores of lines `first ..< first + 64` through `keyid`, in line
     /// order: each line found (made MRU) or allocated (evicting the victim, written back if dirty),
     /// then tagged dirty + zero. The caller drains the write-back buffer.
@@ -44,19 +63,10 @@ extension Cache {
             let h = Int(unsafe hd[set])
             if unsafe tg[h &* sets &+ set] & Cache.identityMask == want { return UInt16(h) | mruHit }
             let r = unsafe rec + set &* recordBytes
-            let pattern = UInt64(Cache.fingerprint(lineNo)) &* 0x0101_0101_0101_0101
-            var i = 0
-            while i < fpWords {
-                var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self) ^ pattern)
-                while m != 0 {
-                    let w = 8 &* i &+ m.trailingZeroBitCount >> 3
-                    if unsafe tg[w &* sets &+ set] & Cache.identityMask == want { return UInt16(w) | otherHit }
-                    m &= m &- 1
-                }
-                i &+= 1
-            }
+            let hit = unsafe Cache.matchingWay(tg, r, set, sets, fpWords, lineNo, want)
+            if hit >= 0 { return UInt16(hit) | otherHit }
             // The victim: the lowest invalid way, else the LRU way.
-            i = 0
+            var i = 0
             while i < fpWords {
                 var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self))
                 if i == fpWords &- 1 { m &= lastWordWays }
@@ -157,19 +167,7 @@ extension Cache {
             let want = Cache.tag(lineNo, keyid)
             let h = Int(unsafe hd[set])
             if unsafe tg[h &* sets &+ set] & Cache.identityMask == want { return h }
-            let r = unsafe rec + set &* recordBytes
-            let pattern = UInt64(Cache.fingerprint(lineNo)) &* 0x0101_0101_0101_0101
-            var i = 0
-            while i < fpWords {
-                var m = unsafe Cache.zeroBytes(r.load(fromByteOffset: 8 &* i, as: UInt64.self) ^ pattern)
-                while m != 0 {
-                    let w = 8 &* i &+ m.trailingZeroBitCount >> 3
-                    if unsafe tg[w &* sets &+ set] & Cache.identityMask == want { return w }
-                    m &= m &- 1
-                }
-                i &+= 1
-            }
-            return -1
+            return unsafe Cache.matchingWay(tg, rec + set &* recordBytes, set, sets, fpWords, lineNo, want)
         }
 
         /// Writes way `way` of `set` back if dirty and invalidates it.
