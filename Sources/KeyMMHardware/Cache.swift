@@ -135,6 +135,8 @@ public final class Cache {
     let pfAddr: OwnedBuffer<UInt64>
     /// One page of scratch (copyPage).
     let pageBuffer: OwnedBuffer<UInt8>
+    /// Per line of a page being zeroed: the way it will use and how (CachePageFastPath.swift).
+    let pagePlan: OwnedBuffer<UInt16>
 
     /// A cache of `size` bytes with `ways` ways in front of `dram`.
     public init(size: ByteCount, ways: Int, dram: PhysicalMemory, engine: EncryptionEngine, clock: CostClock) throws(HardwareError) {
@@ -176,6 +178,7 @@ public final class Cache {
         pfData = OwnedBuffer(zeroedCount: cap * cacheLineSize)
         pfAddr = OwnedBuffer(zeroedCount: cap)
         pageBuffer = OwnedBuffer(zeroedCount: pageSize)
+        pagePlan = OwnedBuffer(zeroedCount: linesPerPage)
     }
 
     deinit {

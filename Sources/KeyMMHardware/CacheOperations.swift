@@ -45,13 +45,17 @@ extension Cache {
     public func zeroPage(_ pfn: PFN, keyid: KeyID) {
         let first = pfn.rawValue << 6
         prefetchSets(first, linesPerPage)
-        // A frame not cached as a whole (flushed on free, or evicted): its lines will miss, so
-        // bring in the tags the 64 allocations write, all at once.
-        if !hitsMRU(first, keyid.rawValue) { prefetchVictims(first, linesPerPage) }
-        var alias = false
-        for l in 0..<UInt64(linesPerPage) {
-            let (slot, _) = lookupOrAllocate(first &+ l, keyid.rawValue, aliasDirty: &alias)
-            tags[slot] |= Cache.dirtyBit | Cache.zeroBit
+        if unsafe st.pointee.hasObserver {
+            // A frame not cached as a whole (flushed on free, or evicted): its lines will miss, so
+            // bring in the tags the 64 allocations write, all at once.
+            if !hitsMRU(first, keyid.rawValue) { prefetchVictims(first, linesPerPage) }
+            var alias = false
+            for l in 0..<UInt64(linesPerPage) {
+                let (slot, _) = lookupOrAllocate(first &+ l, keyid.rawValue, aliasDirty: &alias)
+                tags[slot] |= Cache.dirtyBit | Cache.zeroBit
+            }
+        } else {
+            zeroLinesUnobserved(first, keyid.rawValue)   // the same, in two passes (CachePageFastPath.swift)
         }
         drainWriteBacks()
     }
@@ -72,17 +76,20 @@ extension Cache {
         let firstLine = pa.rawValue >> 6
         let lastLine = (pa.rawValue &+ UInt64(length) &- 1) >> 6
         guard lastLine >= firstLine else { return }
-        if lastLine - firstLine >= 7 {
-            let n = Int(min(lastLine - firstLine + 1, UInt64(linesPerPage)))
-            prefetchSets(firstLine, n)
-            prefetchMRUData(firstLine, n)
-        }
-        var l = firstLine
-        while true {
-            let w = findWay(l, keyid.rawValue)
-            if w >= 0 { invalidate(setIndex(l), w) }
-            if l == lastLine { break }
-            l += 1
+        let prefetching = lastLine - firstLine >= 7
+        let n = Int(min(lastLine - firstLine + 1, UInt64(linesPerPage)))
+        if prefetching { prefetchSets(firstLine, n) }
+        if unsafe st.pointee.hasObserver {
+            if prefetching { prefetchMRUData(firstLine, n) }
+            var l = firstLine
+            while true {
+                let w = findWay(l, keyid.rawValue)
+                if w >= 0 { invalidate(setIndex(l), w) }
+                if l == lastLine { break }
+                l += 1
+            }
+        } else {
+            flushLinesUnobserved(firstLine, lastLine, keyid.rawValue)   // the same (CachePageFastPath.swift)
         }
         clock.charge(.clflushLine, Int(lastLine - firstLine + 1))
         drainWriteBacks()

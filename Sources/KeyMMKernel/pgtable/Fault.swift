@@ -87,13 +87,15 @@ extension Kernel {
         }
         let pte = pt[slot]
         if pte.isNone {
-            if let handler = vma.vmOps as? VMFaultHandler {
+            // vma.vmOps and vma.vmFile read once each (the fault path's hot reads of the VMA).
+            let ops = vma.vmOps
+            if ops == nil && vma.vmFile == nil { return doAnonymousPage(mm, vma, addr, slot, write: write) }
+            if let handler = ops as? VMFaultHandler {
                 return doSpecialFault(mm, vma, addr, slot, handler, write: write)
             }
             if vma.vmFile != nil { return doFileFault(mm, vma, addr, slot, write: write) }
             // vm_ops without a fault hook and no file: nothing can fill the page (do_fault).
-            guard vma.isAnonymous else { return .sigbus }
-            return doAnonymousPage(mm, vma, addr, slot, write: write)
+            return .sigbus
         }
         if pte.isProtNone {
             // A PROT_NONE entry in an accessible VMA: a NUMA-hinting entry; restore the rights.

@@ -31,11 +31,11 @@ extension Kernel {
     /// One user access to the page holding `va`: returns the 4 KiB leaf entry used (frame and
     /// KeyID), faulting as needed, or 0 with `signal` set.
     func userAccess(_ task: TaskStruct, _ va: VirtAddr, _ access: FaultAccess, _ signal: inout MemSignal?) -> UInt64 {
-        let mm = task.mm
-        let pt = mm.pageTable
+        let pt = task.mm.pageTable
+        let tlb = pt.tlb
         let vpn = va.pageNumber
         let write = access == .write
-        if let e = pt.tlb.lookup(vpn: vpn), entryPermits(e, access, pkru: task.pkru),
+        if let e = tlb.lookup(vpn: vpn), entryPermits(e, access, pkru: task.pkru),
            !write || e & PTEFlags.dirty.rawValue != 0 {
             return e
         }
@@ -48,7 +48,7 @@ extension Kernel {
                 if entryPermits(e, access, pkru: task.pkru) {
                     pt.setBits(slot, bits)
                     let leaf = e | bits
-                    pt.tlb.fill(vpn: vpn, entry: leaf)
+                    tlb.fill(vpn: vpn, entry: leaf)
                     return leaf
                 }
             case .huge(let ps):
@@ -56,7 +56,7 @@ extension Kernel {
                 if entryPermits(e, access, pkru: task.pkru) {
                     pt.setBits(ps, bits)
                     let leaf = hugeLeafTo4K(e | bits, va)
-                    pt.tlb.fill(vpn: vpn, entry: leaf)
+                    tlb.fill(vpn: vpn, entry: leaf)
                     return leaf
                 }
             case .none:

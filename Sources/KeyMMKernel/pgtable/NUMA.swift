@@ -42,7 +42,8 @@ extension Kernel {
             }
             return nil
         }
-        return allocator.allocPages(order: order, keyid: userPageKeyID(vma), node: policyNode(vma, addr, order: order), gfp: gfp)
+        let node: NodeID? = pol.nodes.isEmpty ? nil : policyNode(vma, addr, order: order)   // policyNode's own first test
+        return allocator.allocPages(order: order, keyid: userPageKeyID(vma), node: node, gfp: gfp)
     }
 
     /// The node the policy says a page at `addr` belongs on (mpol_misplaced), nil for no

@@ -21,24 +21,28 @@ package final class TLB {
     let values: OwnedBuffer<UInt64>   // leaf entry for the 4 KiB page
     /// CPUs that may hold this mm's translations (weight of mm_cpumask).
     package var cpus: Int = 1
+    /// Counters [flushes, shootdowns, hits, misses] in a buffer: every access counts one without
+    /// a dynamic exclusivity check.
+    let counters: OwnedBuffer<UInt64>
     /// Local flushes (flush_tlb_range/flush_tlb_mm on the current CPU).
-    package private(set) var flushes: UInt64 = 0
+    package var flushes: UInt64 { counters[0] }
     /// Shootdowns (flushes that had to IPI other CPUs).
-    package private(set) var shootdowns: UInt64 = 0
+    package var shootdowns: UInt64 { counters[1] }
     /// Lookups that hit / missed.
-    package private(set) var hits: UInt64 = 0
-    package private(set) var misses: UInt64 = 0
+    package var hits: UInt64 { counters[2] }
+    package var misses: UInt64 { counters[3] }
 
     package init() {
         tags = OwnedBuffer(repeating: 0, count: TLB.entries)
         values = OwnedBuffer(repeating: 0, count: TLB.entries)
+        counters = OwnedBuffer(zeroedCount: 4)
     }
 
     /// The cached leaf entry for a virtual page, if any.
     package func lookup(vpn: UInt64) -> UInt64? {
         let i = Int(truncatingIfNeeded: vpn) & (TLB.entries - 1)
-        if tags[i] == vpn &+ 1 { hits &+= 1; return values[i] }
-        misses &+= 1
+        if tags[i] == vpn &+ 1 { counters[2] &+= 1; return values[i] }
+        counters[3] &+= 1
         return nil
     }
 
@@ -81,8 +85,8 @@ package final class TLB {
     }
 
     private func count() -> Bool {
-        flushes &+= 1
-        if cpus > 1 { shootdowns &+= 1; return true }
+        counters[0] &+= 1
+        if cpus > 1 { counters[1] &+= 1; return true }
         return false
     }
 
